@@ -1,0 +1,244 @@
+"""Image sets: a folder of images, a single image, or an ``.npz`` -> arrays and labels.
+
+Folder layout (SPEC section 1)::
+
+    images/real/a.png  images/synthetic/b.jpg   labels from the sub-folder names
+    images/labels.csv                           or from a CSV: ``path,label`` rows
+    images/masks/real/a.png                     optional human maps, mirroring the names
+
+An ``.npz`` holds ``images`` ``(N, H, W, 3)`` (or ``(N, H, W)`` grey) uint8, or float in
+[0, 1]; optional ``labels`` ``(N,)`` ints or strings, ``label_names``, ``names`` and
+``masks`` ``(N, H, W)`` (non-zero = marked). A mask with no marked pixel means the image
+has none.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MASK_DIR = "masks"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """Images with optional labels and human maps.
+
+    Attributes:
+        images: ``(N, H, W, 3) uint8`` RGB.
+        names: ``N`` identifiers (relative paths for folders).
+        labels: ``(N,) int64`` indices into ``label_names``, or None.
+        label_names: class names in index order, or None.
+        masks: ``(N, H, W) bool`` human maps, or None; ``has_mask`` says which are real.
+        source: where the set was read from.
+    """
+
+    images: np.ndarray
+    names: tuple[str, ...]
+    labels: np.ndarray | None = None
+    label_names: tuple[str, ...] | None = None
+    masks: np.ndarray | None = None
+    source: str = ""
+
+    def __post_init__(self):
+        n = len(self.images)
+        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+            raise ValueError(f"images must be (N, H, W, 3) uint8, got {self.images.shape} "
+                             f"{self.images.dtype}")
+        if len(self.names) != n:
+            raise HarnessError(f"{self.source}: {len(self.names)} names for {n} images")
+        if self.labels is not None and len(self.labels) != n:
+            raise HarnessError(f"{self.source}: {len(self.labels)} labels for {n} images")
+        if self.masks is not None and self.masks.shape != self.images.shape[:3]:
+            raise HarnessError(f"{self.source}: masks have shape {self.masks.shape}, images "
+                               f"{self.images.shape[:3]}")
+
+    def __len__(self):
+        return len(self.images)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.images.shape[1]), int(self.images.shape[2])
+
+    @property
+    def has_mask(self) -> np.ndarray:
+        """``(N,) bool``: which images carry a human map with at least one marked pixel."""
+        if self.masks is None:
+            return np.zeros(len(self), bool)
+        return self.masks.reshape(len(self), -1).any(axis=1)
+
+    def pixels(self) -> np.ndarray:
+        """``(N, H, W, 3) float32 in [0, 1]``."""
+        return self.images.astype(np.float32) / np.float32(255.0)
+
+    def subset(self, index) -> ImageSet:
+        index = np.asarray(index)
+        return dataclasses.replace(
+            self, images=self.images[index], names=tuple(np.asarray(self.names)[index]),
+            labels=None if self.labels is None else self.labels[index],
+            masks=None if self.masks is None else self.masks[index])
+
+    @property
+    def hash(self) -> str:
+        """sha256 over pixels, labels and masks: identifies the set in the results."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
+        for part in (self.labels, self.masks):
+            if part is not None:
+                digest.update(np.ascontiguousarray(part).tobytes())
+        return digest.hexdigest()
+
+
+def load_image_set(path, labels_csv=None) -> ImageSet:
+    """Read an image set from a folder, a single image file, or an ``.npz``.
+
+    Images of differing sizes in one folder are resized (bilinear) to the most common
+    size, since every measure compares images of one size. Grey, palette and CMYK images
+    are converted to RGB; an alpha channel is dropped.
+
+    Raises:
+        HarnessError: missing path, no images, an unreadable image, inconsistent labels.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise HarnessError(f"{path}: no such file or folder")
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return _load_npz(path)
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise HarnessError(f"{path}: not an image set (expected a folder, an .npz or an "
+                               f"image file: {', '.join(IMAGE_SUFFIXES)})")
+        return ImageSet(_read_image(path)[None], (path.name,), source=str(path))
+    return _load_folder(path, None if labels_csv is None else Path(labels_csv))
+
+
+def _read_image(file: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as im:
+            im.load()
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HarnessError(f"{file}: cannot read image ({reason})") from None
+    if size is not None and rgb.size != (size[1], size[0]):
+        rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, np.uint8)
+
+
+def _read_mask(file: Path, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            grey = im.convert("L")
+            if grey.size != (size[1], size[0]):
+                grey = grey.resize((size[1], size[0]), Image.Resampling.NEAREST)
+            return np.asarray(grey) > 0
+    except OSError as exc:
+        raise HarnessError(f"{file}: cannot read mask ({exc})") from None
+
+
+def _load_folder(root: Path, labels_csv: Path | None) -> ImageSet:
+    mask_root = root / MASK_DIR
+    files = sorted(p for p in root.rglob("*") if p.is_file()
+                   and p.suffix.lower() in IMAGE_SUFFIXES and mask_root not in p.parents)
+    if not files:
+        raise HarnessError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    names = tuple(p.relative_to(root).as_posix() for p in files)
+    arrays = [_read_image(p) for p in files]
+    size = Counter(a.shape[:2] for a in arrays).most_common(1)[0][0]
+    images = np.stack([a if a.shape[:2] == size else _read_image(p, size)
+                       for a, p in zip(arrays, files, strict=True)])
+
+    csv_file = labels_csv or (root / "labels.csv" if (root / "labels.csv").is_file() else None)
+    if csv_file is not None:
+        by_name = _read_labels_csv(csv_file)
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise HarnessError(f"{csv_file}: no label for {len(missing)} image(s), "
+                               f"e.g. {missing[0]}")
+        raw_labels = [by_name[n] for n in names]
+    elif all("/" in n for n in names):
+        raw_labels = [n.split("/", 1)[0] for n in names]
+    else:
+        raw_labels = None
+    label_names, labels = _encode_labels(raw_labels)
+
+    masks = None
+    if mask_root.is_dir():
+        masks = np.zeros(images.shape[:3], bool)
+        for i, name in enumerate(names):
+            stem = Path(name).with_suffix("")
+            found = [mask_root / (stem.as_posix() + s) for s in IMAGE_SUFFIXES
+                     if (mask_root / (stem.as_posix() + s)).is_file()]
+            if found:
+                masks[i] = _read_mask(found[0], size)
+    return ImageSet(images, names, labels, label_names, masks, str(root))
+
+
+def _read_labels_csv(file: Path) -> dict[str, str]:
+    try:
+        with open(file, newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{file}: cannot read labels ({exc})") from None
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+    bad = [r for r in rows if len(r) < 2]
+    if bad:
+        raise HarnessError(f"{file}: each row must be 'path,label', got {bad[0]!r}")
+    return {r[0].strip(): r[1].strip() for r in rows}
+
+
+def _encode_labels(raw) -> tuple[tuple[str, ...] | None, np.ndarray | None]:
+    if raw is None:
+        return None, None
+    names = tuple(sorted(set(raw)))
+    index = {n: i for i, n in enumerate(names)}
+    return names, np.array([index[r] for r in raw], np.int64)
+
+
+def _load_npz(path: Path) -> ImageSet:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{path}: cannot read .npz ({str(exc).splitlines()[0]})") from None
+    if "images" not in arrays:
+        raise HarnessError(f"{path}: no 'images' array (found: {', '.join(arrays) or 'none'})")
+    images = arrays["images"]
+    if images.ndim == 3:
+        images = np.repeat(images[..., None], 3, axis=-1)
+    if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+        raise HarnessError(f"{path}: 'images' must be (N, H, W, 3) or (N, H, W) with N >= 1, "
+                           f"got {images.shape}")
+    if images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 1:
+            raise HarnessError(f"{path}: 'images' must be uint8 or float in [0, 1], got "
+                               f"{images.dtype}")
+        images = np.round(images * 255.0).astype(np.uint8)
+    n = len(images)
+    names = tuple(str(s) for s in arrays["names"]) if "names" in arrays else tuple(
+        f"{path.stem}[{i}]" for i in range(n))
+    labels = label_names = None
+    if "labels" in arrays:
+        raw = arrays["labels"]
+        if len(raw) != n:
+            raise HarnessError(f"{path}: {len(raw)} labels for {n} images")
+        if np.issubdtype(raw.dtype, np.integer):
+            labels = raw.astype(np.int64)
+            label_names = (tuple(str(s) for s in arrays["label_names"]) if "label_names" in arrays
+                           else tuple(str(i) for i in range(int(labels.max()) + 1)))
+        else:
+            label_names, labels = _encode_labels([str(r) for r in raw])
+    masks = arrays["masks"].astype(bool) if "masks" in arrays else None
+    return ImageSet(np.ascontiguousarray(images), names, labels, label_names, masks, str(path))

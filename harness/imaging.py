@@ -1,0 +1,159 @@
+"""Separable image filters in pixel space: resizing and Gaussian blur.
+
+Both are one mechanism: per axis, each output sample is a weighted sum of a few input
+samples (``taps``). The weights are computed once in NumPy; the Numba kernel only loops.
+
+Shapes: images are ``(N, H, W, C) float32``; single-channel maps use C = 1.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# ITU-R BT.601 luma, what Pillow's convert("L") uses.
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Triangle-filter taps for resizing one axis from ``n_in`` to ``n_out`` samples.
+
+    Pixel centres are at ``i + 0.5`` (half-pixel convention). Upsampling is plain
+    bilinear interpolation with edge clamping; downsampling widens the triangle by the
+    scale factor (antialiasing), as Pillow's ``BILINEAR`` does, so a large image shrunk
+    to a model's input does not alias.
+
+    Returns:
+        ``(idx, w)``: ``(n_out, T) int64`` input indices and ``(n_out, T) float32``
+        weights summing to 1 per row.
+    """
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    taps = int(math.ceil(support)) * 2 + 1
+    idx = np.zeros((n_out, taps), np.int64)
+    w = np.zeros((n_out, taps), np.float64)
+    for o in range(n_out):
+        centre = (o + 0.5) * scale
+        first = int(math.floor(centre - support))
+        for t in range(taps):
+            j = first + t
+            weight = max(0.0, 1.0 - abs((j + 0.5 - centre) / support))
+            if 0 <= j < n_in and weight > 0.0:
+                idx[o, t] = j
+                w[o, t] = weight
+        w[o] /= w[o].sum()
+    return idx, w.astype(np.float32)
+
+
+def gaussian_taps(n: int, sigma: float, truncate: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian taps for one axis, borders reflected (scipy.ndimage's ``mode='reflect'``).
+
+    The kernel radius is ``int(truncate * sigma + 0.5)``, as in ``scipy.ndimage``;
+    ``sigma <= 0`` gives the identity.
+    """
+    if sigma <= 0:
+        return np.arange(n, dtype=np.int64)[:, None], np.ones((n, 1), np.float32)
+    radius = int(truncate * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    pos = np.arange(n)[:, None] + offsets[None, :]
+    period = 2 * n
+    pos = np.mod(pos, period)
+    pos = np.where(pos >= n, period - 1 - pos, pos)
+    return pos.astype(np.int64), np.broadcast_to(kernel, pos.shape).astype(np.float32)
+
+
+def apply_separable(
+    images: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """Apply per-axis taps to ``(N, H, W, C) float32`` images -> ``(N, h, w, C) float32``.
+
+    Each pass filters axis 1 of an ``(N, A, B)`` view so the innermost loop runs over
+    contiguous memory (a column pass over strided memory is 8x slower); the image is
+    transposed between the two passes.
+    """
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"expected (N, H, W, C) images, got shape {images.shape}")
+    n, _, w, c = images.shape
+    h_out, w_out = len(rows[0]), len(cols[0])
+    tall = _filter_axis1(images.reshape(n, -1, w * c), rows[0], rows[1])
+    turned = np.ascontiguousarray(tall.reshape(n, h_out, w, c).transpose(0, 2, 1, 3))
+    wide = _filter_axis1(turned.reshape(n, w, h_out * c), cols[0], cols[1])
+    return np.ascontiguousarray(wide.reshape(n, w_out, h_out, c).transpose(0, 2, 1, 3))
+
+
+def resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``(N, H, W, C) float32`` images to ``size = (h, w)``; a no-op copy-free pass-through
+    when the size already matches."""
+    n, h_in, w_in, _ = images.shape
+    h, w = size
+    if (h_in, w_in) == (h, w):
+        return np.ascontiguousarray(images, dtype=np.float32)
+    return apply_separable(images, resize_taps(h_in, h), resize_taps(w_in, w))
+
+
+def gaussian_blur(images: np.ndarray, sigma: float | tuple[float, float]) -> np.ndarray:
+    """Blur ``(N, H, W, C) float32`` images per channel; ``sigma`` in pixels, per axis or shared."""
+    sy, sx = (sigma, sigma) if np.isscalar(sigma) else sigma
+    _, h, w, _ = images.shape
+    return apply_separable(images, gaussian_taps(h, float(sy)), gaussian_taps(w, float(sx)))
+
+
+def to_model_input(images: np.ndarray, color: str, mean: np.ndarray, std: np.ndarray,
+                   channels_first: bool) -> np.ndarray:
+    """Colour conversion, ``(x - mean) / std`` and layout in one pass over memory.
+
+    Args:
+        images: ``(N, H, W, 3) float32`` RGB.
+        color: ``"RGB"``, ``"BGR"`` or ``"L"`` (BT.601 luma).
+        mean, std: ``(C,) float32`` in the model's channel order.
+        channels_first: NCHW output, else NHWC.
+
+    Returns:
+        ``(N, C, H, W)`` or ``(N, H, W, C) float32``.
+    """
+    x = np.ascontiguousarray(images, dtype=np.float32)
+    n, h, w, _ = x.shape
+    c = 1 if color == "L" else 3
+    mix = {"RGB": np.eye(3), "BGR": np.eye(3)[::-1], "L": LUMA[None, :]}[color]
+    out = np.empty((n, c, h, w) if channels_first else (n, h, w, c), np.float32)
+    _normalize(x, np.ascontiguousarray(mix, np.float32), np.asarray(mean, np.float32),
+               (1.0 / np.asarray(std, np.float64)).astype(np.float32), channels_first, out)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _normalize(x, mix, mean, inv_std, channels_first, out):
+    """out[..., k] = (sum_j mix[k, j] * x[..., j] - mean[k]) * inv_std[k] in out's layout."""
+    n, h, w, _ = x.shape
+    c = mix.shape[0]
+    for job in prange(n * h):
+        i, y = job // h, job % h
+        for xx in range(w):
+            for k in range(c):
+                v = mix[k, 0] * x[i, y, xx, 0] + mix[k, 1] * x[i, y, xx, 1] \
+                    + mix[k, 2] * x[i, y, xx, 2]
+                v = (v - mean[k]) * inv_std[k]
+                if channels_first:
+                    out[i, k, y, xx] = v
+                else:
+                    out[i, y, xx, k] = v
+
+
+@njit(cache=True, parallel=True)
+def _filter_axis1(x, idx, w):
+    """out[k, o, :] = sum_t w[o, t] * x[k, idx[o, t], :] for x of shape (N, A, B)."""
+    n, _, b = x.shape
+    a_out, taps = idx.shape
+    out = np.zeros((n, a_out, b), np.float32)
+    for job in prange(n * a_out):
+        k, o = job // a_out, job % a_out
+        for t in range(taps):
+            wt = w[o, t]
+            if wt != 0.0:
+                row = x[k, idx[o, t]]
+                for j in range(b):
+                    out[k, o, j] += wt * row[j]
+    return out

@@ -1,0 +1,38 @@
+"""Black-box perturbation salience over ONNX models.
+
+``METHODS`` maps a method name to its function ``f(model, images, grid=..., ...)``
+returning ``(N, grid, grid) float32`` raw maps.
+"""
+
+from harness.salience.normalize import normalize, normalize_upsampled, quantize, scale, upsample
+from harness.salience.occlusion import occlusion
+from harness.salience.rise import MaskBank, rise, rise_masks
+
+METHODS = {"occlusion": occlusion, "rise": rise}
+
+__all__ = ["METHODS", "MaskBank", "normalize", "normalize_upsampled", "occlusion", "quantize",
+           "rise", "rise_masks", "scale", "upsample", "warmup"]
+
+
+def warmup() -> None:
+    """Compile (or load from cache) every Numba kernel on tiny inputs, so the first
+    timed call measures work, not compilation."""
+    import numpy as np
+
+    from harness.imaging import gaussian_blur, resize, to_model_input
+    from harness.salience.occlusion import _fill_occluded
+    from harness.salience.rise import _fill_masked, _pooled_masks
+
+    img = np.zeros((1, 4, 4, 3), np.float32)
+    resize(img, (2, 2))
+    gaussian_blur(img, 1.0)
+    for channels_first in (True, False):
+        to_model_input(img, "RGB", np.zeros(3), np.ones(3), channels_first)
+    one = np.zeros(1, np.int64)
+    for layout in (img, img.transpose(0, 3, 1, 2).copy()):
+        _fill_occluded(layout, layout, one, one, one, one, np.array([[0, 1, 0, 1]]),
+                       layout.copy(), layout is not img)
+        _fill_masked(layout, layout, one, np.ones((1, 2, 2), np.float32),
+                     np.zeros((1, 2), np.int64), 6, 6, layout.copy(), layout is not img)
+    _pooled_masks(np.ones((1, 2, 2), np.float32), np.zeros((1, 2), np.int64), 6, 6, 4, 4,
+                  np.array([0, 2, 4]), np.array([0, 2, 4]))

@@ -1,0 +1,142 @@
+"""Shared machinery of the perturbation methods: baselines, and running many perturbed
+copies of many images through a model in large batches.
+
+A method supplies a Numba kernel that writes perturbed copies straight into a reused
+batch buffer. When the images already have the model's input size, preprocessing is
+pointwise, so the kernel blends the *preprocessed* image and baseline in the model's own
+layout and the batch goes to ONNX Runtime as it is; otherwise it blends in pixel space
+and the batch is preprocessed (resized) afterwards. Both give the model the same input.
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from harness.imaging import gaussian_blur
+from harness.model import NonFiniteOutput
+from harness.salience.scoring import class_scores, resolve_targets
+
+
+def as_pixel_images(images) -> np.ndarray:
+    """Validate and convert to ``(N, H, W, 3) float32 in [0, 1]`` (uint8 is scaled)."""
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected (N, H, W, 3) RGB images, got shape {x.shape}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255.0)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.size and (np.nanmin(x) < 0.0 or np.nanmax(x) > 1.0):
+        raise ValueError("pixel images must lie in [0, 1]")
+    return x
+
+
+def make_baseline(images: np.ndarray, baseline, grid: int) -> np.ndarray:
+    """What replaces occluded pixels, per image: ``(N, H, W, 3) float32``.
+
+    Args:
+        baseline: ``"blur"`` (Gaussian blur with sigma = cell size / 2 per axis, the
+            default: it removes the detail of a cell but keeps colours in range),
+            ``"mean"`` (per-image, per-channel mean) or a number (constant grey).
+        grid: cells per side, which sets the blur's cell size.
+    """
+    n, h, w, _ = images.shape
+    if isinstance(baseline, str):
+        if baseline == "blur":
+            return gaussian_blur(images, (h / grid / 2.0, w / grid / 2.0))
+        if baseline == "mean":
+            means = images.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
+            return np.ascontiguousarray(np.broadcast_to(means, images.shape), np.float32)
+        raise ValueError(f"baseline must be 'blur', 'mean' or a number, got {baseline!r}")
+    value = float(baseline)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"a constant baseline must lie in [0, 1], got {value}")
+    return np.full(images.shape, value, np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Perturbed:
+    """What a perturbation method gets back from :func:`score_perturbations`.
+
+    Attributes:
+        targets: ``(N,) int64`` explained class per image.
+        clean: ``(N,) float64`` clean-image scores, or None when not asked for.
+        scores: ``(N, P) float64`` scores of the P perturbed copies of each image.
+    """
+
+    targets: np.ndarray
+    clean: np.ndarray | None
+    scores: np.ndarray
+
+
+FillKernel = Callable[..., None]
+
+
+def score_perturbations(model, images: np.ndarray, baselines: np.ndarray, per_image: int,
+                        fill: FillKernel, target=None, score: str = "log_odds",
+                        batch_size: int | None = None, clean=None,
+                        need_clean: bool = True) -> Perturbed:
+    """Score ``per_image`` perturbed copies of every image, in large batches.
+
+    Args:
+        images, baselines: ``(N, H, W, 3) float32`` pixel space.
+        per_image: perturbations per image (P).
+        fill: ``fill(src, base, item_img, item_pert, prev_img, prev_pert, out,
+            channels_first)`` writes copy ``item_pert[b]`` of ``src[item_img[b]]`` into
+            ``out[b]``. ``prev_*`` say what slot b held before (-1: nothing), so a kernel
+            may patch the previous copy instead of rewriting it.
+        target, score: see :func:`~harness.salience.scoring.resolve_targets` and
+            :func:`~harness.salience.scoring.class_scores`.
+        batch_size: copies per ONNX Runtime call (default: the model's).
+        clean: the model's clean ``(N, K)`` outputs if the caller has them.
+        need_clean: whether clean scores are wanted; without them and with an explicit
+            ``target`` no clean pass is run.
+
+    Each batch slot works through its own contiguous run of (image, perturbation)
+    items, so consecutive copies in a slot mostly differ only where the perturbation
+    moved; the scores do not depend on the batch size or this order.
+    """
+    n, h, w, _ = images.shape
+    batch = int(batch_size or model.batch_size)
+    resized = model.needs_resize((h, w))
+    if resized:
+        src, base, channels_first = images, baselines, False
+    else:
+        src, base = model.preprocess(images), model.preprocess(baselines)
+        channels_first = model.layout == "NCHW"
+    if clean is None and (target is None or need_clean):
+        clean = model.forward(src, prepared=not resized)
+    if clean is None:
+        targets = resolve_targets(np.empty((n, 0)), target, model.num_classes)
+    else:
+        targets = resolve_targets(clean, target)
+    clean_score = None
+    if need_clean:
+        clean_score = class_scores(clean, model.output_kind, targets, score)
+
+    total = n * per_image
+    queue = -(-total // batch)  # items per slot
+    buffer = np.empty((min(batch, total),) + src.shape[1:], np.float32)
+    prev_img = np.full(len(buffer), -1, np.int64)
+    prev_pert = np.full(len(buffer), -1, np.int64)
+    scores = np.empty(total, np.float64)
+    for step in range(queue):
+        items = np.arange(len(buffer)) * queue + step
+        items = items[items < total]
+        k = len(items)
+        item_img, item_pert = items // per_image, items % per_image
+        out = buffer[:k]
+        fill(src, base, item_img, item_pert, prev_img[:k], prev_pert[:k], out, channels_first)
+        prev_img[:k], prev_pert[:k] = item_img, item_pert
+        try:
+            outputs = model.run_prepared(model.preprocess(out) if resized else out)
+        except NonFiniteOutput as exc:
+            raise NonFiniteOutput(exc.model_name, np.unique(item_img[exc.rows])) from None
+        scores[items] = class_scores(outputs, model.output_kind, targets[item_img], score)
+    return Perturbed(targets, clean_score, scores.reshape(n, per_image))
+
+
+def cell_edges(size: int, grid: int) -> np.ndarray:
+    """Pixel boundaries of ``grid`` cells along an axis of ``size`` pixels: ``(grid + 1,)``.
+    Cells differ by at most one pixel when ``size`` is not a multiple of ``grid``."""
+    return (np.arange(grid + 1) * size) // grid

@@ -1,0 +1,60 @@
+"""The normalisation every measure shares (SPEC section 2): ReLU, min-max to [0, 1],
+8-bit quantisation, flat-map detection, and bilinear upsampling for pixel-level use."""
+
+import numpy as np
+
+from harness.imaging import resize
+
+FLAT_RANGE = 1e-8
+
+
+def scale(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ReLU then min-max per map.
+
+    Args:
+        maps: ``(N, h, w)`` raw maps.
+
+    Returns:
+        ``(S_norm, flat)``: ``(N, h, w) float32 in [0, 1]`` and ``(N,) bool``, True where
+        the ReLU'd map's max - min is below 1e-8 (it carries no explanation; its S_norm
+        is all zeros and measures exclude it).
+    """
+    s_norm, flat = _scale64(maps)
+    return s_norm.astype(np.float32), flat
+
+
+def _scale64(maps):
+    s = np.maximum(np.asarray(maps, np.float64), 0.0)
+    lo = s.min(axis=(1, 2), keepdims=True)
+    span = s.max(axis=(1, 2), keepdims=True) - lo
+    flat = span[:, 0, 0] < FLAT_RANGE
+    return np.where(span >= FLAT_RANGE, (s - lo) / np.where(flat[:, None, None], 1.0, span),
+                    0.0), flat
+
+
+def quantize(s_norm: np.ndarray) -> np.ndarray:
+    """``floor(255 * S_norm)`` as uint8, for maps already in [0, 1]."""
+    return np.floor(255.0 * np.clip(np.asarray(s_norm, np.float64), 0.0, 1.0)).astype(np.uint8)
+
+
+def normalize(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw maps -> ``(Q, flat)``: ``(N, h, w) uint8`` 8-bit maps and the ``(N,) bool``
+    flat-map mask (flat maps quantise to all zeros). Computed in float64 so a value on
+    a quantisation boundary lands as the definition says."""
+    s_norm, flat = _scale64(maps)
+    return quantize(s_norm), flat
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling (half-pixel centres, edges clamped) of ``(N, h, w)`` maps to
+    ``size = (H, W)`` -> ``(N, H, W) float32``."""
+    m = np.asarray(maps, np.float32)
+    return resize(m[..., None], size)[..., 0]
+
+
+def normalize_upsampled(maps: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Raw grid maps -> pixel-level 8-bit maps ``(N, H, W) uint8`` and the flat mask:
+    ReLU and min-max on the grid, bilinear upsampling, then quantisation (no second
+    min-max, so the pixel map keeps the grid map's scale)."""
+    s_norm, flat = scale(maps)
+    return quantize(upsample(s_norm, size)), flat

@@ -1,0 +1,85 @@
+"""Plain NumPy references the Numba kernels and batched paths must match.
+
+Written from SPEC section 2 directly, one image and one perturbation at a time, with no
+batching, no model-space shortcut and no incremental buffers.
+"""
+
+import numpy as np
+
+from harness.salience.scoring import class_scores
+
+
+def cell_bounds(size, grid):
+    return [(i * size) // grid for i in range(grid + 1)]
+
+
+def occlusion(model, images, grid, window, baselines, targets, score="log_odds"):
+    """Occlusion maps by definition: pixel-space copies, one forward pass each."""
+    n, h, w, _ = images.shape
+    ys, xs = cell_bounds(h, grid), cell_bounds(w, grid)
+    steps = grid - window + 1
+    maps = np.zeros((n, grid, grid))
+    for i in range(n):
+        clean = class_scores(model.forward(images[i:i + 1]), model.output_kind,
+                             targets[i:i + 1], score)[0]
+        total, count = np.zeros((grid, grid)), np.zeros((grid, grid))
+        for p in range(steps):
+            for q in range(steps):
+                x = images[i].copy()
+                y0, y1, x0, x1 = ys[p], ys[p + window], xs[q], xs[q + window]
+                x[y0:y1, x0:x1] = baselines[i, y0:y1, x0:x1]
+                s = class_scores(model.forward(x[None]), model.output_kind, targets[i:i + 1],
+                                 score)[0]
+                total[p:p + window, q:q + window] += clean - s
+                count[p:p + window, q:q + window] += 1
+        maps[i] = total / count
+    return maps
+
+
+def bilinear_upsample(grid2d, out_h, out_w):
+    """Half-pixel-centre bilinear upsampling with edge clamping."""
+    gh, gw = grid2d.shape
+    fy = np.clip((np.arange(out_h) + 0.5) * gh / out_h - 0.5, 0, gh - 1)
+    fx = np.clip((np.arange(out_w) + 0.5) * gw / out_w - 0.5, 0, gw - 1)
+    y0, x0 = np.floor(fy).astype(int), np.floor(fx).astype(int)
+    y1, x1 = np.minimum(y0 + 1, gh - 1), np.minimum(x0 + 1, gw - 1)
+    wy, wx = (fy - y0)[:, None], (fx - x0)[None, :]
+    top = grid2d[y0][:, x0] * (1 - wx) + grid2d[y0][:, x1] * wx
+    bottom = grid2d[y1][:, x0] * (1 - wx) + grid2d[y1][:, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def rise_mask(bank, k):
+    """Full-size mask k of a MaskBank: upsample the grid, crop at the shift."""
+    up_h, up_w = bank.up_size
+    h, w = bank.size
+    up = bilinear_upsample(bank.grids[k].astype(np.float64), up_h, up_w)
+    dy, dx = bank.shifts[k]
+    return up[dy:dy + h, dx:dx + w]
+
+
+def rise(model, images, bank, baselines, targets, grid, score="log_odds"):
+    n, h, w, _ = images.shape
+    ys, xs = cell_bounds(h, grid), cell_bounds(w, grid)
+    full = np.zeros((n, h, w))
+    for k in range(len(bank)):
+        m = rise_mask(bank, k)[..., None]
+        x = (images * m + baselines * (1 - m)).astype(np.float32)
+        s = class_scores(model.forward(x), model.output_kind, targets, score)
+        full += s[:, None, None] * m[None, ..., 0]
+    full /= len(bank) * bank.p_keep
+    return np.array([[[full[i, ys[a]:ys[a + 1], xs[b]:xs[b + 1]].mean() for b in range(grid)]
+                      for a in range(grid)] for i in range(n)])
+
+
+def normalize(raw):
+    """ReLU, min-max, floor(255 * s); flat when max - min < 1e-8."""
+    q = np.zeros(raw.shape, np.uint8)
+    flat = np.zeros(len(raw), bool)
+    for i, m in enumerate(np.maximum(raw.astype(np.float64), 0)):
+        span = m.max() - m.min()
+        if span < 1e-8:
+            flat[i] = True
+        else:
+            q[i] = np.floor(255 * ((m - m.min()) / span)).astype(np.uint8)
+    return q, flat

@@ -1,0 +1,95 @@
+"""Tiny ONNX classifiers built with ``onnx.helper``, whose outputs are known by hand.
+
+Shared by the tests and the benchmarks. Every model is saved with IR version 10 so any
+ONNX Runtime since 1.20 loads it.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+IR_VERSION = 10
+OPSET = 17
+
+
+def save(graph, path, metadata=None) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+def linear_model(path, weights, bias=None, layout="NCHW", color="RGB", batch="N",
+                 dtype=TensorProto.FLOAT, softmax=False, extra_output=False, post=None,
+                 metadata=None):
+    """logits = sum over pixels of weights * x + bias, where ``weights`` is given in
+    pixel space ``(K, H, W, 3)`` RGB; whatever the layout and colour order, the model
+    computes the same function of the pixel image (with mean 0, std 1). ``post`` names
+    a unary op applied to the logits (``"Sqrt"`` gives NaN where a logit is negative)."""
+    weights = np.asarray(weights, np.float32)
+    k, h, w, _ = weights.shape
+    bias = np.zeros(k, np.float32) if bias is None else np.asarray(bias, np.float32)
+    wm = weights[..., ::-1] if color == "BGR" else weights
+    if layout == "NCHW":
+        wm = wm.transpose(0, 3, 1, 2)
+        shape = [batch, 3, h, w]
+    else:
+        shape = [batch, h, w, 3]
+    matrix = np.ascontiguousarray(wm.reshape(k, -1).T)
+    x = helper.make_tensor_value_info("image", dtype, shape)
+    nodes, inits = [], [numpy_helper.from_array(matrix, "W"), numpy_helper.from_array(bias, "b")]
+    src = "image"
+    if dtype != TensorProto.FLOAT:
+        nodes.append(helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT))
+        src = "image_f"
+    nodes += [helper.make_node("Flatten", [src], ["flat"], axis=1),
+              helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+              helper.make_node("Add", ["mm", "b"], ["z0"])]
+    last = "z0"
+    if post:
+        nodes.append(helper.make_node(post, [last], ["z1"]))
+        last = "z1"
+    nodes.append(helper.make_node("Softmax" if softmax else "Identity", [last], ["logits"],
+                                  **({"axis": 1} if softmax else {})))
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, k])]
+    if extra_output:
+        nodes.append(helper.make_node("Identity", [src], ["features"]))
+        outputs.insert(0, helper.make_tensor_value_info("features", TensorProto.FLOAT, shape))
+    graph = helper.make_graph(nodes, "linear", [x], outputs, initializer=inits)
+    meta = {"harness.layout": layout, "harness.color": color, **(metadata or {})}
+    return save(graph, path, meta)
+
+
+def cnn_model(path, size=64, widths=(8, 16), classes=2, seed=0, strides=None, metadata=None):
+    """A small random CNN: [Conv 3x3 + ReLU] per width, global average pool, Gemm.
+    Weights are He-initialised from ``seed``; the output is logits."""
+    rng = np.random.default_rng(seed)
+    strides = strides or [1] * len(widths)
+    nodes, inits = [], []
+    src, channels = "image", 3
+    for i, (width, stride) in enumerate(zip(widths, strides, strict=True)):
+        wgt = rng.normal(0, np.sqrt(2 / (9 * channels)), (width, channels, 3, 3)).astype(np.float32)
+        inits += [numpy_helper.from_array(wgt, f"c{i}.w"),
+                  numpy_helper.from_array(np.zeros(width, np.float32), f"c{i}.b")]
+        nodes += [helper.make_node("Conv", [src, f"c{i}.w", f"c{i}.b"], [f"c{i}"], pads=[1] * 4,
+                                   strides=[stride, stride]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        src, channels = f"r{i}", width
+    fc = rng.normal(0, np.sqrt(1 / channels), (classes, channels)).astype(np.float32)
+    inits += [numpy_helper.from_array(fc, "fc.w"),
+              numpy_helper.from_array(np.zeros(classes, np.float32), "fc.b")]
+    nodes += [helper.make_node("GlobalAveragePool", [src], ["gap"]),
+              helper.make_node("Flatten", ["gap"], ["feat"], axis=1),
+              helper.make_node("Gemm", ["feat", "fc.w", "fc.b"], ["logits"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        initializer=inits)
+    return save(graph, path, metadata)
