@@ -210,8 +210,8 @@ class OnnxClassifier:
         self.spec = _merge(spec, _parse_metadata(meta, self.path))
         self.name = self.spec.name or self.path.stem
         self.batch_size = int(batch_size)
-        self._session = _create_session(self.path, providers, threads)
-        self.provider = self._session.get_providers()[0]
+        self.session = _create_session(self.path, providers, threads)
+        self.provider = self.session.get_providers()[0]
         self._read_input()
         self._read_output()
         self.forward_passes = 0
@@ -219,7 +219,7 @@ class OnnxClassifier:
     # -- introspection -------------------------------------------------------------
 
     def _read_input(self):
-        inputs = self._session.get_inputs()
+        inputs = self.session.get_inputs()
         if len(inputs) != 1:
             names = ", ".join(i.name for i in inputs)
             raise HarnessError(f"{self.path}: model has {len(inputs)} inputs ({names}); an "
@@ -287,7 +287,7 @@ class OnnxClassifier:
         return np.asarray(values, np.float32)
 
     def _read_output(self):
-        outputs = self._session.get_outputs()
+        outputs = self.session.get_outputs()
         names = [o.name for o in outputs]
         if self.spec.output_name is not None:
             if self.spec.output_name not in names:
@@ -396,7 +396,7 @@ class OnnxClassifier:
             if len(part) < step:
                 part = np.concatenate([part, np.repeat(part[-1:], step - len(part), axis=0)])
             feed = {self.input_name: part.astype(self.input_dtype, copy=False)}
-            out = self._session.run([self.output_name], feed)[0]
+            out = self.session.run([self.output_name], feed)[0]
             chunks.append(np.asarray(out, np.float32).reshape(step, -1))
         out = np.concatenate(chunks)[:rows] if len(chunks) > 1 else chunks[0][:rows]
         self.forward_passes += rows

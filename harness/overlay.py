@@ -19,7 +19,8 @@ def overlay(image: np.ndarray, salience: np.ndarray, alpha: float = 0.55,
     Args:
         image: ``(H, W, 3) uint8``.
         salience: ``(h, w)`` map in [0, 1] (any grid size; upsampled bilinearly).
-        alpha: weight of the colour-mapped salience.
+        alpha: weight of the colour-mapped salience where it is highest; it fades with the
+            salience, so unexplained regions show the image as it is.
         min_side: small images are enlarged so the shorter side has at least this many
             pixels, so a 25 px face crop is still legible.
 
@@ -32,5 +33,6 @@ def overlay(image: np.ndarray, salience: np.ndarray, alpha: float = 0.55,
     big = resize(image[None].astype(np.float32) / 255.0, size)[0]
     heat = resize(np.asarray(salience, np.float32)[None, ..., None], size)[0, ..., 0]
     colours = COLORMAP[np.clip(np.round(heat * 255), 0, 255).astype(np.uint8)] / 255.0
-    blended = (1 - alpha) * big + alpha * colours
+    weight = alpha * np.sqrt(np.clip(heat, 0, 1))[..., None]
+    blended = (1 - weight) * big + weight * colours
     return np.clip(np.round(blended * 255), 0, 255).astype(np.uint8)
