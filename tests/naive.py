@@ -83,3 +83,22 @@ def normalize(raw):
         else:
             q[i] = np.floor(255 * ((m - m.min()) / span)).astype(np.uint8)
     return q, flat
+
+
+def degrade(images, q_up, mode):
+    """Salience-guided blur by definition: blur the whole image at every level's sigma
+    with scipy and pick each pixel from its level's blur."""
+    from scipy.ndimage import gaussian_filter
+
+    n, h, w, _ = images.shape
+    q = q_up.astype(np.float64) if mode == "background" else 255.0 - q_up.astype(np.float64)
+    out = images.astype(np.float64).copy()
+    for i in range(n):
+        g = gaussian_filter(q[i], 5.0 * h / 224, mode="reflect", truncate=4.0)
+        level = np.round(10.0 * g / g.max(), 1) if g.max() > 0 else np.zeros_like(g)
+        for s in np.unique(level):
+            sigma = (10.0 - s) ** 4 / 1000.0 * h / 224
+            blurred = gaussian_filter(images[i].astype(np.float64), (sigma, sigma, 0),
+                                      mode="reflect", truncate=4.0)
+            out[i][level == s] = blurred[level == s]
+    return out

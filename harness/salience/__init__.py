@@ -36,3 +36,8 @@ def warmup() -> None:
                      np.zeros((1, 2), np.int64), 6, 6, layout.copy(), layout is not img)
     _pooled_masks(np.ones((1, 2, 2), np.float32), np.zeros((1, 2), np.int64), 6, 6, 4, 4,
                   np.array([0, 2, 4]), np.array([0, 2, 4]))
+    from harness.perturb import degrade
+    from harness.similarity import ssim
+
+    ssim(np.zeros((1, 7, 7), np.uint8), np.zeros((1, 7, 7), np.uint8))
+    degrade(np.zeros((1, 8, 8, 3), np.float32), np.zeros((1, 8, 8), np.uint8), "object")

@@ -1,0 +1,49 @@
+"""(f) Agreement with human salience (beyond the paper): how much of the salience falls
+inside the region a person marked, relative to that region's area. Higher is better;
+1 means no better than uniform."""
+
+import numpy as np
+
+from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat, plain_stat
+
+
+def relevance_ratio(s_up: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Share of salience mass inside each mask divided by the mask's share of the area
+    ("relevance mass" of Arras et al. 2022, scaled so uniform salience gives 1).
+
+    Args:
+        s_up: ``(N, H, W)`` non-negative maps at image size.
+        masks: ``(N, H, W) bool``, each with at least one marked pixel.
+
+    Returns:
+        ``(N,) float64``; NaN for a map with no mass.
+    """
+    s = np.asarray(s_up, np.float64).reshape(len(s_up), -1)
+    mk = np.asarray(masks, bool).reshape(len(masks), -1)
+    total = s.sum(axis=1)
+    inside = (s * mk).sum(axis=1)
+    area = mk.mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, inside / total / area, np.nan)
+
+
+def compute(inp: MeasureInputs) -> MeasureResult:
+    from harness.salience.normalize import upsample
+
+    m = inp.maps
+    if inp.masks is None or not inp.has_mask.any():
+        return MeasureResult("agreement", True, (plain_stat("headline", None, 0),))
+    use = inp.has_mask & ~m.flat
+    values = np.full(len(use), np.nan)
+    if use.any():
+        s_up = upsample(m.s_norm[use], inp.masks.shape[1:])
+        values[use] = relevance_ratio(s_up, inp.masks[use])
+    return MeasureResult("agreement", True, (
+        mean_stat("headline", values, inp.rng),
+        plain_stat("images_with_mask", float(inp.has_mask.sum()), int(inp.has_mask.sum())),
+    ))
+
+
+MEASURE = Measure("agreement", True, frozenset({"clean", "masks"}), compute,
+                  "Does the salience fall where people marked? Salience mass inside the "
+                  "human mask over the mask's area share (1 = uniform).")

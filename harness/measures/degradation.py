@@ -1,0 +1,42 @@
+"""(e) Salience-guided degradation: blurring what the model looked at should hurt far
+more than blurring what it did not. Higher gap is better."""
+
+
+from harness.measures.base import Measure, MeasureInputs, MeasureResult, masked, mean_stat
+from harness.similarity import ssim
+
+MODES = ("object", "background")
+
+
+def score_drops(clean_score, clean_prob, degraded_score, degraded_prob):
+    """``(log-odds drop, probability drop)`` of the clean target class, per image."""
+    return clean_score - degraded_score, clean_prob - degraded_prob
+
+
+def compute(inp: MeasureInputs) -> MeasureResult:
+    from harness.salience.normalize import normalize
+
+    m = inp.maps
+    keep = ~m.flat  # the blur is guided by the clean map: a flat map guides nothing
+    drops, details = {}, []
+    for mode in MODES:
+        if mode not in m.degraded:
+            continue
+        d = m.degraded[mode]
+        drop, drop_p = score_drops(m.clean.target_score, m.clean.target_prob, d.target_score,
+                                   d.target_prob)
+        drops[mode] = masked(drop, keep)
+        details.append(mean_stat(f"score_drop@{mode}", drops[mode], inp.rng))
+        details.append(mean_stat(f"prob_drop@{mode}", masked(drop_p, keep), inp.rng))
+        q_d, _ = normalize(d.raw)
+        details.append(mean_stat(f"ssim@{mode}", masked(ssim(m.q, q_d), keep), inp.rng))
+        if inp.labels is not None:
+            details.append(mean_stat(f"accuracy@{mode}",
+                                     masked(d.predicted == inp.labels, keep), inp.rng))
+    gap = drops["object"] - drops["background"] if len(drops) == 2 else []
+    return MeasureResult("degradation", True, (mean_stat("headline", gap, inp.rng), *details))
+
+
+MEASURE = Measure("degradation", True, frozenset({"clean", "degradation"}), compute,
+                  "Does blurring what the model looked at hurt more than blurring the rest? "
+                  "Faithfulness gap: log-odds drop (object) - drop (background).")

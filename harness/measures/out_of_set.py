@@ -1,0 +1,75 @@
+"""(b) Reaction to out-of-set samples: salt-and-pepper noise (the authors' test) and
+user-supplied out-of-set image sets. Higher is better (graceful degradation)."""
+
+import numpy as np
+
+from harness.measures.base import (
+    Measure,
+    MeasureInputs,
+    MeasureResult,
+    mean_stat,
+    plain_stat,
+)
+from harness.measures.entropy import salience_entropy
+from harness.salience.normalize import normalize, scale
+from harness.similarity import ssim, wasserstein_1d
+
+
+def noise_ssim(q_clean: np.ndarray, flat: np.ndarray, q_noisy: np.ndarray) -> np.ndarray:
+    """SSIM of each noisy map against its clean map.
+
+    Args:
+        q_clean: ``(N, g, g) uint8``; flat: ``(N,) bool`` (those images get NaN).
+        q_noisy: ``(L, N, g, g) uint8``, one stack per noise level.
+
+    Returns:
+        ``(L, N) float64``.
+    """
+    return np.stack([np.where(flat, np.nan, ssim(q_clean, q)) for q in q_noisy])
+
+
+def curve_area(levels, ssim_per_level: np.ndarray) -> np.ndarray:
+    """Area under SSIM against noise level, x from 0 (SSIM 1 by definition) to the last
+    level, trapezoid rule; ``(L, N)`` -> ``(N,)`` (NaN where any level is NaN)."""
+    x = np.concatenate([[0.0], np.asarray(levels, np.float64)])
+    y = np.concatenate([np.ones((1, ssim_per_level.shape[1])), ssim_per_level])
+    return ((y[1:] + y[:-1]) / 2 * np.diff(x)[:, None]).sum(axis=0)
+
+
+def set_shift(h_in: np.ndarray, h_out: np.ndarray) -> float:
+    """Wasserstein distance between in-set and out-of-set entropy distributions
+    (flat maps, NaN, left out)."""
+    return wasserstein_1d(h_in[~np.isnan(h_in)], h_out[~np.isnan(h_out)])
+
+
+def compute(inp: MeasureInputs) -> MeasureResult:
+    m = inp.maps
+    levels = sorted(m.noisy)
+    stats = []
+    if levels:
+        q_noisy = np.stack([normalize(m.noisy[a].raw)[0] for a in levels])
+        per_level = noise_ssim(m.q, m.flat, q_noisy)
+        stats.append(mean_stat("headline", curve_area(levels, per_level), inp.rng))
+        for a, s in zip(levels, per_level, strict=True):
+            stats.append(mean_stat(f"ssim@{a:g}", s, inp.rng))
+            stats.append(mean_stat(f"score@{a:g}", m.noisy[a].target_score, inp.rng))
+            if inp.labels is not None:
+                stats.append(mean_stat(f"accuracy@{a:g}",
+                                       (m.noisy[a].predicted == inp.labels).astype(float),
+                                       inp.rng))
+    else:
+        stats.append(plain_stat("headline", None, 0))
+    h_in, _ = salience_entropy(m.q, m.flat, m.s_norm)
+    for name in sorted(m.out_of_set):
+        raw = m.out_of_set[name]
+        q, flat = normalize(raw)
+        h_out, _ = salience_entropy(q, flat, scale(raw)[0])
+        stats.append(mean_stat(f"entropy@{name}", h_out, inp.rng))
+        stats.append(plain_stat(f"wasserstein@{name}", set_shift(h_in, h_out),
+                                int((~np.isnan(h_out)).sum())))
+    return MeasureResult("out_of_set", True, tuple(stats))
+
+
+MEASURE = Measure("out_of_set", True, frozenset({"clean", "noise", "out_of_set"}), compute,
+                  "Does the salience degrade gracefully under noise? Area under SSIM vs. "
+                  "salt-and-pepper level.")

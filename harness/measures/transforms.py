@@ -1,0 +1,48 @@
+"""(c) Following geometric transformations: does the salience move with the face?
+Higher is better."""
+
+import numpy as np
+
+from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat
+from harness.perturb import TRANSFORMS, transform
+from harness.similarity import ssim
+
+
+def follow_ssim(q_up: np.ndarray, flat: np.ndarray, q_up_transformed: np.ndarray,
+                name: str) -> np.ndarray:
+    """SSIM between T(S_up(x)) and S_up(T(x)) per image.
+
+    Args:
+        q_up: ``(N, H, W) uint8`` clean maps at image size; flat: ``(N,) bool`` (NaN).
+        q_up_transformed: ``(N, H', W') uint8`` maps of the transformed images.
+        name: the transform T (see :data:`harness.perturb.TRANSFORMS`).
+
+    Returns:
+        ``(N,) float64``.
+    """
+    return np.where(flat, np.nan, ssim(transform(name, q_up), q_up_transformed))
+
+
+def compute(inp: MeasureInputs) -> MeasureResult:
+    from harness.salience.normalize import normalize_upsampled
+
+    m = inp.maps
+    names = [t for t in TRANSFORMS if t in m.transformed]
+    per_transform, details = [], []
+    for name in names:
+        out = m.transformed[name]
+        h, w = transform(name, m.q_up[:1]).shape[1:]
+        s = follow_ssim(m.q_up, m.flat, normalize_upsampled(out.raw, (h, w))[0], name)
+        per_transform.append(s)
+        details.append(mean_stat(f"ssim@{name}", s, inp.rng))
+        details.append(mean_stat(f"unchanged@{name}",
+                                 (out.predicted == m.clean.predicted).astype(float), inp.rng))
+    # A flat clean map is NaN under every transform, so it stays NaN (excluded) here.
+    per_image = np.stack(per_transform).mean(axis=0) if per_transform else []
+    headline = mean_stat("headline", per_image, inp.rng)
+    return MeasureResult("transforms", True, (headline, *details))
+
+
+MEASURE = Measure("transforms", True, frozenset({"clean", "transforms"}), compute,
+                  "Does the salience follow flips, quarter turns and shifts of the image? "
+                  "Mean SSIM of the moved map and the map of the moved image.")

@@ -1,0 +1,252 @@
+"""Orchestration: models x measures -> long-format records.
+
+Every salience map is computed once per (model, image, perturbation) and shared by the
+measures that read it: the clean maps feed entropy, noise, transforms, stability,
+degradation and agreement alike. Perturbed images that do not depend on the model
+(noise, transforms) are made once per run, so every model sees the same ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from harness.data import ImageSet
+from harness.errors import HarnessError
+from harness.measures import ALL, get_measures
+from harness.measures.base import MeasureInputs, ModelMaps, Perturbed, measure_rng
+from harness.model import OnnxClassifier
+from harness.perturb import NOISE_LEVELS, TRANSFORMS, degrade, salt_and_pepper, transform
+from harness.salience.config import SalienceConfig, explain
+from harness.salience.normalize import normalize, normalize_upsampled, scale
+from harness.salience.scoring import class_scores
+
+# Stages of one model's work, in order, for progress reports.
+STAGES = ("clean", "noise", "transforms", "degradation", "out_of_set", "second_seed")
+
+
+def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = None,
+             families: dict | None = None, measures=ALL, salience: SalienceConfig | None = None,
+             seed: int = 0, masks=None, noise_levels=NOISE_LEVELS, keep_going: bool = False,
+             progress: Callable[[str, str, int], None] | None = None):
+    """Score every model on the chosen measures.
+
+    Args:
+        models: :class:`OnnxClassifier` objects or paths to ``.onnx`` files; names unique.
+        images: the in-set :class:`ImageSet`, or ``(N, H, W, 3)`` uint8/float images.
+        labels: ``(N,)`` true classes (model class indices); taken from the image set
+            (matched to each model's class names) when not given.
+        out_of_set: set name -> ImageSet or images of the in-set image size.
+        families: model name -> family name (None: no family); default the models'
+            ``harness.family`` metadata. A family needs at least two models.
+        measures: names or a comma-separated string (default: all six).
+        salience: how maps are computed (default: 7 x 7 occlusion).
+        seed: drives noise, RISE's second seed and the bootstrap; same seed, same bytes.
+        masks: ``(N, H, W) bool`` human maps; default the image set's.
+        noise_levels: salt-and-pepper levels of measure (b).
+        keep_going: a model that cannot be scored (bad output, NaN) is reported with
+            status ``failed: ...`` and null values instead of stopping the run.
+        progress: called as ``progress(model, stage, forward_passes_so_far)``.
+
+    Returns:
+        A Polars frame in :data:`harness.results.SCHEMA`; each model's
+        ``forward_passes`` equals :func:`required_passes` for the same inputs.
+    """
+    from harness.results import to_frame, versions
+
+    chosen = get_measures(measures)
+    needs = frozenset().union(*(m.needs for m in chosen))
+    config = salience or SalienceConfig()
+    inset = _as_image_set(images, "images")
+    x = inset.pixels()
+    clfs = [m if isinstance(m, OnnxClassifier) else OnnxClassifier(m, batch_size=config.batch_size)
+            for m in models]
+    names = [c.name for c in clfs]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise HarnessError(f"model names must be unique; repeated: {', '.join(dup)}")
+    if labels is not None and len(labels) != len(inset):
+        raise HarnessError(f"{len(labels)} labels for {len(inset)} images")
+    if masks is None:
+        masks = inset.masks
+    elif np.asarray(masks).shape != x.shape[:3]:
+        raise HarnessError(f"masks have shape {np.asarray(masks).shape}, images {x.shape[:3]}")
+    has_mask = (np.zeros(len(x), bool) if masks is None
+                else np.asarray(masks).reshape(len(x), -1).any(axis=1))
+    oos = {name: _as_image_set(s, f"out-of-set set {name!r}").pixels()
+           for name, s in (out_of_set or {}).items()} if "out_of_set" in needs else {}
+    for name, arr in oos.items():
+        if arr.shape[1:3] != x.shape[1:3]:
+            raise HarnessError(f"out-of-set set {name!r} has {arr.shape[1]}x{arr.shape[2]} "
+                               f"images, the in-set ones are {x.shape[1]}x{x.shape[2]}: "
+                               "resize them to one size")
+    family_of = _families(clfs, families) if "family" in needs else {}
+    shared = _shared_perturbations(x, needs, seed, noise_levels)
+
+    maps, failed, passes = {}, {}, {}
+    for clf in clfs:
+        before = clf.forward_passes
+        try:
+            report = (lambda stage, c=clf, b=before: progress(c.name, stage, c.forward_passes - b)
+                      ) if progress else None
+            maps[clf.name] = _model_maps(clf, x, config, needs, shared, oos,
+                                         second_seed=config.method == "rise"
+                                         and "family" in needs, report=report)
+        except HarnessError as exc:
+            if not keep_going:
+                raise
+            failed[clf.name] = str(exc)
+        passes[clf.name] = clf.forward_passes - before
+
+    common = versions() | {"image_set_hash": inset.hash, "salience_config": config.to_json(),
+                           "seed": seed}
+    records = []
+    for clf in clfs:
+        family = family_of.get(clf.name)
+        members = [maps[n] for n in family_of if family_of[n] == family and n in maps] \
+            if family else None
+        base = common | {"model": clf.name, "family": family, "provider": clf.provider,
+                         "model_sha256": clf.sha256, "forward_passes": passes[clf.name],
+                         "status": "ok" if clf.name in maps else f"failed: {failed[clf.name]}"}
+        for measure in chosen:
+            if clf.name not in maps:
+                records.append(base | {"measure": measure.name, "statistic": "headline",
+                                       "value": None, "ci_low": None, "ci_high": None, "n": 0,
+                                       "higher_is_better": measure.higher_is_better})
+                continue
+            inp = MeasureInputs(maps[clf.name], members, _labels_for(clf, inset, labels),
+                                masks, has_mask, measure_rng(seed, clf.name, measure.name))
+            result = measure.compute(inp)
+            for stat in result.stats:
+                records.append(base | dataclasses.asdict(stat) | {
+                    "measure": measure.name, "higher_is_better": measure.higher_is_better})
+    return to_frame(records)
+
+
+def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None = None,
+                    out_of_set_sizes: Sequence[int] = (), noise_levels=NOISE_LEVELS,
+                    in_family: bool = True) -> int:
+    """The minimum forward passes one model needs for these measures: per image set a
+    clean pass per image plus its maps; RISE's explainer floor adds one more map."""
+    config = salience or SalienceConfig()
+    needs = frozenset().union(*(m.needs for m in get_measures(measures)))
+    per_map = config.passes_per_image()
+    sets = 1 + len(noise_levels) * ("noise" in needs) + len(TRANSFORMS) * (
+        "transforms" in needs) + 2 * ("degradation" in needs)
+    total = sets * n_images * (1 + per_map)
+    if "out_of_set" in needs:
+        total += sum(m * (1 + per_map) for m in out_of_set_sizes)
+    if config.method == "rise" and "family" in needs and in_family:
+        total += n_images * per_map
+    return total
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shared:
+    """Model-independent perturbed images: noise level -> images, transform -> images."""
+
+    noisy: dict
+    transformed: dict
+    degrade: bool
+
+
+def _shared_perturbations(x, needs, seed, noise_levels) -> _Shared:
+    noisy = {}
+    if "noise" in needs:
+        for i, level in enumerate(noise_levels):
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, i)))
+            noisy[float(level)] = salt_and_pepper(x, float(level), rng)
+    transformed = {t: transform(t, x) for t in TRANSFORMS} if "transforms" in needs else {}
+    return _Shared(noisy, transformed, "degradation" in needs)
+
+
+def _outputs(clf, images, targets):
+    """Forward pass -> (outputs, Perturbed fields other than the maps)."""
+    out = clf.forward(images)
+    score = class_scores(out, clf.output_kind, targets, "log_odds")
+    prob = class_scores(out, clf.output_kind, targets, "probability")
+    return out, score, prob, out.argmax(axis=1)
+
+
+def _maps_of(clf, images, targets, config) -> Perturbed:
+    out, score, prob, predicted = _outputs(clf, images, targets)
+    raw = explain(clf, images, config, target=targets, clean=out)
+    return Perturbed(raw, score, prob, predicted)
+
+
+def _model_maps(clf, x, config, needs, shared: _Shared, oos, second_seed,
+                report) -> ModelMaps:
+    def stage(name):
+        if report:
+            report(name)
+
+    stage("clean")
+    out = clf.forward(x)
+    targets = out.argmax(axis=1)
+    clean = Perturbed(explain(clf, x, config, target=targets, clean=out),
+                      class_scores(out, clf.output_kind, targets, "log_odds"),
+                      class_scores(out, clf.output_kind, targets, "probability"), targets)
+    q, flat = normalize(clean.raw)
+    q_up, _ = normalize_upsampled(clean.raw, x.shape[1:3])
+    stage("noise")
+    noisy = {level: _maps_of(clf, imgs, targets, config) for level, imgs in shared.noisy.items()}
+    stage("transforms")
+    transformed = {t: _maps_of(clf, imgs, targets, config)
+                   for t, imgs in shared.transformed.items()}
+    stage("degradation")
+    degraded = {mode: _maps_of(clf, degrade(x, q_up, mode), targets, config)
+                for mode in ("object", "background")} if shared.degrade else {}
+    stage("out_of_set")
+    out_of_set = {}
+    for name, imgs in oos.items():
+        o = clf.forward(imgs)
+        out_of_set[name] = explain(clf, imgs, config, target=o.argmax(axis=1), clean=o)
+    stage("second_seed")
+    second = explain(clf, x, config, target=targets, clean=out, seed=config.seed + 1) \
+        if second_seed else None
+    return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, noisy, transformed, degraded,
+                     out_of_set, second)
+
+
+def _as_image_set(images, what) -> ImageSet:
+    if isinstance(images, ImageSet):
+        return images
+    arr = np.asarray(images)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or not len(arr):
+        raise HarnessError(f"{what}: expected (N, H, W, 3) images, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        if arr.min() < 0 or arr.max() > 1:
+            raise HarnessError(f"{what}: float images must lie in [0, 1]")
+        arr = np.round(arr * 255).astype(np.uint8)
+    return ImageSet(arr, tuple(str(i) for i in range(len(arr))), source=what)
+
+
+def _families(clfs, families) -> dict[str, str | None]:
+    family_of = {c.name: (families or {}).get(c.name, c.family) for c in clfs}
+    for family in {f for f in family_of.values() if f is not None}:
+        members = [n for n, f in family_of.items() if f == family]
+        if len(members) < 2:
+            raise HarnessError(f"family {family!r} has one model ({members[0]}); stability "
+                               "compares at least two training runs: add its siblings or "
+                               "give it no family")
+    return family_of
+
+
+def _labels_for(clf, inset: ImageSet, labels):
+    """True classes in ``clf``'s class order: given labels as they are, else the image
+    set's labels matched to the model's class names by name (or as indices when the
+    model declares no names)."""
+    if labels is not None:
+        return np.asarray(labels, np.int64)
+    if inset.labels is None:
+        return None
+    if clf.spec.classes is None or inset.label_names is None:
+        return inset.labels
+    index = {c: i for i, c in enumerate(clf.spec.classes)}
+    missing = sorted(set(inset.label_names) - set(index))
+    if missing:
+        raise HarnessError(f"label {missing[0]!r} of {inset.source} is not a class of model "
+                           f"{clf.name} (classes: {', '.join(clf.spec.classes)})")
+    return np.array([index[inset.label_names[i]] for i in inset.labels], np.int64)

@@ -1,0 +1,177 @@
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+from harness.errors import HarnessError
+from harness.measures import MEASURES, evaluate, get_measures
+from harness.model import ModelSpec, OnnxClassifier
+from harness.runner import required_passes
+from tests.onnx_models import linear_model
+
+SIZE = 28  # 7 x 7 grid of 4 px cells
+CENTRE = (slice(8, 20), slice(8, 20))  # the central 3 x 3 cells
+
+
+def checkerboard():
+    y, x = np.mgrid[:SIZE, :SIZE]
+    return np.where((y + x) % 2 == 0, 1.0, -1.0).astype(np.float32)
+
+
+def pattern_images(n=6, seed=0):
+    """Grey images with noise and a pixel checkerboard everywhere: blurring a region
+    removes the checkerboard there (and nothing else of note)."""
+    rng = np.random.default_rng(seed)
+    x = 0.5 + 0.05 * rng.standard_normal((n, SIZE, SIZE, 3)) + 0.3 * checkerboard()[..., None]
+    return np.clip(x, 0, 1).astype(np.float32)
+
+
+def model_from_weights(path, w0, **kwargs):
+    """Two classes: z0 = sum w0 * x (per pixel, all channels), z1 = 0."""
+    w = np.zeros((2, SIZE, SIZE, 3), np.float32)
+    w[0] = np.asarray(w0, np.float32)[..., None] / 10
+    return linear_model(path, w, **kwargs)
+
+
+def centre_only():
+    w = np.zeros((SIZE, SIZE), np.float32)
+    w[CENTRE] = checkerboard()[CENTRE]
+    return w
+
+
+def outside_only():
+    w = checkerboard().copy()
+    w[CENTRE] = 0
+    return w
+
+
+def headline(frame, model, measure):
+    row = frame.filter((pl.col("model") == model) & (pl.col("measure") == measure)
+                       & (pl.col("statistic") == "headline"))
+    assert len(row) == 1
+    return row["value"][0]
+
+
+def stat(frame, model, measure, statistic):
+    return frame.filter((pl.col("model") == model) & (pl.col("measure") == measure)
+                        & (pl.col("statistic") == statistic))["value"][0]
+
+
+@pytest.fixture
+def zoo(tmp_path):
+    """Models whose salience is known by construction."""
+    rng = np.random.default_rng(5)
+    sym = rng.standard_normal((SIZE, SIZE))
+    paths = {
+        "centre": model_from_weights(tmp_path / "centre.onnx", centre_only()),
+        "everywhere": model_from_weights(tmp_path / "everywhere.onnx", checkerboard()),
+        "outside": model_from_weights(tmp_path / "outside.onnx", outside_only()),
+        "symmetric": model_from_weights(tmp_path / "symmetric.onnx", sym + sym[:, ::-1]),
+        "constant": model_from_weights(tmp_path / "constant.onnx", np.zeros((SIZE, SIZE))),
+    }
+    shutil.copy(paths["centre"], tmp_path / "centre_copy.onnx")
+    paths["centre_copy"] = tmp_path / "centre_copy.onnx"
+    return paths
+
+
+def test_focused_model_has_positive_gap_and_lower_entropy(zoo):
+    models = [OnnxClassifier(zoo["centre"]), OnnxClassifier(zoo["everywhere"])]
+    frame = evaluate(models, pattern_images(), measures="entropy,degradation")
+    assert headline(frame, "centre", "degradation") > 0.5
+    assert stat(frame, "centre", "degradation", "score_drop@object") > \
+        stat(frame, "centre", "degradation", "score_drop@background")
+    assert headline(frame, "centre", "entropy") < headline(frame, "everywhere", "entropy")
+
+
+def test_flip_symmetric_model_follows_the_flip(zoo):
+    frame = evaluate([OnnxClassifier(zoo["symmetric"])],
+                     np.random.default_rng(2).random((5, SIZE, SIZE, 3)), measures="transforms")
+    assert stat(frame, "symmetric", "transforms", "ssim@hflip") == pytest.approx(1.0, abs=2e-3)
+    assert stat(frame, "symmetric", "transforms", "unchanged@hflip") == 1.0
+
+
+def test_two_copies_are_perfectly_stable_and_no_family_is_null(zoo):
+    models = [OnnxClassifier(zoo["centre"], ModelSpec(family="twins")),
+              OnnxClassifier(zoo["centre_copy"], ModelSpec(family="twins")),
+              OnnxClassifier(zoo["everywhere"])]
+    frame = evaluate(models, pattern_images(), measures=["stability"])
+    assert headline(frame, "centre", "stability") == pytest.approx(1.0, abs=1e-12)
+    assert stat(frame, "centre_copy", "stability", "vs_rest") == pytest.approx(1.0, abs=1e-12)
+    assert headline(frame, "everywhere", "stability") is None
+
+
+def test_agreement_with_human_maps(zoo):
+    masks = np.zeros((6, SIZE, SIZE), bool)
+    masks[:4][(slice(None),) + CENTRE] = True  # the last two images carry no mask
+    models = [OnnxClassifier(zoo["centre"]), OnnxClassifier(zoo["outside"])]
+    frame = evaluate(models, pattern_images(), masks=masks, measures="agreement")
+    assert headline(frame, "centre", "agreement") > 3
+    assert headline(frame, "outside", "agreement") < 1
+    assert frame.filter((pl.col("measure") == "agreement") & (pl.col("statistic") == "headline")
+                        )["n"].to_list() == [4, 4]
+
+
+def test_flat_maps_are_counted_not_scored(zoo):
+    frame = evaluate([OnnxClassifier(zoo["constant"])], pattern_images(),
+                     measures="entropy,transforms")
+    assert stat(frame, "constant", "entropy", "flat_fraction") == 1.0
+    assert headline(frame, "constant", "entropy") is None
+    assert headline(frame, "constant", "transforms") is None
+
+
+def test_all_measures_pass_count_and_determinism(zoo):
+    models = [OnnxClassifier(zoo[n], ModelSpec(family="f" if n.startswith("centre") else None))
+              for n in ("centre", "centre_copy", "everywhere")]
+    images = pattern_images(4)
+    oos = {"noise": np.random.default_rng(9).random((3, SIZE, SIZE, 3))}
+    masks = np.zeros((4, SIZE, SIZE), bool)
+    masks[:, 8:20, 8:20] = True
+    labels = np.array([0, 0, 1, 1])
+    a = evaluate(models, images, labels=labels, out_of_set=oos, masks=masks, seed=3)
+    b = evaluate([OnnxClassifier(m.path, m.spec) for m in models], images, labels=labels,
+                 out_of_set=oos, masks=masks, seed=3)
+    assert a.equals(b)
+    assert set(a["measure"]) == set(MEASURES)
+    assert a["forward_passes"].unique().to_list() == [required_passes(4, out_of_set_sizes=[3])]
+    assert a.schema["value"] == pl.Float64 and a.schema["n"] == pl.Int64
+    c = evaluate(models, images, labels=labels, out_of_set=oos, masks=masks, seed=4)
+    assert not a["ci_low"].equals(c["ci_low"])  # the seed drives the bootstrap
+
+
+def test_rise_reports_its_floor(zoo):
+    from harness.salience.config import SalienceConfig
+
+    config = SalienceConfig(method="rise", n_masks=30)
+    models = [OnnxClassifier(zoo[n], ModelSpec(family="f")) for n in ("centre", "centre_copy")]
+    frame = evaluate(models, pattern_images(3), measures="stability", salience=config)
+    floor = stat(frame, "centre", "stability", "explainer_floor")
+    assert 0 < floor < 1
+    assert frame["forward_passes"][0] == required_passes(3, "stability", config)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("family_of_one", "family 'lonely' has one model"),
+    ("oos_size", "out-of-set set 'big' has 32x32 images"),
+    ("labels", "3 labels for 6 images"),
+    ("measure", "unknown measure 'entropie'; did you mean entropy"),
+])
+def test_bad_input(zoo, case, message):
+    models = [OnnxClassifier(zoo["centre"], ModelSpec(family="lonely" if case ==
+                                                      "family_of_one" else None))]
+    kwargs = {}
+    if case == "oos_size":
+        kwargs["out_of_set"] = {"big": np.zeros((2, 32, 32, 3), np.uint8)}
+    if case == "labels":
+        kwargs["labels"] = np.array([0, 1, 0])
+    if case == "measure":
+        kwargs["measures"] = "entropie"
+    with pytest.raises(HarnessError, match=message):
+        evaluate(models, pattern_images(), **kwargs)
+
+
+def test_get_measures_order_and_directions():
+    chosen = get_measures("degradation, entropy")
+    assert [m.name for m in chosen] == ["degradation", "entropy"]
+    assert not MEASURES["entropy"].higher_is_better
+    assert all(MEASURES[m].higher_is_better for m in MEASURES if m != "entropy")
