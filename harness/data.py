@@ -8,8 +8,8 @@ Folder layout (SPEC section 1)::
 
 An ``.npz`` holds ``images`` ``(N, H, W, 3)`` (or ``(N, H, W)`` grey) uint8, or float in
 [0, 1]; optional ``labels`` ``(N,)`` ints or strings, ``label_names``, ``names`` and
-``masks`` ``(N, H, W)`` (non-zero = marked). A mask with no marked pixel means the image
-has none.
+``masks`` ``(N, H, W)`` (non-zero = marked), and ``split`` ``(N,)`` strings naming each
+image's split (train/val/test). A mask with no marked pixel means the image has none.
 """
 
 from __future__ import annotations
@@ -96,8 +96,11 @@ class ImageSet:
         return digest.hexdigest()
 
 
-def load_image_set(path, labels_csv=None) -> ImageSet:
+def load_image_set(path, labels_csv=None, split: str | None = None) -> ImageSet:
     """Read an image set from a folder, a single image file, or an ``.npz``.
+
+    ``split`` keeps only the images of that split of an ``.npz`` that has a ``split``
+    array (e.g. ``"test"`` for the built-in data set).
 
     Images of differing sizes in one folder are resized (bilinear) to the most common
     size, since every measure compares images of one size. Grey, palette and CMYK images
@@ -110,7 +113,10 @@ def load_image_set(path, labels_csv=None) -> ImageSet:
     if not path.exists():
         raise HarnessError(f"{path}: no such file or folder")
     if path.is_file() and path.suffix.lower() == ".npz":
-        return _load_npz(path)
+        return _load_npz(path, split)
+    if split is not None:
+        raise HarnessError(f"{path}: a split ({split!r}) can only be chosen in an .npz "
+                           "image set with a 'split' array")
     if path.is_file():
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise HarnessError(f"{path}: not an image set (expected a folder, an .npz or an "
@@ -207,7 +213,7 @@ def _encode_labels(raw) -> tuple[tuple[str, ...] | None, np.ndarray | None]:
     return names, np.array([index[r] for r in raw], np.int64)
 
 
-def _load_npz(path: Path) -> ImageSet:
+def _load_npz(path: Path, split: str | None) -> ImageSet:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -241,4 +247,13 @@ def _load_npz(path: Path) -> ImageSet:
         else:
             label_names, labels = _encode_labels([str(r) for r in raw])
     masks = arrays["masks"].astype(bool) if "masks" in arrays else None
-    return ImageSet(np.ascontiguousarray(images), names, labels, label_names, masks, str(path))
+    data = ImageSet(np.ascontiguousarray(images), names, labels, label_names, masks, str(path))
+    if split is None:
+        return data
+    if "split" not in arrays:
+        raise HarnessError(f"{path}: has no 'split' array to choose {split!r} from")
+    keep = np.flatnonzero(arrays["split"].astype(str) == split)
+    if not len(keep):
+        known = ", ".join(sorted(set(arrays["split"].astype(str))))
+        raise HarnessError(f"{path}: no images in split {split!r} (splits: {known})")
+    return dataclasses.replace(data.subset(keep), source=f"{path}[{split}]")

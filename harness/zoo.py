@@ -1,0 +1,118 @@
+"""Zoo manifests (TOML): which models to score, their families and preprocessing.
+
+```toml
+data = "data.npz"                   # optional: the zoo's own image set
+split = "test"                      # optional: which split of it to score
+out_of_set = ["out_of_set_faces.npz"]
+
+[[model]]
+name = "faces-xent-1"
+path = "faces-xent-1.onnx"          # relative to the manifest
+family = "faces-xent"               # optional
+seed = 1                            # optional, informative
+test_accuracy = 0.95                # optional, informative
+# optional overrides of the ONNX metadata (SPEC section 5):
+# input_size = [64, 64], mean = [...], std = [...], layout = "NCHW", color = "RGB",
+# classes = ["face", "non_face"], output = "logits", output_name = "logits"
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+
+import tomllib
+
+from harness.errors import HarnessError
+from harness.model import ModelSpec
+
+_TOP_KEYS = {"data", "split", "out_of_set", "model"}
+_MODEL_KEYS = {"name", "path", "family", "seed", "test_accuracy", "input_size", "mean", "std",
+               "layout", "color", "classes", "output", "output_name"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooModel:
+    """One manifest entry: the file, its declared preprocessing, and what we know of it."""
+
+    path: Path
+    spec: ModelSpec
+    seed: int | None = None
+    test_accuracy: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Zoo:
+    """A parsed manifest; paths are resolved against its folder."""
+
+    manifest: Path
+    models: tuple[ZooModel, ...]
+    data: Path | None = None
+    split: str | None = None
+    out_of_set: tuple[Path, ...] = ()
+
+
+def builtin_manifest() -> Path:
+    """The built-in zoo shipped in a source checkout: ``model_zoo/faces/manifest.toml``."""
+    path = Path(__file__).resolve().parents[1] / "model_zoo" / "faces" / "manifest.toml"
+    if not path.is_file():
+        raise HarnessError(f"{path}: the built-in zoo is missing; install from a source "
+                           "checkout (pip install -e .) or pass --zoo MANIFEST")
+    return path
+
+
+def _check_keys(found, allowed, where):
+    for key in found:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise HarnessError(f"{where}: unknown key {key!r}{hint}")
+
+
+def read_manifest(path) -> Zoo:
+    """Parse and validate a zoo manifest.
+
+    Raises:
+        HarnessError: missing file, bad TOML, unknown keys, missing model files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: no such zoo manifest")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: not valid TOML ({exc})") from None
+    _check_keys(doc, _TOP_KEYS, str(path))
+    entries = doc.get("model", [])
+    if not isinstance(entries, list) or not entries:
+        raise HarnessError(f"{path}: no [[model]] entries")
+    root = path.parent
+    models = []
+    for i, entry in enumerate(entries):
+        where = f"{path}: model {i + 1}"
+        _check_keys(entry, _MODEL_KEYS, where)
+        if "path" not in entry:
+            raise HarnessError(f"{where}: needs a 'path'")
+        file = root / entry["path"]
+        if not file.is_file():
+            raise HarnessError(f"{where}: {file} does not exist")
+        spec = ModelSpec(
+            input_size=tuple(entry["input_size"]) if "input_size" in entry else None,
+            mean=tuple(entry["mean"]) if "mean" in entry else None,
+            std=tuple(entry["std"]) if "std" in entry else None,
+            layout=entry.get("layout"), color=entry.get("color"),
+            classes=tuple(entry["classes"]) if "classes" in entry else None,
+            output=entry.get("output"), output_name=entry.get("output_name"),
+            family=entry.get("family"), name=entry.get("name", file.stem))
+        models.append(ZooModel(file, spec, entry.get("seed"), entry.get("test_accuracy")))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"{path}: model names repeat")
+    return Zoo(path, tuple(models), root / doc["data"] if "data" in doc else None,
+               doc.get("split"), tuple(root / p for p in doc.get("out_of_set", [])))

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.data import load_image_set
+from harness.errors import HarnessError
+from harness.model import OnnxClassifier
+from harness.zoo import builtin_manifest, read_manifest
+
+ZOO = read_manifest(builtin_manifest())
+
+
+def test_builtin_zoo_shape():
+    assert len(ZOO.models) == 15
+    families = {m.spec.family for m in ZOO.models}
+    assert families == {"faces-xent", "faces-cyborg", "faces-guided"}
+    assert ZOO.split == "test" and len(ZOO.out_of_set) == 2
+
+
+@pytest.mark.parametrize("entry", ZOO.models, ids=lambda m: m.name)
+def test_committed_model_matches_manifest_accuracy(entry):
+    data = load_image_set(ZOO.data, split=ZOO.split)
+    clf = OnnxClassifier(entry.path, entry.spec)
+    assert clf.family == entry.spec.family and clf.classes == ("face", "non_face")
+    accuracy = float((clf.predict_proba(data.pixels()).argmax(1) == data.labels).mean())
+    assert accuracy == pytest.approx(entry.test_accuracy, abs=1e-4)
+
+
+def test_builtin_data():
+    test = load_image_set(ZOO.data, split="test")
+    assert len(test) == 60 and test.size == (64, 64)
+    assert test.label_names == ("face", "non_face")
+    assert np.array_equal(test.has_mask, test.labels == 0)  # faces carry the human map
+    for path in ZOO.out_of_set:
+        assert load_image_set(path).size == (64, 64)
+
+
+def test_zoo_list_cli():
+    res = CliRunner().invoke(cli, ["zoo", "list"])
+    assert res.exit_code == 0, res.output
+    assert "faces-guided-5  faces-guided  64x64 RGB" in res.output
+
+
+def test_manifest_errors(tmp_path):
+    bad = tmp_path / "m.toml"
+    bad.write_text('[[model]]\npath = "x.onnx"\nfamilly = "a"\n')
+    with pytest.raises(HarnessError, match="unknown key 'familly'; did you mean 'family'"):
+        read_manifest(bad)
+    bad.write_text('[[model]]\npath = "x.onnx"\nfamily = "a"\n')
+    with pytest.raises(HarnessError, match="does not exist"):
+        read_manifest(bad)
+    with pytest.raises(HarnessError, match="no such zoo manifest"):
+        read_manifest(tmp_path / "nope.toml")
+    with pytest.raises(HarnessError, match="no images in split 'tset'"):
+        load_image_set(ZOO.data, split="tset")
