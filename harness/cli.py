@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -109,6 +110,187 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
     if png is not None:
         _write_overlays(png, data, scale(raw)[0])
         click.echo(f"wrote {len(raw)} overlays to {png}/", err=True)
+
+
+class _Progress:
+    """A progress bar over models x stages on stderr, with forward passes per second."""
+
+    def __init__(self):
+        self.bar = None
+        self.done = 0
+        self.started = None
+
+    def begin(self, n_models, stages):
+        import time
+
+        self.started = time.perf_counter()
+        self.total_passes = 0
+        self.current = (None, 0)
+        self.bar = click.progressbar(length=n_models * stages, file=sys.stderr,
+                                     label="scoring", show_eta=True,
+                                     item_show_func=lambda text: text)
+        self.bar.__enter__()
+
+    def __call__(self, model, stage, passes):
+        import time
+
+        if self.current[0] != model:
+            self.total_passes += self.current[1]
+        self.current = (model, passes)
+        rate = (self.total_passes + passes) / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.update(1, f"{model}: {stage}, {rate:,.0f} passes/s")
+
+    def end(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _run_options(f):
+    options = [
+        click.option("--zoo", "zoo", multiple=True, type=click.Path(path_type=Path),
+                     help="Zoo manifest (TOML); repeatable. Default: the built-in zoo."),
+        click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
+                     help="An extra .onnx model; repeatable."),
+        click.option("--data", type=click.Path(path_type=Path),
+                     help="In-set images (folder, image, .npz). Default: the zoo's data."),
+        click.option("--split", help="Split of an .npz image set (default: the zoo's)."),
+        click.option("--out-of-set", "out_of_set", multiple=True,
+                     type=click.Path(path_type=Path), help="Out-of-set image set; repeatable."),
+        click.option("--measures", help="Comma-separated measures (default: all six)."),
+        click.option("--method", type=click.Choice(["occlusion", "rise"]), help="Salience."),
+        click.option("--grid", type=int, help="Cells per side of the maps (default 7)."),
+        click.option("--window", type=int, help="Occlusion window in cells (default 1)."),
+        click.option("--baseline", help="blur, mean or a grey level (default blur)."),
+        click.option("--n-masks", "n_masks", type=int, help="RISE masks (default 1000)."),
+        click.option("--batch-size", "batch_size", type=int, help="Copies per ONNX call."),
+        click.option("--limit", type=int, help="Score only the first N images."),
+        click.option("--seed", type=int, help="Seed for noise, RISE and bootstrap (0)."),
+        click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+                     help="Output folder (default results/<timestamp>)."),
+        click.option("--config", "config_file", type=click.Path(path_type=Path),
+                     help="A run.toml; flags override it."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the leaderboard as JSON (for machines)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@cli.command()
+@_run_options
+def run(zoo, models, data, split, out_of_set, measures, method, grid, window, baseline,
+        n_masks, batch_size, limit, seed, out, config_file, quiet, as_json):
+    """Score every model, rank them, and write the run to --out.
+
+    With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
+    all six measures, 7 x 7 occlusion salience.
+    """
+    import datetime
+
+    from harness.config import build_config, read_config
+    from harness.leaderboard import directions, render
+    from harness.results import write_run
+    from harness.runner import run_config
+
+    settings = read_config(config_file) if config_file else {}
+    flags = {"zoo": zoo or None, "models": models or None, "data": data, "split": split,
+             "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "out": out,
+             "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
+             "salience.method": method, "salience.grid": grid, "salience.window": window,
+             "salience.baseline": None if baseline is None else _parse_baseline(baseline),
+             "salience.n_masks": n_masks, "salience.batch_size": batch_size}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    config = build_config(**settings)
+    if config.out is None:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        config = dataclasses.replace(config, out=Path("results") / stamp)
+    progress = None if quiet or as_json else _Progress()
+    try:
+        scores, info = run_config(config, progress)
+    finally:
+        if progress is not None:
+            progress.end()
+    board = write_run(config.out, scores, info)
+    if as_json:
+        click.echo(render(board, directions(scores), "json"))
+        return
+    if not quiet:
+        click.echo(f"{info['models']} models, {info['images']} images, "
+                   f"{info['forward_passes']:,} forward passes in {info['seconds']:.0f} s on "
+                   f"{', '.join(info['providers']) or 'no provider'}", err=True)
+    click.echo(render(board, directions(scores), "table"))
+    click.echo(f"results: {config.out}/", err=True)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]),
+              default="table", show_default=True)
+@click.option("--by", help="Order by this measure's rank instead of the mean rank.")
+def leaderboard(run_dir, fmt, by):
+    """Re-render the leaderboard of a finished run (no recomputation)."""
+    from harness.leaderboard import build, directions, render
+    from harness.results import read_scores
+
+    scores = read_scores(run_dir)
+    try:
+        board = build(scores, by=by)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    click.echo(render(board, directions(scores), fmt), nl=False)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--rules", "rules_file", required=True, type=click.Path(path_type=Path),
+              help="gate.toml with rules, applies_to and no_regression.")
+@click.option("--baseline", type=click.Path(path_type=Path, file_okay=False),
+              help="A baseline run folder for no_regression.")
+def gate(run_dir, rules_file, baseline):
+    """Check a finished run against rules: exit 0 when all hold, 1 when any fails."""
+    from harness.gate import check, read_rules
+    from harness.results import read_scores
+
+    rules = read_rules(rules_file)
+    checks = check(read_scores(run_dir), rules, read_scores(baseline) if baseline else None)
+    width = max(len(c.model) for c in checks) if checks else 0
+    for c in checks:
+        value = "n/a" if c.value is None else f"{c.value:.4g}"
+        verdict = "PASS" if c.passed else "FAIL"
+        click.echo(f"{verdict}  {c.model.ljust(width)}  {c.what}: {value} {c.bound}")
+    failed = sum(not c.passed for c in checks)
+    click.echo(f"{len(checks) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+@cli.group()
+def zoo():
+    """Model zoos: manifests of models to score."""
+
+
+@zoo.command("list")
+@click.argument("manifest", required=False, type=click.Path(path_type=Path, dir_okay=False))
+def zoo_list(manifest):
+    """List the models of MANIFEST (default: the built-in zoo)."""
+    from harness.model import OnnxClassifier
+    from harness.zoo import builtin_manifest, read_manifest
+
+    parsed = read_manifest(manifest or builtin_manifest())
+    rows = [("model", "family", "input", "classes", "test acc.")]
+    for m in parsed.models:
+        clf = OnnxClassifier(m.path, m.spec)
+        acc = "" if m.test_accuracy is None else f"{m.test_accuracy:.3f}"
+        rows.append((m.name, m.spec.family or clf.family or "-",
+                     f"{clf.input_size[0]}x{clf.input_size[1]} {clf.color}",
+                     ",".join(clf.classes), acc))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if parsed.data is not None:
+        split = f" (split {parsed.split})" if parsed.split else ""
+        click.echo(f"data: {parsed.data}{split}")
 
 
 def _parse_baseline(text: str):

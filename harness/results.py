@@ -3,6 +3,9 @@ with an explicit Polars schema and the run's provenance on every row."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import polars as pl
 
 SCHEMA = {
@@ -40,7 +43,45 @@ def versions() -> dict[str, str]:
 
 
 def to_frame(records: list[dict]) -> pl.DataFrame:
-    """Records -> the typed long frame, in a stable row order."""
-    frame = pl.DataFrame(records, schema=SCHEMA, orient="row") if records else pl.DataFrame(
-        schema=SCHEMA)
-    return frame
+    """Records (dicts with the keys of :data:`SCHEMA`) -> the typed long frame."""
+    return pl.DataFrame(records, schema=SCHEMA) if records else pl.DataFrame(schema=SCHEMA)
+
+
+SCORES_FILE = "scores.parquet"
+LEADERBOARD_FILES = ("leaderboard.parquet", "leaderboard.csv", "leaderboard.md")
+
+
+def write_run(out: Path, scores: pl.DataFrame, run_info: dict) -> pl.DataFrame:
+    """Write a finished run: scores.parquet, the leaderboard (.parquet, .csv, .md) and
+    run.json, each atomically; the leaderboard files last, so a run that dies midway
+    leaves none behind. Returns the leaderboard."""
+    from harness.io import atomic_path
+    from harness.leaderboard import build, directions, render
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / SCORES_FILE) as tmp:
+        scores.write_parquet(tmp)
+    board = build(scores)
+    with atomic_path(out / "run.json") as tmp:
+        tmp.write_text(json.dumps(run_info, indent=2, sort_keys=True, default=str) + "\n")
+    with atomic_path(out / "leaderboard.parquet") as tmp:
+        board.write_parquet(tmp)
+    with atomic_path(out / "leaderboard.csv") as tmp:
+        tmp.write_text(render(board, directions(scores), "csv"))
+    with atomic_path(out / "leaderboard.md") as tmp:
+        tmp.write_text(render(board, directions(scores), "md"))
+    return board
+
+
+def read_scores(run_dir) -> pl.DataFrame:
+    """The scores of a finished run folder."""
+    from harness.errors import HarnessError
+
+    path = Path(run_dir) / SCORES_FILE
+    if not path.is_file():
+        raise HarnessError(f"{run_dir}: no {SCORES_FILE} here; is it the output folder of "
+                           "a finished `harness run`?")
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # polars raises several error types for a damaged file
+        raise HarnessError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from harness.data import ImageSet
 from harness.errors import HarnessError
@@ -110,12 +112,10 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
         base = common | {"model": clf.name, "family": family, "provider": clf.provider,
                          "model_sha256": clf.sha256, "forward_passes": passes[clf.name],
                          "status": "ok" if clf.name in maps else f"failed: {failed[clf.name]}"}
+        if clf.name not in maps:
+            records += failed_records(base, chosen)
+            continue
         for measure in chosen:
-            if clf.name not in maps:
-                records.append(base | {"measure": measure.name, "statistic": "headline",
-                                       "value": None, "ci_low": None, "ci_high": None, "n": 0,
-                                       "higher_is_better": measure.higher_is_better})
-                continue
             inp = MeasureInputs(maps[clf.name], members, _labels_for(clf, inset, labels),
                                 masks, has_mask, measure_rng(seed, clf.name, measure.name))
             result = measure.compute(inp)
@@ -123,6 +123,14 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
                 records.append(base | dataclasses.asdict(stat) | {
                     "measure": measure.name, "higher_is_better": measure.higher_is_better})
     return to_frame(records)
+
+
+def failed_records(base: dict, measures) -> list[dict]:
+    """Null headline rows for a model that could not be scored; ``base`` holds its
+    identity, provenance and ``status``."""
+    return [base | {"measure": m.name, "statistic": "headline", "value": None, "ci_low": None,
+                    "ci_high": None, "n": 0, "higher_is_better": m.higher_is_better}
+            for m in measures]
 
 
 def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None = None,
@@ -250,3 +258,79 @@ def _labels_for(clf, inset: ImageSet, labels):
         raise HarnessError(f"label {missing[0]!r} of {inset.source} is not a class of model "
                            f"{clf.name} (classes: {', '.join(clf.spec.classes)})")
     return np.array([index[inset.label_names[i]] for i in inset.labels], np.int64)
+
+
+def run_config(config, progress=None):
+    """A whole ``harness run``: resolve zoos, models and data, score everything, and
+    report models that could not be loaded or scored as failed instead of stopping.
+
+    Args:
+        config: a :class:`harness.config.RunConfig`.
+        progress: an object with ``begin(n_models, stages)`` and the ``__call__`` of
+            :func:`evaluate`'s ``progress``.
+
+    Returns:
+        ``(scores, info)``: the long frame, and a dict describing the run for run.json.
+    """
+    import time
+
+    from harness.data import load_image_set
+    from harness.results import to_frame, versions
+    from harness.zoo import builtin_manifest, read_manifest
+
+    manifests = list(config.zoo) or ([] if config.models else [builtin_manifest()])
+    zoos = [read_manifest(m) for m in manifests]
+    entries = [(m.path, m.spec) for z in zoos for m in z.models]
+    entries += [(path, None) for path in config.models]
+    measures = get_measures(list(config.measures) or list(ALL))
+
+    own = next((z for z in zoos if z.data is not None), None)
+    data_path = config.data or (own.data if own else None)
+    if data_path is None:
+        raise HarnessError("no image set: pass --data IMAGES (a folder, an image or an .npz)")
+    from_zoo = config.data is None
+    split = config.split or (own.split if from_zoo else None)
+    inset = load_image_set(data_path, split=split)
+    if config.limit:
+        inset = inset.subset(np.arange(min(config.limit, len(inset))))
+    oos_paths = list(config.out_of_set) or (list(own.out_of_set) if from_zoo else [])
+    oos = {p.stem: load_image_set(p) for p in oos_paths}
+
+    loaded, failed = [], []
+    for path, spec in entries:
+        try:
+            loaded.append(OnnxClassifier(path, spec, batch_size=config.salience.batch_size))
+        except HarnessError as exc:
+            failed.append((spec.name if spec and spec.name else Path(path).stem,
+                           spec.family if spec else None, str(exc)))
+    if progress is not None:
+        progress.begin(len(loaded), len(STAGES))
+    start = time.perf_counter()
+    scores = evaluate(loaded, inset, out_of_set=oos, measures=[m.name for m in measures],
+                      salience=config.salience, seed=config.seed, keep_going=True,
+                      progress=progress) if loaded else to_frame([])
+    seconds = time.perf_counter() - start
+    common = versions() | {"image_set_hash": inset.hash,
+                           "salience_config": config.salience.to_json(), "seed": config.seed,
+                           "provider": None, "model_sha256": None, "forward_passes": 0}
+    extra = [r for name, family, reason in failed
+             for r in failed_records(common | {"model": name, "family": family,
+                                               "status": f"failed: {reason}"}, measures)]
+    if extra:
+        scores = pl.concat([scores, to_frame(extra)])
+    passes = int(scores.unique("model")["forward_passes"].sum())
+    info = {"config": _config_json(config), "image_set": inset.source,
+            "images": len(inset), "image_set_hash": inset.hash,
+            "out_of_set": {k: len(v) for k, v in oos.items()},
+            "models": len(entries), "failed": {n: r for n, _, r in failed},
+            "providers": sorted({c.provider for c in loaded}), "forward_passes": passes,
+            "seconds": round(seconds, 2),
+            "passes_per_second": round(passes / seconds, 1) if seconds > 0 else None,
+            **versions()}
+    return scores, info
+
+
+def _config_json(config) -> dict:
+    out = dataclasses.asdict(config)
+    out["salience"] = dataclasses.asdict(config.salience)
+    return out

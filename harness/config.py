@@ -1,0 +1,149 @@
+"""The settings of one ``harness run``: read from TOML, overridden by flags, validated
+once before any work starts.
+
+```toml
+zoo = ["model_zoo/faces/manifest.toml"]   # manifests; paths relative to this file
+models = []                               # extra .onnx files
+data = "images/"                          # default: the (first) zoo's own data
+split = "test"                            # for an .npz with a split array
+out_of_set = ["other_faces/"]             # default: the zoo's own out-of-set sets
+measures = ["entropy", "out_of_set", "transforms", "stability", "degradation", "agreement"]
+limit = 0                                 # score only the first N images (0: all)
+seed = 0
+out = "results/run1"
+
+[salience]
+method = "occlusion"                      # or "rise"
+grid = 7
+window = 1
+baseline = "blur"                         # "mean", or a grey level in [0, 1]
+score = "log_odds"
+n_masks = 1000                            # RISE
+batch_size = 64
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+
+import tomllib
+
+from harness.errors import HarnessError
+from harness.salience.config import METHOD_NAMES, SalienceConfig
+from harness.salience.scoring import SCORES
+
+_SALIENCE_KEYS = {f.name for f in dataclasses.fields(SalienceConfig)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; ``()`` / None mean "the built-in default"."""
+
+    zoo: tuple[Path, ...] = ()
+    models: tuple[Path, ...] = ()
+    data: Path | None = None
+    split: str | None = None
+    out_of_set: tuple[Path, ...] = ()
+    measures: tuple[str, ...] = ()
+    limit: int = 0
+    seed: int = 0
+    out: Path | None = None
+    salience: SalienceConfig = SalienceConfig()
+
+
+_TOP_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def _unknown(key, allowed, where):
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return HarnessError(f"{where}: unknown key {key!r}{hint}")
+
+
+def read_config(path) -> dict:
+    """Read a run TOML into keyword overrides for :func:`build_config` (paths resolved
+    against the file's folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: no such config file")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: not valid TOML ({exc})") from None
+    for key in doc:
+        if key not in _TOP_KEYS:
+            raise _unknown(key, _TOP_KEYS, str(path))
+    salience = doc.pop("salience", {})
+    if not isinstance(salience, dict):
+        raise HarnessError(f"{path}: [salience] must be a table")
+    for key in salience:
+        if key not in _SALIENCE_KEYS:
+            raise _unknown(key, _SALIENCE_KEYS, f"{path} [salience]")
+    root = path.parent
+    for key in ("zoo", "models", "out_of_set"):
+        if key in doc:
+            values = doc[key] if isinstance(doc[key], list) else [doc[key]]
+            doc[key] = tuple(root / v for v in values)
+    for key in ("data", "out"):
+        if key in doc:
+            doc[key] = root / doc[key]
+    if "measures" in doc and isinstance(doc["measures"], str):
+        doc["measures"] = tuple(m.strip() for m in doc["measures"].split(","))
+    return {**doc, **{f"salience.{k}": v for k, v in salience.items()}}
+
+
+def build_config(**settings) -> RunConfig:
+    """A validated RunConfig from settings (``salience.<key>`` for salience fields);
+    ``None`` values are ignored so flags that were not given do not override the file.
+
+    Raises:
+        HarnessError: a value out of range or of the wrong kind, naming the setting.
+    """
+    top, sal = {}, {}
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if key.startswith("salience."):
+            sal[key.split(".", 1)[1]] = value
+        elif key in _TOP_KEYS:
+            top[key] = value
+        else:
+            raise _unknown(key, _TOP_KEYS, "run settings")
+    salience = _salience(sal)
+    config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in top.items()},
+                       salience=salience)
+    if config.limit < 0:
+        raise HarnessError(f"limit must be >= 0, got {config.limit}")
+    if config.measures:
+        from harness.measures import get_measures
+
+        get_measures(list(config.measures))
+    return config
+
+
+def _salience(values: dict) -> SalienceConfig:
+    try:
+        config = SalienceConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise HarnessError(f"salience settings: {exc}") from None
+    checks = [
+        (config.method in METHOD_NAMES, f"method must be one of {', '.join(METHOD_NAMES)}"),
+        (isinstance(config.grid, int) and config.grid >= 1, "grid must be an integer >= 1"),
+        (isinstance(config.window, int) and 1 <= config.window <= config.grid,
+         f"window must be an integer in [1, grid={config.grid}]"),
+        (config.score in SCORES, f"score must be one of {', '.join(SCORES)}"),
+        (isinstance(config.n_masks, int) and config.n_masks >= 1, "n_masks must be >= 1"),
+        (0.0 < config.p_keep <= 1.0, "p_keep must lie in (0, 1]"),
+        (isinstance(config.batch_size, int) and config.batch_size >= 1,
+         "batch_size must be >= 1"),
+        (config.baseline in ("blur", "mean") or (isinstance(config.baseline, int | float)
+                                                  and 0.0 <= config.baseline <= 1.0),
+         "baseline must be 'blur', 'mean' or a grey level in [0, 1]"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise HarnessError(f"salience settings: {message}")
+    return config
