@@ -115,7 +115,9 @@ def degrade(images: np.ndarray, q_up: np.ndarray, mode: str) -> np.ndarray:
     level = np.round(10.0 * np.divide(g, peak, out=np.zeros_like(g), where=peak > 0), 1)
     steps = np.rint(level * 10).astype(np.int64)  # level 0.0..10.0 as 0..100
     radius, weights = _level_kernels(h)
-    return _blur_by_level(np.ascontiguousarray(images, np.float32), steps, radius, weights)
+    out = _blur_by_level(np.ascontiguousarray(images, np.float32), steps, radius, weights)
+    # a normalised kernel keeps values in [0, 1] up to float32 rounding
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _level_kernels(height: int) -> tuple[np.ndarray, np.ndarray]:

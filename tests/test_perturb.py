@@ -102,3 +102,13 @@ def test_degrade_matches_naive(rng, size, mode):
 
     q_up = normalize_upsampled(small, (size, size))[0]
     np.testing.assert_allclose(degrade(x, q_up, mode), naive.degrade(x, q_up, mode), atol=2e-5)
+
+
+def test_degraded_images_stay_in_pixel_range():
+    x = np.ones((1, 64, 64, 3), np.float32)
+    x[:, ::2] = 0.999999
+    q = np.zeros((1, 64, 64), np.uint8)
+    q[0, 20:40, 20:40] = 255
+    for mode in ("object", "background"):
+        out = degrade(x, q, mode)
+        assert out.min() >= 0.0 and out.max() <= 1.0

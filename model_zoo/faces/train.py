@@ -24,11 +24,11 @@ import logging
 import os
 import sys
 import warnings
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import onnx
+import tomllib
 import torch
 from torch import nn
 

@@ -1,0 +1,201 @@
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from tests.test_measures import SIZE, centre_only, checkerboard, model_from_weights, pattern_images
+
+FAST = "entropy,stability,agreement"
+
+
+@pytest.fixture
+def tiny_zoo(tmp_path):
+    """Three linear face detectors (two in one family), a labelled image set with human
+    maps and a split, and an out-of-set set, wired by a manifest."""
+    root = tmp_path / "zoo"
+    root.mkdir()
+    model_from_weights(root / "a.onnx", centre_only(), metadata={"harness.classes": "yes,no"})
+    model_from_weights(root / "b.onnx", centre_only() * 0.5, metadata={"harness.classes": "yes,no"})
+    model_from_weights(root / "c.onnx", checkerboard(), metadata={"harness.classes": "yes,no"})
+    images = (pattern_images(8) * 255).astype(np.uint8)
+    masks = np.zeros((8, SIZE, SIZE), bool)
+    masks[:4, 8:20, 8:20] = True
+    np.savez(root / "data.npz", images=images, labels=np.array(["yes", "no"] * 4), masks=masks,
+             split=np.array(["test"] * 6 + ["train"] * 2))
+    np.savez(root / "other.npz", images=(pattern_images(3, seed=5) * 255).astype(np.uint8))
+    (root / "manifest.toml").write_text(
+        'data = "data.npz"\nsplit = "test"\nout_of_set = ["other.npz"]\n'
+        '[[model]]\npath = "a.onnx"\nfamily = "centre"\n'
+        '[[model]]\npath = "b.onnx"\nfamily = "centre"\n'
+        '[[model]]\npath = "c.onnx"\n')
+    return root / "manifest.toml"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_run_writes_everything(tiny_zoo, tmp_path):
+    out = tmp_path / "run"
+    res = invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", FAST, "--quiet")
+    assert res.exit_code == 0, res.output
+    for name in ("scores.parquet", "leaderboard.parquet", "leaderboard.csv", "leaderboard.md",
+                 "run.json"):
+        assert (out / name).is_file(), name
+    scores = pl.read_parquet(out / "scores.parquet")
+    assert set(scores["model"]) == {"a", "b", "c"}
+    assert scores.filter(pl.col("model") == "c", pl.col("measure") == "stability",
+                         pl.col("statistic") == "headline")["value"][0] is None
+    assert (scores["n"].filter(scores["statistic"] == "headline") <= 6).all()  # test split
+    info = json.loads((out / "run.json").read_text())
+    assert info["images"] == 6 and info["forward_passes"] == 3 * 6 * 50
+    assert "entropy ↓" in res.output and "agreement ↑" in res.output
+    assert len(pl.read_csv(out / "leaderboard.csv")) == 3
+
+
+def test_all_measures_default_sets(tiny_zoo, tmp_path):
+    res = invoke("run", "--zoo", tiny_zoo, "--out", tmp_path / "r", "--limit", 3, "--quiet")
+    assert res.exit_code == 0, res.output
+    scores = pl.read_parquet(tmp_path / "r" / "scores.parquet")
+    assert set(scores["measure"]) == {"entropy", "out_of_set", "transforms", "stability",
+                                      "degradation", "agreement"}
+    assert "wasserstein@other" in scores["statistic"].to_list()  # the zoo's out-of-set set
+
+
+def test_two_runs_are_byte_identical(tiny_zoo, tmp_path):
+    for name in ("r1", "r2"):
+        res = invoke("run", "--zoo", tiny_zoo, "--out", tmp_path / name, "--measures", FAST,
+                     "--seed", 7, "--quiet")
+        assert res.exit_code == 0, res.output
+    for file in ("scores.parquet", "leaderboard.csv"):
+        assert (tmp_path / "r1" / file).read_bytes() == (tmp_path / "r2" / file).read_bytes()
+
+
+def test_broken_models_are_reported_and_the_rest_finish(tiny_zoo, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model")
+    w = np.full((SIZE, SIZE), 1.0, np.float32)
+    nan = model_from_weights(tmp_path / "nan.onnx", w, bias=[-1e9, 0], post="Sqrt")
+    out = tmp_path / "run"
+    res = invoke("run", "--zoo", tiny_zoo, "--model", junk, "--model", nan, "--out", out,
+                 "--measures", FAST, "--quiet")
+    assert res.exit_code == 0, res.output
+    board = pl.read_parquet(out / "leaderboard.parquet")
+    status = dict(zip(board["model"], board["status"], strict=True))
+    assert status["junk"].startswith("failed: ") and "not an ONNX model" in status["junk"]
+    assert "NaN or infinite" in status["nan"]
+    assert status["a"] == status["b"] == status["c"] == "ok"
+    assert board["model"].to_list()[-2:] == ["junk", "nan"] or \
+        board["model"].to_list()[-2:] == ["nan", "junk"]
+    assert "failed: " in res.output
+
+
+def test_killed_run_leaves_no_leaderboard(tiny_zoo, tmp_path, monkeypatch):
+    import harness.leaderboard
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.leaderboard, "build", crash)
+    out = tmp_path / "run"
+    res = invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", "entropy", "--quiet")
+    assert res.exit_code != 0
+    assert not list(out.glob("leaderboard.*"))
+    assert not list(out.glob(".*tmp*"))  # no half-written temporary file either
+
+
+def test_leaderboard_rerenders(tiny_zoo, tmp_path):
+    out = tmp_path / "run"
+    invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", FAST, "--quiet")
+    table = invoke("leaderboard", out)
+    assert table.exit_code == 0 and "mean rank" in table.output
+    md = invoke("leaderboard", out, "--format", "md")
+    assert md.output.startswith("| # | model |")
+    as_json = json.loads(invoke("leaderboard", out, "--format", "json").output)
+    assert {r["model"] for r in as_json} == {"a", "b", "c"}
+    csv = invoke("leaderboard", out, "--format", "csv").output
+    assert csv == (out / "leaderboard.csv").read_text()
+    by = json.loads(invoke("leaderboard", out, "--by", "agreement", "--format", "json").output)
+    assert [r["agreement_rank"] for r in by] == sorted(r["agreement_rank"] for r in by)
+    bad = invoke("leaderboard", out, "--by", "speed")
+    assert bad.exit_code == 2 and "not a measure of this run" in bad.output
+    missing = invoke("leaderboard", tmp_path)
+    assert missing.exit_code == 2 and "no scores.parquet" in missing.output
+
+
+@pytest.fixture
+def finished(tiny_zoo, tmp_path):
+    out = tmp_path / "run"
+    res = invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", FAST, "--quiet")
+    assert res.exit_code == 0
+    return out
+
+
+def _rules(tmp_path, text):
+    path = tmp_path / "gate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_gate_pass_fail_and_usage(finished, tmp_path):
+    ok = _rules(tmp_path, 'rules = ["entropy <= 1.0", "agreement.images_with_mask >= 1"]\n')
+    res = invoke("gate", finished, "--rules", ok)
+    assert res.exit_code == 0, res.output
+    assert "PASS" in res.output and "FAIL" not in res.output
+    fail = _rules(tmp_path, 'rules = ["stability >= 0.5"]\n')  # model c has no family
+    res = invoke("gate", finished, "--rules", fail)
+    assert res.exit_code == 1 and "FAIL  c" in res.output and "n/a" in res.output
+    best = _rules(tmp_path, 'rules = ["entropy <= 1.0"]\napplies_to = "best"\n')
+    res = invoke("gate", finished, "--rules", best)
+    assert res.exit_code == 0 and res.output.count("PASS") == 1
+    for text, message in [('rules = ["entropy <== 1"]\n', "write it as"),
+                          ('rules = ["speed >= 1"]\n', "measure 'speed' is not in this run"),
+                          ('rules = ["entropy.flat >= 1"]\n', "did you mean 'flat_maps'"),
+                          ('rules = ["entropy <= 1"]\nno_regresion = true\n',
+                           "did you mean 'no_regression'"),
+                          ('no_regression = true\n', "pass --baseline")]:
+        res = invoke("gate", finished, "--rules", _rules(tmp_path, text))
+        assert res.exit_code == 2 and message in res.output, (text, res.output)
+
+
+def test_gate_regression_against_baseline(finished, tmp_path):
+    rules = _rules(tmp_path, "no_regression = true\n")
+    res = invoke("gate", finished, "--rules", rules, "--baseline", finished)
+    assert res.exit_code == 0, res.output
+    worse = pl.read_parquet(finished / "scores.parquet").with_columns(
+        pl.when((pl.col("measure") == "agreement") & (pl.col("statistic") == "headline"))
+        .then(pl.col("value") - 10).otherwise(pl.col("value")).alias("value"))
+    (tmp_path / "worse").mkdir()
+    worse.write_parquet(tmp_path / "worse" / "scores.parquet")
+    res = invoke("gate", tmp_path / "worse", "--rules", rules, "--baseline", finished)
+    assert res.exit_code == 1 and "agreement no regression" in res.output
+
+
+def test_config_file_and_validation(tiny_zoo, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(f'zoo = ["{tiny_zoo}"]\nmeasures = ["entropy"]\n[salience]\ngrid = 4\n')
+    res = invoke("run", "--config", config, "--out", tmp_path / "r", "--grid", 7, "--quiet")
+    assert res.exit_code == 0, res.output
+    scores = pl.read_parquet(tmp_path / "r" / "scores.parquet")
+    assert json.loads(scores["salience_config"][0])["grid"] == 7  # the flag wins
+    assert set(scores["measure"]) == {"entropy"}
+    config.write_text(f'zoo = ["{tiny_zoo}"]\nmesures = ["entropy"]\n')
+    res = invoke("run", "--config", config, "--quiet")
+    assert res.exit_code == 2 and "unknown key 'mesures'; did you mean 'measures'" in res.output
+    for flags, message in [(["--grid", 0], "grid must be"), (["--window", 9], "window must"),
+                           (["--measures", "entropie"], "did you mean entropy"),
+                           (["--baseline", "-1"], "grey level must lie in [0, 1]")]:
+        res = invoke("run", "--zoo", tiny_zoo, "--out", tmp_path / "x", "--quiet", *flags)
+        assert res.exit_code == 2 and message in res.output, (flags, res.output)
+        assert not (tmp_path / "x").exists()
+
+
+def test_json_output(tiny_zoo, tmp_path):
+    res = invoke("run", "--zoo", tiny_zoo, "--out", tmp_path / "r", "--measures", "entropy",
+                 "--json")
+    assert res.exit_code == 0
+    rows = json.loads(res.output)
+    assert {r["model"] for r in rows} == {"a", "b", "c"}
