@@ -38,8 +38,8 @@ def _existing(path_type="any"):
 @cli.command()
 @click.argument("model", type=_existing("file"))
 @click.argument("images", type=_existing())
-@click.option("--method", type=click.Choice(["occlusion", "rise"]), default="occlusion",
-              show_default=True, help="Salience method.")
+@click.option("--method", type=click.Choice(["occlusion", "rise", "cam"]), default="occlusion",
+              show_default=True, help="Salience method (cam: from the model's GAP + linear head).")
 @click.option("--grid", type=click.IntRange(1), default=7, show_default=True,
               help="Cells per side of the map.")
 @click.option("--window", type=click.IntRange(1), default=1, show_default=True,
@@ -70,32 +70,27 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
     from harness.data import load_image_set
     from harness.io import atomic_path
     from harness.model import NonFiniteOutput, OnnxClassifier
-    from harness.salience import normalize, occlusion, rise, scale
-    from harness.salience.scoring import resolve_targets
+    from harness.salience import normalize, scale
+    from harness.salience.config import SalienceConfig, explain_with_outputs
 
-    baseline_value = _parse_baseline(baseline)
+    config = SalienceConfig(method=method, grid=grid, window=window,
+                            baseline=_parse_baseline(baseline), score=score, n_masks=n_masks,
+                            seed=seed, batch_size=batch_size)
     clf = OnnxClassifier(model, batch_size=batch_size)
     click.echo(f"model {clf.name}: input {clf.input_size[0]}x{clf.input_size[1]} "
                f"{clf.layout} {clf.color}, provider {clf.provider}", err=True)
     data = load_image_set(images)
     if limit is not None:
         data = data.subset(np.arange(min(limit, len(data))))
-    if grid > min(data.size):
+    if method != "cam" and grid > min(data.size):
         raise HarnessError(f"--grid {grid} is larger than the images ({data.size[0]}x"
                            f"{data.size[1]}); use at most {min(data.size)}")
     if window > grid:
         raise HarnessError(f"--window {window} is larger than --grid {grid}")
     pixels = data.pixels()
     try:
-        clean = clf.forward(pixels)
-        targets = resolve_targets(clean, None)
-        if method == "occlusion":
-            raw = occlusion(clf, pixels, grid=grid, window=window, baseline=baseline_value,
-                            score=score, batch_size=batch_size, clean=clean)
-        else:
-            raw = rise(clf, pixels, n_masks=n_masks, seed=seed, grid=grid,
-                       baseline=baseline_value, score=score, batch_size=batch_size,
-                       clean=clean)
+        outputs, raw = explain_with_outputs(clf, pixels, config)
+        targets = outputs.argmax(axis=1)
     except NonFiniteOutput as exc:
         shown = ", ".join(data.names[i] for i in exc.rows[:5])
         more = f" and {len(exc.rows) - 5} more" if len(exc.rows) > 5 else ""
@@ -105,7 +100,8 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
     with atomic_path(out) as tmp:
         np.savez_compressed(tmp, raw=raw, q=q, flat=flat, targets=targets,
                             names=np.array(data.names), method=np.array(method))
-    click.echo(f"wrote {len(raw)} {method} maps ({grid}x{grid}, {int(flat.sum())} flat) "
+    click.echo(f"wrote {len(raw)} {method} maps ({raw.shape[1]}x{raw.shape[2]}, "
+               f"{int(flat.sum())} flat) "
                f"to {out}; {clf.forward_passes} forward passes", err=True)
     if png is not None:
         _write_overlays(png, data, scale(raw)[0])
@@ -157,7 +153,8 @@ def _run_options(f):
         click.option("--out-of-set", "out_of_set", multiple=True,
                      type=click.Path(path_type=Path), help="Out-of-set image set; repeatable."),
         click.option("--measures", help="Comma-separated measures (default: all six)."),
-        click.option("--method", type=click.Choice(["occlusion", "rise"]), help="Salience."),
+        click.option("--method", type=click.Choice(["occlusion", "rise", "cam"]),
+                     help="Salience method (default occlusion)."),
         click.option("--grid", type=int, help="Cells per side of the maps (default 7)."),
         click.option("--window", type=int, help="Occlusion window in cells (default 1)."),
         click.option("--baseline", help="blur, mean or a grey level (default blur)."),

@@ -147,7 +147,9 @@ def _session_options(threads: int | None):
     return so
 
 
-def _create_session(path: Path, providers, threads):
+def _create_session(path: Path, providers, threads, model_bytes: bytes | None = None):
+    """A session for the file at ``path`` (or for ``model_bytes``, an in-memory variant
+    of it; ``path`` then only names it in errors)."""
     import onnxruntime as ort
 
     if providers is None:
@@ -167,7 +169,8 @@ def _create_session(path: Path, providers, threads):
             so.log_severity_level = 4
             ort.set_default_logger_severity(4)
         try:
-            return ort.InferenceSession(str(path), so, providers=providers)
+            return ort.InferenceSession(model_bytes if model_bytes is not None else str(path),
+                                        so, providers=providers)
         finally:
             if wants_cuda:
                 ort.set_default_logger_severity(2)
@@ -212,6 +215,9 @@ class OnnxClassifier:
         self.batch_size = int(batch_size)
         self.session = _create_session(self.path, providers, threads)
         self.provider = self.session.get_providers()[0]
+        self._threads = threads
+        self._variants = {}  # extra output names -> session of an in-memory copy
+        self._cam_head = None
         self._read_input()
         self._read_output()
         self.forward_passes = 0
@@ -384,21 +390,28 @@ class OnnxClassifier:
             return np.zeros((0, self.num_classes or 2), np.float32)
         return np.concatenate(chunks)
 
-    def run_prepared(self, batch: np.ndarray) -> np.ndarray:
+    def run_prepared(self, batch: np.ndarray, extra: tuple[str, ...] = ()):
         """Run already-preprocessed model input ``(B, ...)`` -> ``(B, K) float32``; one
         forward pass counted per row. A model with a fixed batch axis gets its rows in
-        chunks of that size, the last one padded."""
+        chunks of that size, the last one padded.
+
+        ``extra`` names inner tensors to return too, from an in-memory copy of the model
+        that exposes them as outputs: the result is then ``(outputs, [arrays])``.
+        """
         rows = len(batch)
         step = self.fixed_batch or rows
-        chunks = []
+        session = self._variant(extra) if extra else self.session
+        names = [self.output_name, *extra]
+        chunks = [[] for _ in names]
         for start in range(0, rows, step):
             part = batch[start:start + step]
             if len(part) < step:
                 part = np.concatenate([part, np.repeat(part[-1:], step - len(part), axis=0)])
             feed = {self.input_name: part.astype(self.input_dtype, copy=False)}
-            out = self.session.run([self.output_name], feed)[0]
-            chunks.append(np.asarray(out, np.float32).reshape(step, -1))
-        out = np.concatenate(chunks)[:rows] if len(chunks) > 1 else chunks[0][:rows]
+            for chunk, value in zip(chunks, session.run(names, feed), strict=True):
+                chunk.append(np.asarray(value, np.float32))
+        arrays = [np.concatenate(c)[:rows] for c in chunks]
+        out = arrays[0].reshape(rows, -1)
         self.forward_passes += rows
         if out.shape[1] < 2:
             raise HarnessError(f"{self.path}: output {self.output_name!r} has {out.shape[1]} "
@@ -406,7 +419,44 @@ class OnnxClassifier:
         bad = ~np.isfinite(out).all(axis=1)
         if bad.any():
             raise NonFiniteOutput(self.name, np.flatnonzero(bad))
-        return out
+        return (out, arrays[1:]) if extra else out
+
+    def _variant(self, extra: tuple[str, ...]):
+        """A session of an in-memory copy of the model with ``extra`` inner tensors as
+        additional outputs (built once per set of names; the file is not touched)."""
+        key = tuple(extra)
+        if key not in self._variants:
+            import onnx
+
+            proto = onnx.load(str(self.path))
+            inferred = onnx.shape_inference.infer_shapes(proto)
+            types = {v.name: v.type.tensor_type.elem_type for v in
+                     list(inferred.graph.value_info) + list(inferred.graph.output)}
+            present = {o.name for o in proto.graph.output}
+            for name in key:
+                if name not in present:
+                    proto.graph.output.append(onnx.helper.make_tensor_value_info(
+                        name, types.get(name) or onnx.TensorProto.FLOAT, None))
+            providers = [self.provider] + (["CPUExecutionProvider"]
+                                           if self.provider != "CPUExecutionProvider" else [])
+            self._variants[key] = _create_session(self.path, providers, self._threads,
+                                                  proto.SerializeToString())
+        return self._variants[key]
+
+    def cam_head(self):
+        """The global-average-pool + linear head CAM reads (found once).
+
+        Raises:
+            HarnessError: the model has no such head; the message says what it has.
+        """
+        if self._cam_head is None:
+            from harness.salience.cam import NoCamHead, find_cam_head
+
+            try:
+                self._cam_head = find_cam_head(self.graph, self.output_name)
+            except NoCamHead as exc:
+                raise NoCamHead(f"{self.path}: {exc}") from None
+        return self._cam_head
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, K) float32`` for pixel-space images."""

@@ -21,7 +21,7 @@ from harness.measures import ALL, get_measures
 from harness.measures.base import MeasureInputs, ModelMaps, Perturbed, measure_rng
 from harness.model import OnnxClassifier
 from harness.perturb import NOISE_LEVELS, TRANSFORMS, degrade, salt_and_pepper, transform
-from harness.salience.config import SalienceConfig, explain
+from harness.salience.config import SalienceConfig, explain, explain_with_outputs
 from harness.salience.normalize import normalize, normalize_upsampled, scale
 from harness.salience.scoring import class_scores
 
@@ -170,18 +170,14 @@ def _shared_perturbations(x, needs, seed, noise_levels) -> _Shared:
     return _Shared(noisy, transformed, "degradation" in needs)
 
 
-def _outputs(clf, images, targets):
-    """Forward pass -> (outputs, Perturbed fields other than the maps)."""
-    out = clf.forward(images)
-    score = class_scores(out, clf.output_kind, targets, "log_odds")
-    prob = class_scores(out, clf.output_kind, targets, "probability")
-    return out, score, prob, out.argmax(axis=1)
-
-
 def _maps_of(clf, images, targets, config) -> Perturbed:
-    out, score, prob, predicted = _outputs(clf, images, targets)
-    raw = explain(clf, images, config, target=targets, clean=out)
-    return Perturbed(raw, score, prob, predicted)
+    """Maps of ``images`` for ``targets`` (None: predicted) and the scores of those
+    classes; the targets default to the predicted classes."""
+    out, raw = explain_with_outputs(clf, images, config, target=targets)
+    targets = out.argmax(axis=1) if targets is None else targets
+    return Perturbed(raw, class_scores(out, clf.output_kind, targets, "log_odds"),
+                     class_scores(out, clf.output_kind, targets, "probability"),
+                     out.argmax(axis=1))
 
 
 def _model_maps(clf, x, config, needs, shared: _Shared, oos, second_seed,
@@ -191,11 +187,8 @@ def _model_maps(clf, x, config, needs, shared: _Shared, oos, second_seed,
             report(name)
 
     stage("clean")
-    out = clf.forward(x)
-    targets = out.argmax(axis=1)
-    clean = Perturbed(explain(clf, x, config, target=targets, clean=out),
-                      class_scores(out, clf.output_kind, targets, "log_odds"),
-                      class_scores(out, clf.output_kind, targets, "probability"), targets)
+    clean = _maps_of(clf, x, None, config)
+    targets = clean.predicted
     q, flat = normalize(clean.raw)
     q_up, _ = normalize_upsampled(clean.raw, x.shape[1:3])
     stage("noise")
@@ -207,12 +200,9 @@ def _model_maps(clf, x, config, needs, shared: _Shared, oos, second_seed,
     degraded = {mode: _maps_of(clf, degrade(x, q_up, mode), targets, config)
                 for mode in ("object", "background")} if shared.degrade else {}
     stage("out_of_set")
-    out_of_set = {}
-    for name, imgs in oos.items():
-        o = clf.forward(imgs)
-        out_of_set[name] = explain(clf, imgs, config, target=o.argmax(axis=1), clean=o)
+    out_of_set = {name: _maps_of(clf, imgs, None, config).raw for name, imgs in oos.items()}
     stage("second_seed")
-    second = explain(clf, x, config, target=targets, clean=out, seed=config.seed + 1) \
+    second = explain(clf, x, config, target=targets, clean=None, seed=config.seed + 1) \
         if second_seed else None
     return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, noisy, transformed, degraded,
                      out_of_set, second)

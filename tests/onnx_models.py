@@ -93,3 +93,74 @@ def cnn_model(path, size=64, widths=(8, 16), classes=2, seed=0, strides=None, me
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
         initializer=inits)
     return save(graph, path, metadata)
+
+
+def cam_model(path, head="gemm", pool="gap", between=(), size=8, channels=4, classes=3,
+              seed=0, two_linear=False):
+    """A 1x1-convolution feature extractor (so its maps are easy to compute in NumPy)
+    with a choice of pooling and linear head, for CAM pattern tests.
+
+    Features: A = Relu(Conv1x1(x; conv_w)), (N, C, size, size). Then the pooling
+    (``gap`` GlobalAveragePool, ``reducemean`` ReduceMean(axes=[2, 3]), ``avgpool`` a
+    whole-map AveragePool), the nodes in ``between`` (``flatten``,
+    ``reshape`` with a shape computed in the graph, ``squeeze``), and the head (``gemm``
+    transB=1, ``gemm_t0`` transB=0, ``matmul_add``). Returns (path, conv_w, fc_w (K, C)).
+    """
+    rng = np.random.default_rng(seed)
+    conv_w = rng.normal(size=(channels, 3, 1, 1)).astype(np.float32)
+    fc_w = rng.normal(size=(classes, channels)).astype(np.float32)
+    inits = [numpy_helper.from_array(conv_w, "conv_w")]
+    nodes = [helper.make_node("Conv", ["image", "conv_w"], ["conv"]),
+             helper.make_node("Relu", ["conv"], ["feat"])]
+    if pool == "gap":
+        nodes.append(helper.make_node("GlobalAveragePool", ["feat"], ["pooled"]))
+    elif pool == "reducemean":  # opset 17: axes as an attribute (18 moves them to an input)
+        nodes.append(helper.make_node("ReduceMean", ["feat"], ["pooled"], axes=[2, 3],
+                                      keepdims=1))
+    elif pool == "avgpool":
+        nodes.append(helper.make_node("AveragePool", ["feat"], ["pooled"],
+                                      kernel_shape=[size, size]))
+    src = "pooled"
+    squeezed = False
+    for i, kind in enumerate(between):
+        out = f"between{i}"
+        if kind == "flatten":
+            nodes.append(helper.make_node("Flatten", [src], [out], axis=1))
+        elif kind == "squeeze":
+            inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), f"sq{i}"))
+            nodes.append(helper.make_node("Squeeze", [src, f"sq{i}"], [out]))
+        elif kind == "reshape":  # shape = concat(shape(x)[:1], [-1]), computed in the graph
+            inits += [numpy_helper.from_array(np.array([0], np.int64), f"i{i}"),
+                      numpy_helper.from_array(np.array([-1], np.int64), f"m{i}")]
+            nodes += [helper.make_node("Shape", [src], [f"s{i}"]),
+                      helper.make_node("Gather", [f"s{i}", f"i{i}"], [f"n{i}"], axis=0),
+                      helper.make_node("Concat", [f"n{i}", f"m{i}"], [f"shape{i}"], axis=0),
+                      helper.make_node("Reshape", [src, f"shape{i}"], [out])]
+        squeezed = True
+        src = out
+    if not squeezed:
+        nodes.append(helper.make_node("Flatten", [src], ["flat"], axis=1))
+        src = "flat"
+    if two_linear:
+        hidden = rng.normal(size=(channels, channels)).astype(np.float32)
+        inits.append(numpy_helper.from_array(hidden, "hidden"))
+        nodes += [helper.make_node("MatMul", [src, "hidden"], ["h"]),
+                  helper.make_node("Relu", ["h"], ["hr"])]
+        src = "hr"
+    inits.append(numpy_helper.from_array(np.zeros(classes, np.float32), "fc_b"))
+    if head == "gemm":
+        inits.append(numpy_helper.from_array(fc_w, "fc_w"))
+        nodes.append(helper.make_node("Gemm", [src, "fc_w", "fc_b"], ["logits"], transB=1))
+    elif head == "gemm_t0":
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(fc_w.T), "fc_w"))
+        nodes.append(helper.make_node("Gemm", [src, "fc_w", "fc_b"], ["logits"], transB=0))
+    elif head == "matmul_add":
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(fc_w.T), "fc_w"))
+        nodes += [helper.make_node("MatMul", [src, "fc_w"], ["mm"]),
+                  helper.make_node("Add", ["mm", "fc_b"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "cam",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        initializer=inits)
+    return save(graph, path), conv_w, fc_w

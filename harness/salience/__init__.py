@@ -1,17 +1,20 @@
-"""Black-box perturbation salience over ONNX models.
+"""Salience over ONNX models: black-box perturbation (occlusion, RISE) and class
+activation maps read from the graph (CAM).
 
-``METHODS`` maps a method name to its function ``f(model, images, grid=..., ...)``
-returning ``(N, grid, grid) float32`` raw maps.
+``METHODS`` maps a method name to its function ``f(model, images, ...)`` returning
+``(N, h, w) float32`` raw maps (h = w = grid for the perturbation methods, the feature
+map's size for CAM).
 """
 
+from harness.salience.cam import cam
 from harness.salience.normalize import normalize, normalize_upsampled, quantize, scale, upsample
 from harness.salience.occlusion import occlusion
 from harness.salience.rise import MaskBank, rise, rise_masks
 
-METHODS = {"occlusion": occlusion, "rise": rise}
+METHODS = {"occlusion": occlusion, "rise": rise, "cam": cam}
 
-__all__ = ["METHODS", "MaskBank", "normalize", "normalize_upsampled", "occlusion", "quantize",
-           "rise", "rise_masks", "scale", "upsample", "warmup"]
+__all__ = ["METHODS", "MaskBank", "cam", "normalize", "normalize_upsampled", "occlusion",
+           "quantize", "rise", "rise_masks", "scale", "upsample", "warmup"]
 
 
 def warmup() -> None:

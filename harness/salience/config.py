@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-METHOD_NAMES = ("occlusion", "rise")
+METHOD_NAMES = ("occlusion", "rise", "cam")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,7 +15,9 @@ class SalienceConfig:
     """How maps are computed; recorded with every result.
 
     Attributes:
-        method: ``"occlusion"`` or ``"rise"``.
+        method: ``"occlusion"``, ``"rise"`` or ``"cam"`` (class activation maps read
+            from the graph, at the feature map's resolution; the settings below do not
+            apply to it).
         grid: cells per side of the maps.
         window: occlusion window in cells.
         baseline: ``"blur"``, ``"mean"`` or a grey level.
@@ -41,15 +43,19 @@ class SalienceConfig:
                              f"got {self.method!r}")
 
     def passes_per_image(self) -> int:
-        """Forward passes for one image's map when its target is known."""
+        """Forward passes for one image's map beyond the image's own forward pass."""
         if self.method == "occlusion":
             return (self.grid - self.window + 1) ** 2
+        if self.method == "cam":
+            return 0  # the map comes out of the image's own pass
         return self.n_masks
 
     def to_json(self) -> str:
         """The settings that affect the maps, as canonical JSON."""
         fields = dataclasses.asdict(self)
         fields.pop("batch_size")
+        if self.method == "cam":
+            return json.dumps({"method": "cam"})
         if self.method == "occlusion":
             for key in ("n_masks", "cell", "p_keep", "seed"):
                 fields.pop(key)
@@ -58,13 +64,30 @@ class SalienceConfig:
         return json.dumps(fields, sort_keys=True)
 
 
+def explain_with_outputs(model, images: np.ndarray, config: SalienceConfig, target=None,
+                         seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The model's ``(N, K)`` outputs on ``images`` and their raw maps for ``target``
+    classes (None: the predicted ones), spending each forward pass once: for CAM the
+    maps come out of the same pass as the outputs."""
+    if config.method == "cam":
+        from harness.salience.cam import cam_with_outputs
+
+        maps, outputs = cam_with_outputs(model, images, target)
+        return outputs, maps
+    outputs = model.forward(images)
+    return outputs, explain(model, images, config, target, outputs, seed)
+
+
 def explain(model, images: np.ndarray, config: SalienceConfig, target, clean,
             seed: int | None = None) -> np.ndarray:
     """Raw ``(N, grid, grid)`` maps of ``images`` for ``target`` classes, reusing the
     clean outputs the caller already has (so no pass is spent twice)."""
+    from harness.salience.cam import cam
     from harness.salience.occlusion import occlusion
     from harness.salience.rise import rise
 
+    if config.method == "cam":
+        return cam(model, images, target)
     if config.method == "occlusion":
         return occlusion(model, images, grid=config.grid, window=config.window,
                          baseline=config.baseline, target=target, score=config.score,

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from harness.errors import HarnessError
+from harness.model import OnnxClassifier
+from harness.runner import evaluate, required_passes
+from harness.salience import cam
+from harness.salience.config import SalienceConfig
+from tests.onnx_models import cam_model, linear_model
+
+
+def _expected(images, conv_w, fc_w, targets):
+    feats = np.maximum(np.einsum("kc,nhwc->nkhw", conv_w[:, :, 0, 0], images), 0)
+    return np.einsum("nk,nkhw->nhw", fc_w[targets], feats)
+
+
+@pytest.mark.parametrize("head,pool,between", [
+    ("gemm", "gap", ()),
+    ("gemm_t0", "gap", ("flatten",)),
+    ("matmul_add", "gap", ("reshape",)),
+    ("gemm", "reducemean", ("squeeze",)),
+    ("matmul_add", "avgpool", ("flatten",)),
+])
+def test_head_is_found_and_maps_are_exact(tmp_path, rng, head, pool, between):
+    path, conv_w, fc_w = cam_model(tmp_path / "m.onnx", head, pool, between)
+    clf = OnnxClassifier(path)
+    x = rng.random((5, 8, 8, 3)).astype(np.float32)
+    maps = cam(clf, x)
+    assert clf.forward_passes == 5
+    targets = clf.forward(x).argmax(1)
+    np.testing.assert_allclose(maps, _expected(x, conv_w, fc_w, targets), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(cam(clf, x, target=2), _expected(x, conv_w, fc_w, [2] * 5),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_two_linear_layers_are_refused(tmp_path):
+    path, _, _ = cam_model(tmp_path / "two.onnx", two_linear=True)
+    with pytest.raises(HarnessError, match=r"Gemm <- Relu.*--method occlusion"):
+        cam(OnnxClassifier(path), np.zeros((1, 8, 8, 3), np.float32))
+
+
+def test_model_without_feature_maps_is_refused(tmp_path):
+    path = linear_model(tmp_path / "lin.onnx", np.ones((2, 8, 8, 3), np.float32))
+    with pytest.raises(HarnessError, match="not fed by a pooling over feature maps"):
+        cam(OnnxClassifier(path), np.zeros((1, 8, 8, 3), np.float32))
+
+
+def test_file_on_disk_is_not_changed(tmp_path, rng):
+    path, _, _ = cam_model(tmp_path / "m.onnx")
+    before = path.read_bytes()
+    cam(OnnxClassifier(path), rng.random((2, 8, 8, 3)).astype(np.float32))
+    assert path.read_bytes() == before
+
+
+def test_zoo_models_run_every_measure_with_cam():
+    from harness.data import load_image_set
+    from harness.zoo import builtin_manifest, read_manifest
+
+    zoo = read_manifest(builtin_manifest())
+    models = [OnnxClassifier(m.path, m.spec) for m in zoo.models[:2]]  # one family's seeds
+    data = load_image_set(zoo.data, split="test").subset(np.arange(6))
+    oos = {p.stem: load_image_set(p) for p in zoo.out_of_set}
+    scores = evaluate(models, data, out_of_set=oos, salience=SalienceConfig(method="cam"))
+    heads = scores.filter(scores["statistic"] == "headline")
+    assert heads["value"].is_not_null().all()
+    assert set(heads["measure"]) == {"entropy", "out_of_set", "transforms", "stability",
+                                     "degradation", "agreement"}
+    passes = required_passes(6, salience=SalienceConfig(method="cam"),
+                             out_of_set_sizes=[len(v) for v in oos.values()])
+    assert passes == 22 * 6 + 15  # one pass per image and perturbation
+    assert scores["forward_passes"].unique().to_list() == [passes]
