@@ -162,6 +162,8 @@ def _run_options(f):
         click.option("--batch-size", "batch_size", type=int, help="Copies per ONNX call."),
         click.option("--limit", type=int, help="Score only the first N images."),
         click.option("--seed", type=int, help="Seed for noise, RISE and bootstrap (0)."),
+        click.option("--model-timeout", "model_timeout", type=float,
+                     help="Seconds one batch may take before the model is marked failed."),
         click.option("--out", type=click.Path(path_type=Path, file_okay=False),
                      help="Output folder (default results/<timestamp>)."),
         click.option("--config", "config_file", type=click.Path(path_type=Path),
@@ -178,7 +180,7 @@ def _run_options(f):
 @cli.command()
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, window, baseline,
-        n_masks, batch_size, limit, seed, out, config_file, quiet, as_json):
+        n_masks, batch_size, limit, seed, model_timeout, out, config_file, quiet, as_json):
     """Score every model, rank them, and write the run to --out.
 
     With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
@@ -194,6 +196,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, window, ba
     settings = read_config(config_file) if config_file else {}
     flags = {"zoo": zoo or None, "models": models or None, "data": data, "split": split,
              "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "out": out,
+             "model_timeout": model_timeout,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
              "salience.method": method, "salience.grid": grid, "salience.window": window,
              "salience.baseline": None if baseline is None else _parse_baseline(baseline),

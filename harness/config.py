@@ -10,6 +10,8 @@ out_of_set = ["other_faces/"]             # default: the zoo's own out-of-set se
 measures = ["entropy", "out_of_set", "transforms", "stability", "degradation", "agreement"]
 limit = 0                                 # score only the first N images (0: all)
 seed = 0
+noise_levels = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0]   # salt-and-pepper levels of (b)
+model_timeout = 60                        # seconds one batch may take (default: none)
 out = "results/run1"
 
 [salience]
@@ -32,6 +34,7 @@ from pathlib import Path
 import tomllib
 
 from harness.errors import HarnessError
+from harness.perturb import NOISE_LEVELS
 from harness.salience.config import METHOD_NAMES, SalienceConfig
 from harness.salience.scoring import SCORES
 
@@ -51,6 +54,8 @@ class RunConfig:
     limit: int = 0
     seed: int = 0
     out: Path | None = None
+    noise_levels: tuple[float, ...] = NOISE_LEVELS
+    model_timeout: float | None = None
     salience: SalienceConfig = SalienceConfig()
 
 
@@ -115,8 +120,16 @@ def build_config(**settings) -> RunConfig:
     salience = _salience(sal)
     config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in top.items()},
                        salience=salience)
-    if config.limit < 0:
-        raise HarnessError(f"limit must be >= 0, got {config.limit}")
+    if not isinstance(config.limit, int) or config.limit < 0:
+        raise HarnessError(f"limit must be an integer >= 0, got {config.limit!r}")
+    levels = config.noise_levels
+    if not levels or any(not isinstance(a, int | float) or not 0 < a <= 1 for a in levels) \
+            or list(levels) != sorted(set(levels)):
+        raise HarnessError(f"noise_levels must be increasing numbers in (0, 1], got {levels!r}")
+    if config.model_timeout is not None and not (
+            isinstance(config.model_timeout, int | float) and config.model_timeout > 0):
+        raise HarnessError(f"model_timeout must be a number of seconds > 0, got "
+                           f"{config.model_timeout!r}")
     if config.measures:
         from harness.measures import get_measures
 

@@ -126,18 +126,47 @@ def load_image_set(path, labels_csv=None, split: str | None = None) -> ImageSet:
 
 
 def _read_image(file: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one image to ``(H, W, 3) uint8`` RGB.
+
+    Conversions: grey, palette, CMYK and YCbCr become RGB; 16-bit images are scaled to
+    8 bits (value / 257); transparency is composited over white, as a viewer shows it.
+    Images over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``,
+    89,478,485 pixels by default) are refused, as are truncated and unreadable files.
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(file) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as im:
+                im.load()
+                rgb = _to_rgb(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise HarnessError(f"{file}: refused: larger than Pillow's decompression-bomb limit "
+                           f"of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HarnessError(f"{file}: cannot read image ({reason})") from None
     if size is not None and rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(rgb, np.uint8)
+
+
+def _to_rgb(im):
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        wide = np.asarray(im, np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or wide.max() > 255 else 255.0
+        grey = np.clip(np.round(wide * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
 
 
 def _read_mask(file: Path, size: tuple[int, int]) -> np.ndarray:

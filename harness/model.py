@@ -21,6 +21,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.imaging import resize, to_model_input
+from harness.model_checks import check_domains, check_external_data, check_graph, check_input_bytes
 
 _LAYOUTS = ("NCHW", "NHWC")
 _COLORS = ("RGB", "BGR", "L")
@@ -59,6 +60,10 @@ class ModelSpec:
     output_name: str | None = None
     family: str | None = None
     name: str | None = None
+
+
+class ModelTimeout(HarnessError):
+    """A batch did not finish within the model's time limit."""
 
 
 class NonFiniteOutput(HarnessError):
@@ -143,7 +148,7 @@ def _session_options(threads: int | None):
     # Numba's workers share these cores: a spinning ONNX Runtime pool would starve them.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # failures are raised as one line each, not logged twice
     return so
 
 
@@ -166,7 +171,6 @@ def _create_session(path: Path, providers, threads, model_bytes: bytes | None = 
         if wants_cuda:
             # A CUDA provider that fails to load falls back to CPU; we report which one
             # the session really got instead of printing ONNX Runtime's load errors.
-            so.log_severity_level = 4
             ort.set_default_logger_severity(4)
         try:
             return ort.InferenceSession(model_bytes if model_bytes is not None else str(path),
@@ -189,13 +193,16 @@ class OnnxClassifier:
             really gets it, else CPU.
         threads: intra-op threads (default: all cores).
         batch_size: images per ``session.run`` for a model with a dynamic batch axis.
+        timeout: seconds one batch may take; a batch still running then is stopped
+            (ONNX Runtime's terminate flag) and :class:`ModelTimeout` raised.
 
     Raises:
         HarnessError: the file is missing, not ONNX, or its input is not an image.
     """
 
     def __init__(self, path, spec: ModelSpec | None = None, providers=None,
-                 threads: int | None = None, batch_size: int = 64):
+                 threads: int | None = None, batch_size: int = 64,
+                 timeout: float | None = None):
         import onnx
 
         self.path = Path(path)
@@ -208,11 +215,15 @@ class OnnxClassifier:
                                "an ONNX protobuf)") from None
         if not proto.graph.node:
             raise HarnessError(f"{self.path}: not an ONNX model (its graph has no nodes)")
+        check_external_data(proto, self.path)
+        check_domains(proto, self.path)
+        check_graph(self.path)
         self.graph = proto.graph
         meta = {p.key: p.value for p in proto.metadata_props}
         self.spec = _merge(spec, _parse_metadata(meta, self.path))
         self.name = self.spec.name or self.path.stem
         self.batch_size = int(batch_size)
+        self.timeout = timeout
         self.session = _create_session(self.path, providers, threads)
         self.provider = self.session.get_providers()[0]
         self._threads = threads
@@ -276,6 +287,8 @@ class OnnxClassifier:
             raise HarnessError(f"{self.path}: the input size is dynamic ({shape}); declare "
                                "harness.input_size, e.g. '224,224'")
         self.input_size = (int(size[0]), int(size[1]))
+        check_input_bytes(self.path, (channels, *self.input_size),
+                          np.dtype(self.input_dtype).itemsize)
         self.fixed_batch = fixed(shape[0])
         self.mean = self._per_channel(self.spec.mean, 0.0, "mean")
         self.std = self._per_channel(self.spec.std, 1.0, "std")
@@ -408,7 +421,7 @@ class OnnxClassifier:
             if len(part) < step:
                 part = np.concatenate([part, np.repeat(part[-1:], step - len(part), axis=0)])
             feed = {self.input_name: part.astype(self.input_dtype, copy=False)}
-            for chunk, value in zip(chunks, session.run(names, feed), strict=True):
+            for chunk, value in zip(chunks, self._run(session, names, feed), strict=True):
                 chunk.append(np.asarray(value, np.float32))
         arrays = [np.concatenate(c)[:rows] for c in chunks]
         out = arrays[0].reshape(rows, -1)
@@ -420,6 +433,33 @@ class OnnxClassifier:
         if bad.any():
             raise NonFiniteOutput(self.name, np.flatnonzero(bad))
         return (out, arrays[1:]) if extra else out
+
+    def _run(self, session, names, feed):
+        """``session.run`` with the per-batch time limit, and ONNX Runtime's run-time
+        failures (a shape the graph cannot take, a failing kernel) as one clear line."""
+        import threading
+
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        options.log_severity_level = 4  # we report failures ourselves, in one line
+        timer = None
+        if self.timeout:
+            timer = threading.Timer(self.timeout, setattr, (options, "terminate", True))
+            timer.start()
+        try:
+            return session.run(names, feed, options)
+        except Exception as exc:  # ONNX Runtime raises its own untyped errors
+            if options.terminate:
+                raise ModelTimeout(f"{self.path}: a batch of {len(next(iter(feed.values())))} "
+                                   f"did not finish within --model-timeout {self.timeout:g} s"
+                                   ) from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise HarnessError(f"{self.path}: ONNX Runtime failed running the model: "
+                               f"{first[:300]}") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _variant(self, extra: tuple[str, ...]):
         """A session of an in-memory copy of the model with ``extra`` inner tensors as

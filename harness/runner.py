@@ -283,13 +283,18 @@ def run_config(config, progress=None):
     inset = load_image_set(data_path, split=split)
     if config.limit:
         inset = inset.subset(np.arange(min(config.limit, len(inset))))
+    grid = config.salience.grid
+    if config.salience.method != "cam" and grid > min(inset.size):
+        raise HarnessError(f"grid {grid} is larger than the {inset.size[0]}x{inset.size[1]} "
+                           f"images of {inset.source}; use at most {min(inset.size)}")
     oos_paths = list(config.out_of_set) or (list(own.out_of_set) if from_zoo else [])
     oos = {p.stem: load_image_set(p) for p in oos_paths}
 
     loaded, failed = [], []
     for path, spec in entries:
         try:
-            loaded.append(OnnxClassifier(path, spec, batch_size=config.salience.batch_size))
+            loaded.append(OnnxClassifier(path, spec, batch_size=config.salience.batch_size,
+                                         timeout=config.model_timeout))
         except HarnessError as exc:
             failed.append((spec.name if spec and spec.name else Path(path).stem,
                            spec.family if spec else None, str(exc)))
@@ -297,7 +302,8 @@ def run_config(config, progress=None):
         progress.begin(len(loaded), len(STAGES))
     start = time.perf_counter()
     scores = evaluate(loaded, inset, out_of_set=oos, measures=[m.name for m in measures],
-                      salience=config.salience, seed=config.seed, keep_going=True,
+                      salience=config.salience, seed=config.seed,
+                      noise_levels=config.noise_levels, keep_going=True,
                       progress=progress) if loaded else to_frame([])
     seconds = time.perf_counter() - start
     common = versions() | {"image_set_hash": inset.hash,

@@ -164,3 +164,30 @@ def cam_model(path, head="gemm", pool="gap", between=(), size=8, channels=4, cla
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
         initializer=inits)
     return save(graph, path), conv_w, fc_w
+
+
+def slow_model(path, iterations=10**6):
+    """A model whose every run loops ``iterations`` times over a 256 x 256 MatMul: it
+    does not finish a batch in any reasonable time. Input (1, 3, 8, 8), output (1, 2)."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("MatMul", ["acc_in", "M"], ["acc_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [256, 256])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [256, 256])])
+    inits = [numpy_helper.from_array(np.eye(256, dtype=np.float32), "M"),
+             numpy_helper.from_array(np.array(iterations, np.int64), "trip"),
+             numpy_helper.from_array(np.array(True), "cond"),
+             numpy_helper.from_array(np.ones((256, 256), np.float32), "acc0"),
+             numpy_helper.from_array(np.array([1, 2], np.int64), "shape")]
+    nodes = [helper.make_node("Loop", ["trip", "cond", "acc0"], ["acc"], body=body),
+             helper.make_node("ReduceMean", ["image"], ["m"], keepdims=0),
+             helper.make_node("ReduceMean", ["acc"], ["s"], keepdims=0),
+             helper.make_node("Add", ["m", "s"], ["t"]),
+             helper.make_node("Expand", ["t", "shape"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "slow", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])], initializer=inits)
+    return save(graph, path)

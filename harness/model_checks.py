@@ -1,0 +1,81 @@
+"""Vetting an untrusted ONNX file before ONNX Runtime sees it.
+
+Models under evaluation often come from outside the team. Before a session is created:
+``onnx.checker`` must accept the graph; external-data references must stay inside the
+model's folder (no absolute paths, no ``..``); every operator domain must be one ONNX
+Runtime implements or one the file defines itself (a model-local function).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+# Operator domains ONNX Runtime's CPU and CUDA builds implement.
+KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc",
+                 "com.microsoft.experimental", "ai.onnx.preview.training",
+                 "ai.onnx.training", "com.ms.internal.nhwc", "org.pytorch.aten"}
+
+# One preprocessed image may take at most this much memory as model input.
+MAX_INPUT_BYTES = 1 << 30
+
+
+def check_external_data(proto, path: Path) -> None:
+    """Refuse external-data locations outside the model's folder."""
+    folder = path.parent.resolve()
+    for tensor in _all_tensors(proto):
+        if tensor.data_location != tensor.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = Path(location)
+        if target.is_absolute() or ".." in target.parts or not location:
+            raise HarnessError(f"{path}: tensor {tensor.name!r} points its data at "
+                               f"{location!r}, outside the model's folder; refused")
+        if folder not in (folder / target).resolve().parents:
+            raise HarnessError(f"{path}: tensor {tensor.name!r} points its data at "
+                               f"{location!r}, which resolves outside the model's folder; "
+                               "refused")
+
+
+def _all_tensors(proto):
+    yield from proto.graph.initializer
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+
+
+def check_domains(proto, path: Path) -> None:
+    """Refuse operators from domains no ONNX Runtime build implements."""
+    local = {f.domain for f in proto.functions}
+    graphs = [proto.graph] + [f for f in proto.functions]
+    for graph in graphs:
+        for node in graph.node:
+            if node.domain not in KNOWN_DOMAINS and node.domain not in local:
+                raise HarnessError(f"{path}: operator {node.op_type!r} of custom domain "
+                                   f"{node.domain!r} is not available in ONNX Runtime; "
+                                   "register its custom-op library or export without it")
+
+
+def check_graph(path: Path) -> None:
+    """``onnx.checker`` on the file (by path, so models over 2 GB work too)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except (onnx.checker.ValidationError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(f"{path}: fails onnx.checker: {first[:300]}") from None
+
+
+def check_input_bytes(path: Path, shape: tuple[int, ...], itemsize: int) -> None:
+    """Refuse an input whose one image would need absurd memory."""
+    need = itemsize
+    for d in shape:
+        need *= d
+    if need > MAX_INPUT_BYTES:
+        dims = " x ".join(str(d) for d in shape)
+        raise HarnessError(f"{path}: one input image of {dims} would take "
+                           f"{need / 2**30:,.1f} GiB (limit {MAX_INPUT_BYTES / 2**30:g} GiB); "
+                           "refused")

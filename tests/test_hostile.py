@@ -1,0 +1,320 @@
+"""Untrusted models and images, bad input and hostile settings: each gets one clear line
+and a non-zero exit (or, in a run, a failed model), and nothing is written outside the
+output folder."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from harness.cli import cli
+from tests.onnx_models import IR_VERSION, OPSET, linear_model, slow_model
+
+SIZE = 8
+
+
+def snapshot(root):
+    """Every file under root with its size and modification time."""
+    out = {}
+    for folder, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(folder, f)
+            st_ = os.stat(p)
+            out[p] = (st_.st_size, st_.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def sandbox(tmp_path, rng):
+    """A model, a folder of images and an output path inside tmp_path."""
+    model = linear_model(tmp_path / "model.onnx", rng.normal(size=(2, SIZE, SIZE, 3)))
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), np.uint8)).save(images / f"{i}.png")
+    return tmp_path, model, images
+
+
+def run_salience(tmp_path, model, images, *extra):
+    """Run `harness salience`; returns (exit code, error lines), and checks nothing
+    changed outside the output folder."""
+    out = tmp_path / "out" / "maps.npz"
+    before = snapshot(tmp_path)
+    res = CliRunner().invoke(cli, ["salience", str(model), str(images), "--out", str(out),
+                                   "--grid", "4", *map(str, extra)])
+    after = snapshot(tmp_path)
+    changed = {p for p in set(before) | set(after)
+               if before.get(p) != after.get(p) and not p.startswith(str(tmp_path / "out"))}
+    assert not changed, changed
+    assert "Traceback" not in res.output
+    return res.exit_code, [line for line in res.output.splitlines() if line.startswith("error:")]
+
+
+def _raw_model(path, nodes, inputs, outputs, inits=(), opsets=(("", OPSET),)):
+    """Save a model without running the checker (hostile files are not checked)."""
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, list(inits)),
+                              opset_imports=[helper.make_opsetid(d, v) for d, v in opsets])
+    model.ir_version = IR_VERSION
+    onnx.save(model, str(path))
+    return path
+
+
+def _io(shape=("N", 3, SIZE, SIZE)):
+    return ([helper.make_tensor_value_info("image", TensorProto.FLOAT, list(shape))],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])])
+
+
+def test_model_failing_the_checker(sandbox):
+    tmp, _, images = sandbox
+    ins, outs = _io()
+    bad = _raw_model(tmp / "bad.onnx", [helper.make_node("Flatten", ["nowhere"], ["logits"])],
+                     ins, outs)
+    code, errors = run_salience(tmp, bad, images)
+    assert code == 2 and len(errors) == 1 and "fails onnx.checker" in errors[0]
+
+
+@pytest.mark.parametrize("location", ["/etc/passwd", "../outside.bin", "sub/../../x.bin"])
+def test_external_data_outside_the_model_folder(sandbox, location):
+    tmp, _, images = sandbox
+    (tmp / "models").mkdir()
+    ins, outs = _io()
+    weight = numpy_helper.from_array(np.ones((SIZE * SIZE * 3, 2), np.float32), "W")
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", location
+    model = _raw_model(tmp / "models" / "ext.onnx",
+                       [helper.make_node("Flatten", ["image"], ["f"]),
+                        helper.make_node("MatMul", ["f", "W"], ["logits"])], ins, outs, [weight])
+    code, errors = run_salience(tmp, model, images)
+    assert code == 2 and len(errors) == 1
+    assert "outside the model's folder; refused" in errors[0] and location in errors[0]
+
+
+def test_unavailable_custom_op_domain(sandbox):
+    tmp, _, images = sandbox
+    ins, outs = _io()
+    model = _raw_model(tmp / "custom.onnx",
+                       [helper.make_node("Backdoor", ["image"], ["logits"], domain="com.evil")],
+                       ins, outs, opsets=(("", OPSET), ("com.evil", 1)))
+    code, errors = run_salience(tmp, model, images)
+    assert code == 2 and len(errors) == 1
+    assert "custom domain 'com.evil'" in errors[0] and "'Backdoor'" in errors[0]
+
+
+def test_absurd_input_size(sandbox):
+    tmp, _, images = sandbox
+    ins, outs = _io(("N", 3, 100000, 100000))
+    model = _raw_model(tmp / "huge.onnx",
+                       [helper.make_node("GlobalAveragePool", ["image"], ["g"]),
+                        helper.make_node("Flatten", ["g"], ["f"]),
+                        helper.make_node("Slice", ["f", "s0", "s1", "ax"], ["logits"])], ins, outs,
+                       [numpy_helper.from_array(np.array([0]), "s0"),
+                        numpy_helper.from_array(np.array([2]), "s1"),
+                        numpy_helper.from_array(np.array([1]), "ax")])
+    code, errors = run_salience(tmp, model, images)
+    assert code == 2 and len(errors) == 1
+    assert "100000 x 100000 would take 111.8 GiB" in errors[0]
+
+
+def test_model_timeout_marks_the_model_failed_and_the_run_goes_on(sandbox):
+    tmp, model, images = sandbox
+    slow = slow_model(tmp / "slow.onnx")
+    out = tmp / "out"
+    before = snapshot(tmp)
+    res = CliRunner().invoke(cli, ["run", "--model", str(model), "--model", str(slow),
+                                   "--data", str(images), "--grid", "4", "--measures", "entropy",
+                                   "--model-timeout", "1", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "did not finish within --model-timeout 1 s" in res.output
+    import polars as pl
+
+    status = dict(pl.read_parquet(out / "leaderboard.parquet").select("model", "status").rows())
+    assert status["model"] == "ok" and status["slow"].startswith("failed: ")
+    changed = {p for p, v in snapshot(tmp).items()
+               if before.get(p) != v and not p.startswith(str(out))}
+    assert not changed
+
+
+def test_decompression_bomb_is_refused(sandbox, monkeypatch):
+    tmp, model, images = sandbox
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # 8 x 8 = 64 > 2 x 20
+    code, errors = run_salience(tmp, model, images)
+    assert code == 2 and len(errors) == 1
+    assert "refused: larger than Pillow's decompression-bomb limit of 20 pixels" in errors[0]
+
+
+@pytest.mark.parametrize("case,message", [
+    ("truncated", "cannot read image"),
+    ("zero_byte", "cannot read image"),
+    ("text_as_png", "cannot read image"),
+])
+def test_unreadable_images_are_refused(sandbox, case, message):
+    tmp, model, images = sandbox
+    target = images / "bad.png"
+    if case == "truncated":
+        Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(target)
+        target.write_bytes(target.read_bytes()[:40])
+    elif case == "zero_byte":
+        target.write_bytes(b"")
+    else:
+        target.write_text("hello, I am text")
+    code, errors = run_salience(tmp, model, images)
+    assert code == 2 and len(errors) == 1 and "bad.png" in errors[0] and message in errors[0]
+
+
+def _mode_image(case):
+    """(PIL image, expected RGB uint8 array) for each convertible kind of image."""
+    grey = np.arange(SIZE * SIZE, dtype=np.uint8).reshape(SIZE, SIZE) * 3
+    if case == "grey":
+        return Image.fromarray(grey), np.repeat(grey[..., None], 3, -1)
+    if case == "16bit":
+        wide = grey.astype(np.uint16) * 257
+        return Image.fromarray(wide), np.repeat(grey[..., None], 3, -1)
+    if case == "alpha":
+        rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
+        rgba[..., 0] = 200
+        rgba[:4, ..., 3] = 255  # top half opaque red-ish, bottom half fully transparent
+        expected = np.zeros((SIZE, SIZE, 3), np.uint8)
+        expected[:4] = (200, 0, 0)
+        expected[4:] = 255  # composited over white
+        return Image.fromarray(rgba), expected
+    if case == "palette":
+        rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+        rgb[:, :4] = (10, 200, 30)
+        return Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=4), rgb
+    if case == "cmyk":
+        rgb = np.full((SIZE, SIZE, 3), (0, 255, 0), np.uint8)
+        return Image.fromarray(rgb).convert("CMYK"), rgb
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case,ext", [("grey", ".png"), ("16bit", ".png"), ("alpha", ".png"),
+                                      ("palette", ".gif"), ("cmyk", ".jpg")])
+def test_image_modes_are_converted_as_documented(tmp_path, case, ext):
+    from harness.data import load_image_set
+
+    image, expected = _mode_image(case)
+    image.save(tmp_path / f"x{ext}")
+    got = load_image_set(tmp_path / f"x{ext}").images[0]
+    tolerance = 3 if ext == ".jpg" else 0
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= tolerance
+
+
+def test_wrong_extension_is_read_by_content(sandbox):
+    tmp, model, images = sandbox
+    (images / "0.png").rename(images / "0.jpg")  # a PNG named .jpg
+    code, errors = run_salience(tmp, model, images)
+    assert code == 0 and not errors
+
+
+def test_non_utf8_file_names_work(sandbox, rng):
+    tmp, model, images = sandbox
+    raw = os.path.join(os.fsencode(images), b"caf\xe9-\xff.png")
+    Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), np.uint8)).save(os.fsdecode(raw))
+    code, errors = run_salience(tmp, model, images, "--png", tmp / "out" / "png")
+    assert code == 0 and not errors
+    with np.load(tmp / "out" / "maps.npz", allow_pickle=False) as maps:
+        assert len(maps["names"]) == 4
+    assert len(os.listdir(tmp / "out" / "png")) == 4
+
+
+def test_pickled_npz_is_refused(sandbox):
+    tmp, model, _ = sandbox
+    evil = tmp / "evil.npz"
+    np.savez(evil, images=np.array([object()], dtype=object))
+    code, errors = run_salience(tmp, model, evil)
+    assert code == 2 and len(errors) == 1 and "cannot read .npz" in errors[0]
+
+
+def test_no_np_load_allows_pickle():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).parents[1] / "harness"
+    for source in root.rglob("*.py"):
+        for call in re.findall(r"np\.load\([^)]*\)", source.read_text()):
+            assert "allow_pickle=False" in call, (source, call)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[salience]\ngrid = 0\n", "grid must be an integer >= 1"),
+    ("noise_levels = [-0.1, 0.5]\n", "noise_levels must be increasing numbers in (0, 1]"),
+    ("[salience]\ngrid = 4\nwindow = 5\n", "window must be an integer in [1, grid=4]"),
+    ("limit = -3\n", "limit must be an integer >= 0"),
+    ("model_timeout = 0\n", "model_timeout must be a number of seconds > 0"),
+    ("sed = 1\n", "unknown key 'sed'; did you mean 'seed'?"),
+    ("[salience]\nmetod = 'rise'\n", "unknown key 'metod'; did you mean 'method'?"),
+])
+def test_settings_out_of_range_are_refused_before_work(sandbox, text, message):
+    tmp, model, images = sandbox
+    config = tmp / "run.toml"
+    config.write_text(text)
+    out = tmp / "out"
+    res = CliRunner().invoke(cli, ["run", "--config", str(config), "--model", str(model),
+                                   "--data", str(images), "--out", str(out), "--quiet"])
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], res.output
+    assert not out.exists()
+
+
+def test_unknown_gate_key(sandbox):
+    tmp, *_ = sandbox
+    rules = tmp / "gate.toml"
+    rules.write_text('rules = ["entropy <= 1"]\napplies = "best"\n')
+    res = CliRunner().invoke(cli, ["gate", str(tmp), "--rules", str(rules)])
+    assert res.exit_code == 2 and "unknown key 'applies'; did you mean 'applies_to'?" in res.output
+
+
+# --- fuzzing: every mutated file is scored or refused in one line, in its own process ---
+
+def _cli_in_subprocess(tmp, model, images):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, "-m", "harness.cli", "salience", str(model),
+                           str(images), "--grid", "4", "--out", str(tmp / "out" / "m.npz")],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def _mutate(data: bytes, edits) -> bytes:
+    buf = bytearray(data)
+    for pos, value in edits:
+        buf[pos % len(buf)] = value
+    return bytes(buf)
+
+
+EDITS = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8)
+
+
+def _assert_clean_outcome(proc):
+    assert proc.returncode in (0, 2), (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    if proc.returncode == 2:
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, proc.stderr
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=EDITS)
+def test_fuzzed_onnx_is_scored_or_refused(sandbox, edits):
+    tmp, model, images = sandbox
+    fuzzed = tmp / "fuzzed.onnx"
+    fuzzed.write_bytes(_mutate(model.read_bytes(), edits))
+    _assert_clean_outcome(_cli_in_subprocess(tmp, fuzzed, images))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=EDITS)
+def test_fuzzed_png_is_scored_or_refused(sandbox, edits):
+    tmp, model, images = sandbox
+    png = images / "0.png"
+    png.write_bytes(_mutate(png.read_bytes(), edits))
+    _assert_clean_outcome(_cli_in_subprocess(tmp, model, images))
