@@ -302,7 +302,11 @@ def _assert_clean_outcome(proc):
         assert len(errors) == 1, proc.stderr
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=6, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
 @given(edits=EDITS)
 def test_fuzzed_onnx_is_scored_or_refused(sandbox, edits):
     tmp, model, images = sandbox
@@ -311,7 +315,7 @@ def test_fuzzed_onnx_is_scored_or_refused(sandbox, edits):
     _assert_clean_outcome(_cli_in_subprocess(tmp, fuzzed, images))
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@FUZZ
 @given(edits=EDITS)
 def test_fuzzed_png_is_scored_or_refused(sandbox, edits):
     tmp, model, images = sandbox
