@@ -208,11 +208,11 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, window, ba
         config = dataclasses.replace(config, out=Path("results") / stamp)
     progress = None if quiet or as_json else _Progress()
     try:
-        scores, info = run_config(config, progress)
+        scores, info, examples = run_config(config, progress)
     finally:
         if progress is not None:
             progress.end()
-    board = write_run(config.out, scores, info)
+    board = write_run(config.out, scores, info, examples.arrays() if examples.models else None)
     if as_json:
         click.echo(render(board, directions(scores), "json"))
         return
@@ -263,6 +263,20 @@ def gate(run_dir, rules_file, baseline):
     failed = sum(not c.passed for c in checks)
     click.echo(f"{len(checks) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to write the page (default RUN_DIR/report.html).")
+@click.option("--images", type=click.IntRange(1, 8), default=4, show_default=True,
+              help="Example images whose salience overlays are shown.")
+def report(run_dir, out, images):
+    """Write a self-contained HTML report of a finished run."""
+    from harness.report import write_report
+
+    path = write_report(run_dir, out or Path(run_dir) / "report.html", images)
+    click.echo(f"report: {path}", err=True)
 
 
 @cli.group()

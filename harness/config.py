@@ -28,15 +28,13 @@ batch_size = 64
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from pathlib import Path
-
-import tomllib
 
 from harness.errors import HarnessError
 from harness.perturb import NOISE_LEVELS
 from harness.salience.config import METHOD_NAMES, SalienceConfig
 from harness.salience.scoring import SCORES
+from harness.tomlfile import check_keys, read_toml
 
 _SALIENCE_KEYS = {f.name for f in dataclasses.fields(SalienceConfig)}
 
@@ -62,31 +60,16 @@ class RunConfig:
 _TOP_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
-def _unknown(key, allowed, where):
-    close = difflib.get_close_matches(key, sorted(allowed), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return HarnessError(f"{where}: unknown key {key!r}{hint}")
-
-
 def read_config(path) -> dict:
     """Read a run TOML into keyword overrides for :func:`build_config` (paths resolved
     against the file's folder)."""
     path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"{path}: no such config file")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: not valid TOML ({exc})") from None
-    for key in doc:
-        if key not in _TOP_KEYS:
-            raise _unknown(key, _TOP_KEYS, str(path))
+    doc = read_toml(path, "config file")
+    check_keys(doc, _TOP_KEYS, str(path))
     salience = doc.pop("salience", {})
     if not isinstance(salience, dict):
         raise HarnessError(f"{path}: [salience] must be a table")
-    for key in salience:
-        if key not in _SALIENCE_KEYS:
-            raise _unknown(key, _SALIENCE_KEYS, f"{path} [salience]")
+    check_keys(salience, _SALIENCE_KEYS, f"{path} [salience]")
     root = path.parent
     for key in ("zoo", "models", "out_of_set"):
         if key in doc:
@@ -116,7 +99,7 @@ def build_config(**settings) -> RunConfig:
         elif key in _TOP_KEYS:
             top[key] = value
         else:
-            raise _unknown(key, _TOP_KEYS, "run settings")
+            check_keys([key], _TOP_KEYS, "run settings")
     salience = _salience(sal)
     config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in top.items()},
                        salience=salience)

@@ -20,9 +20,9 @@ import re
 from pathlib import Path
 
 import polars as pl
-import tomllib
 
 from harness.errors import HarnessError
+from harness.tomlfile import check_keys, read_toml
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _RULE = re.compile(r"^\s*([A-Za-z_]+)(?:\.(\S+))?\s*(<=|>=|<|>)\s*(-?[0-9.]+(?:[eE]-?\d+)?)\s*$")
@@ -67,17 +67,8 @@ def parse_rule(text: str) -> Rule:
 
 def read_rules(path) -> Rules:
     path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"{path}: no such rules file")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: not valid TOML ({exc})") from None
-    for key in doc:
-        if key not in _KEYS:
-            close = difflib.get_close_matches(key, sorted(_KEYS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise HarnessError(f"{path}: unknown key {key!r}{hint}")
+    doc = read_toml(path, "rules file")
+    check_keys(doc, _KEYS, str(path))
     rules = doc.get("rules", [])
     if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
         raise HarnessError(f"{path}: 'rules' must be a list of strings")

@@ -16,6 +16,7 @@ def atomic_path(target):
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix,
                                dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make results unreadable to the team
     try:
         yield Path(tmp)
         os.replace(tmp, target)

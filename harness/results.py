@@ -48,19 +48,27 @@ def to_frame(records: list[dict]) -> pl.DataFrame:
 
 
 SCORES_FILE = "scores.parquet"
+EXAMPLES_FILE = "examples.npz"
 LEADERBOARD_FILES = ("leaderboard.parquet", "leaderboard.csv", "leaderboard.md")
 
 
-def write_run(out: Path, scores: pl.DataFrame, run_info: dict) -> pl.DataFrame:
-    """Write a finished run: scores.parquet, the leaderboard (.parquet, .csv, .md) and
-    run.json, each atomically; the leaderboard files last, so a run that dies midway
-    leaves none behind. Returns the leaderboard."""
+def write_run(out: Path, scores: pl.DataFrame, run_info: dict,
+              examples: dict | None = None) -> pl.DataFrame:
+    """Write a finished run: scores.parquet, examples.npz (maps of a few images for the
+    report), the leaderboard (.parquet, .csv, .md) and run.json, each atomically; the
+    leaderboard files last, so a run that dies midway leaves none behind. Returns the
+    leaderboard."""
     from harness.io import atomic_path
     from harness.leaderboard import build, directions, render
 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / SCORES_FILE) as tmp:
         scores.write_parquet(tmp)
+    if examples:
+        import numpy as np
+
+        with atomic_path(out / EXAMPLES_FILE) as tmp:
+            np.savez_compressed(tmp, **examples)
     board = build(scores)
     with atomic_path(out / "run.json") as tmp:
         tmp.write_text(json.dumps(run_info, indent=2, sort_keys=True, default=str) + "\n")

@@ -32,7 +32,8 @@ STAGES = ("clean", "noise", "transforms", "degradation", "out_of_set", "second_s
 def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = None,
              families: dict | None = None, measures=ALL, salience: SalienceConfig | None = None,
              seed: int = 0, masks=None, noise_levels=NOISE_LEVELS, keep_going: bool = False,
-             progress: Callable[[str, str, int], None] | None = None):
+             progress: Callable[[str, str, int], None] | None = None,
+             on_model: Callable[[OnnxClassifier, ModelMaps], None] | None = None):
     """Score every model on the chosen measures.
 
     Args:
@@ -51,6 +52,8 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
         keep_going: a model that cannot be scored (bad output, NaN) is reported with
             status ``failed: ...`` and null values instead of stopping the run.
         progress: called as ``progress(model, stage, forward_passes_so_far)``.
+        on_model: called with each scored model and all its maps (e.g. to keep
+            examples for a report).
 
     Returns:
         A Polars frame in :data:`harness.results.SCHEMA`; each model's
@@ -96,6 +99,8 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
             maps[clf.name] = _model_maps(clf, x, config, needs, shared, oos,
                                          second_seed=config.method == "rise"
                                          and "family" in needs, report=report)
+            if on_model is not None:
+                on_model(clf, maps[clf.name])
         except HarnessError as exc:
             if not keep_going:
                 raise
@@ -107,8 +112,9 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
     records = []
     for clf in clfs:
         family = family_of.get(clf.name)
-        members = [maps[n] for n in family_of if family_of[n] == family and n in maps] \
+        member_names = [n for n in family_of if family_of[n] == family and n in maps] \
             if family else None
+        members = [maps[n] for n in member_names] if family else None
         base = common | {"model": clf.name, "family": family, "provider": clf.provider,
                          "model_sha256": clf.sha256, "forward_passes": passes[clf.name],
                          "status": "ok" if clf.name in maps else f"failed: {failed[clf.name]}"}
@@ -116,8 +122,9 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
             records += failed_records(base, chosen)
             continue
         for measure in chosen:
-            inp = MeasureInputs(maps[clf.name], members, _labels_for(clf, inset, labels),
-                                masks, has_mask, measure_rng(seed, clf.name, measure.name))
+            inp = MeasureInputs(maps[clf.name], members, member_names,
+                                _labels_for(clf, inset, labels), masks, has_mask,
+                                measure_rng(seed, clf.name, measure.name))
             result = measure.compute(inp)
             for stat in result.stats:
                 records.append(base | dataclasses.asdict(stat) | {
@@ -160,12 +167,17 @@ class _Shared:
     degrade: bool
 
 
+def noisy_images(x: np.ndarray, level: float, seed: int, index: int) -> np.ndarray:
+    """The run's salt-and-pepper copies of ``x`` at noise level number ``index``."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, index)))
+    return salt_and_pepper(x, level, rng)
+
+
 def _shared_perturbations(x, needs, seed, noise_levels) -> _Shared:
     noisy = {}
     if "noise" in needs:
         for i, level in enumerate(noise_levels):
-            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, i)))
-            noisy[float(level)] = salt_and_pepper(x, float(level), rng)
+            noisy[float(level)] = noisy_images(x, float(level), seed, i)
     transformed = {t: transform(t, x) for t in TRANSFORMS} if "transforms" in needs else {}
     return _Shared(noisy, transformed, "degradation" in needs)
 
@@ -260,7 +272,8 @@ def run_config(config, progress=None):
             :func:`evaluate`'s ``progress``.
 
     Returns:
-        ``(scores, info)``: the long frame, and a dict describing the run for run.json.
+        ``(scores, info, examples)``: the long frame, a dict describing the run for
+        run.json, and :class:`Examples` of maps for a report.
     """
     import time
 
@@ -300,11 +313,12 @@ def run_config(config, progress=None):
                            spec.family if spec else None, str(exc)))
     if progress is not None:
         progress.begin(len(loaded), len(STAGES))
+    examples = Examples(inset, config.seed, config.noise_levels)
     start = time.perf_counter()
     scores = evaluate(loaded, inset, out_of_set=oos, measures=[m.name for m in measures],
                       salience=config.salience, seed=config.seed,
                       noise_levels=config.noise_levels, keep_going=True,
-                      progress=progress) if loaded else to_frame([])
+                      progress=progress, on_model=examples.add) if loaded else to_frame([])
     seconds = time.perf_counter() - start
     common = versions() | {"image_set_hash": inset.hash,
                            "salience_config": config.salience.to_json(), "seed": config.seed,
@@ -323,10 +337,59 @@ def run_config(config, progress=None):
             "seconds": round(seconds, 2),
             "passes_per_second": round(passes / seconds, 1) if seconds > 0 else None,
             **versions()}
-    return scores, info
+    return scores, info, examples
 
 
 def _config_json(config) -> dict:
     out = dataclasses.asdict(config)
     out["salience"] = dataclasses.asdict(config.salience)
     return out
+
+
+class Examples:
+    """A few images' maps from every model, kept for the report: the clean maps of the
+    first images, and for the first image its maps under a flip, a shift, the highest
+    noise level and both degradation modes, with the images they explain."""
+
+    COUNT = 8
+
+    def __init__(self, inset: ImageSet, seed: int, noise_levels):
+        self.x = inset.subset(np.arange(min(self.COUNT, len(inset)))).pixels()
+        self.names = inset.names[:len(self.x)]
+        # the run drew the noise for the whole set at once: redraw it to get the first
+        # image's copy exactly as the models saw it
+        self.top_level = float(noise_levels[-1])
+        self.noisy_first = noisy_images(inset.pixels(), self.top_level, seed,
+                                        len(noise_levels) - 1)[0]
+        self.models, self.clean, self.variants = [], [], []
+
+    def add(self, clf, maps: ModelMaps) -> None:
+        n = len(self.x)
+        first = self.x[:1]
+        variants = [("clean", first[0], maps.clean.raw[0])]
+        for name in ("hflip", "shift_right"):
+            if name in maps.transformed:
+                variants.append((name, transform(name, first)[0], maps.transformed[name].raw[0]))
+        if self.top_level in maps.noisy:
+            variants.append((f"noise@{self.top_level:g}", self.noisy_first,
+                             maps.noisy[self.top_level].raw[0]))
+        for mode in ("object", "background"):
+            if mode in maps.degraded:
+                variants.append((f"blur {mode}", degrade(first, maps.q_up[:1], mode)[0],
+                                 maps.degraded[mode].raw[0]))
+        self.models.append(clf.name)
+        self.clean.append(maps.clean.raw[:n])
+        self.variants.append(variants)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything as arrays for an .npz (no objects, so no pickle)."""
+        names = [v[0] for v in self.variants[0]] if self.variants else []
+        return {
+            "images": np.round(self.x * 255).astype(np.uint8), "names": np.array(self.names),
+            "models": np.array(self.models), "clean": np.stack(self.clean) if self.clean
+            else np.zeros((0,)), "variant_names": np.array(names),
+            "variant_images": np.stack([[np.round(v[1] * 255).astype(np.uint8) for v in vs]
+                                        for vs in self.variants]) if self.variants
+            else np.zeros((0,)),
+            "variant_maps": np.stack([[v[2] for v in vs] for vs in self.variants])
+            if self.variants else np.zeros((0,))}

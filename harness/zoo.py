@@ -20,13 +20,11 @@ test_accuracy = 0.95                # optional, informative
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from pathlib import Path
-
-import tomllib
 
 from harness.errors import HarnessError
 from harness.model import ModelSpec
+from harness.tomlfile import check_keys, read_toml
 
 _TOP_KEYS = {"data", "split", "out_of_set", "model"}
 _MODEL_KEYS = {"name", "path", "family", "seed", "test_accuracy", "input_size", "mean", "std",
@@ -67,14 +65,6 @@ def builtin_manifest() -> Path:
     return path
 
 
-def _check_keys(found, allowed, where):
-    for key in found:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise HarnessError(f"{where}: unknown key {key!r}{hint}")
-
-
 def read_manifest(path) -> Zoo:
     """Parse and validate a zoo manifest.
 
@@ -82,13 +72,8 @@ def read_manifest(path) -> Zoo:
         HarnessError: missing file, bad TOML, unknown keys, missing model files.
     """
     path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"{path}: no such zoo manifest")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: not valid TOML ({exc})") from None
-    _check_keys(doc, _TOP_KEYS, str(path))
+    doc = read_toml(path, "zoo manifest")
+    check_keys(doc, _TOP_KEYS, str(path))
     entries = doc.get("model", [])
     if not isinstance(entries, list) or not entries:
         raise HarnessError(f"{path}: no [[model]] entries")
@@ -96,7 +81,7 @@ def read_manifest(path) -> Zoo:
     models = []
     for i, entry in enumerate(entries):
         where = f"{path}: model {i + 1}"
-        _check_keys(entry, _MODEL_KEYS, where)
+        check_keys(entry, _MODEL_KEYS, where)
         if "path" not in entry:
             raise HarnessError(f"{where}: needs a 'path'")
         file = root / entry["path"]

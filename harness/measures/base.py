@@ -68,6 +68,7 @@ class MeasureInputs:
         maps: this model's maps.
         family: the maps of every model of its family (this one included), or None when
             the model has no family.
+        family_names: the names of those models, in the same order.
         labels: ``(N,) int64`` true class per in-set image in the model's class order,
             or None.
         masks: ``(N, H, W) bool`` human maps, or None; ``has_mask`` says which are real.
@@ -77,6 +78,7 @@ class MeasureInputs:
 
     maps: ModelMaps
     family: list[ModelMaps] | None = None
+    family_names: list[str] | None = None
     labels: np.ndarray | None = None
     masks: np.ndarray | None = None
     has_mask: np.ndarray | None = None

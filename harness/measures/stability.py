@@ -41,6 +41,7 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         stats.append(plain_stat("headline", None, 0))
     else:
         me = next(i for i, f in enumerate(inp.family) if f is m)
+        names = inp.family_names or [str(i) for i in range(len(inp.family))]
         pairs = pairwise_ssim(np.stack([f.q for f in inp.family]),
                               np.stack([f.flat for f in inp.family]))
         k = len(inp.family)
@@ -48,6 +49,9 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         stats.append(mean_stat("headline", _nanmean(upper, 0), inp.rng))
         stats.append(mean_stat("vs_rest", _nanmean(np.delete(pairs[me], me, axis=0), 0), inp.rng))
         stats.append(plain_stat("family_size", k, k))
+        for j in range(k):
+            if j != me:
+                stats.append(mean_stat(f"ssim_with@{names[j]}", pairs[me, j], inp.rng))
     if m.second_seed is not None:
         q2, flat2 = normalize(m.second_seed)
         floor = np.where(m.flat | flat2, np.nan, ssim(m.q, q2))

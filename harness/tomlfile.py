@@ -1,0 +1,31 @@
+"""Reading the TOML files users write (run.toml, gate.toml, zoo manifests): one clear
+line for a missing file, bad TOML or a misspelt key."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import tomllib
+
+from harness.errors import HarnessError
+
+
+def read_toml(path, what: str) -> dict:
+    """Parse ``path``; ``what`` names the kind of file in the error ("config file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: no such {what}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: not valid TOML ({exc})") from None
+
+
+def check_keys(found, allowed, where: str) -> None:
+    """Refuse a key outside ``allowed``, suggesting the closest valid one."""
+    for key in found:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise HarnessError(f"{where}: unknown key {key!r}{hint}")
