@@ -198,28 +198,29 @@ def degradation_figure(scores) -> str | None:
     return _png(fig)
 
 
-def overlay_figure(images, maps, row_names, col_names, title) -> str:
-    """A grid of salience overlays: rows x columns of (image, raw map)."""
+def overlay_figure(images, maps, models, col_names) -> str:
+    """A grid of salience overlays, one column per model and one row per image (or
+    perturbed copy): ``images[m][j]`` explained by ``maps[m][j]``."""
     import matplotlib.pyplot as plt
 
     from harness.overlay import overlay
     from harness.salience.normalize import scale
 
-    rows, cols = maps.shape[:2]
-    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols + 1.2, 1.35 * rows + .6),
+    n_models, n_rows = maps.shape[:2]
+    fig, axes = plt.subplots(n_rows, n_models, figsize=(0.95 * n_models + 1.3, 0.95 * n_rows + .9),
                              squeeze=False)
-    for i in range(rows):
-        s_norm = scale(maps[i])[0]
-        for j in range(cols):
-            ax = axes[i][j]
-            ax.imshow(overlay(images[i][j], s_norm[j], min_side=96))
+    for m in range(n_models):
+        s_norm = scale(maps[m])[0]
+        for j in range(n_rows):
+            ax = axes[j][m]
+            ax.imshow(overlay(images[m][j], s_norm[j], min_side=96))
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
-                ax.set_title(col_names[j], fontsize=8)
             if j == 0:
-                ax.set_ylabel(row_names[i], fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(title, fontsize=10)
+                ax.set_title(models[m], fontsize=7, rotation=45, ha="left", va="bottom")
+            if m == 0:
+                ax.set_ylabel(col_names[j], fontsize=8, rotation=0, ha="right", va="center")
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return _png(fig)
 
 
@@ -315,17 +316,16 @@ def build_report(run_dir, images: int = 4) -> str:
             models = [str(m) for m in ex["models"]]
             imgs = np.repeat(ex["images"][None, :k], len(models), axis=0)
             parts += ["<h2>What the models look at</h2><p class='note'>Salience over the "
-                      "clean image, one row per model (bright = salient).</p>",
+                      "clean image, one column per model (bright = salient).</p>",
                       _img(overlay_figure(imgs, ex["clean"][:, :k], models,
-                                          [str(n)[-24:] for n in ex["names"][:k]],
-                                          "clean images"), "overlays")]
+                                          [str(n)[-24:] for n in ex["names"][:k]]),
+                           "overlays")]
             if len(ex["variant_names"]):
                 parts += ["<h2>One image under the measures' perturbations</h2><p class='note'>"
                           "The first image flipped, shifted, at the highest noise level and "
                           "degraded both ways: what each number above compares.</p>",
                           _img(overlay_figure(ex["variant_images"], ex["variant_maps"], models,
-                                              [str(v) for v in ex["variant_names"]],
-                                              "perturbed copies of the first image"),
+                                              [str(v) for v in ex["variant_names"]]),
                                "perturbation overlays")]
     parts.append("<h2>Provenance</h2><table>")
     for key in ("harness_version", "onnxruntime_version", "numba_version", "image_set_hash",
