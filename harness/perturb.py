@@ -115,7 +115,13 @@ def degrade(images: np.ndarray, q_up: np.ndarray, mode: str) -> np.ndarray:
     level = np.round(10.0 * np.divide(g, peak, out=np.zeros_like(g), where=peak > 0), 1)
     steps = np.rint(level * 10).astype(np.int64)  # level 0.0..10.0 as 0..100
     radius, weights = _level_kernels(h)
-    out = _blur_by_level(np.ascontiguousarray(images, np.float32), steps, radius, weights)
+    pad = int(radius.max())
+    # numpy's "symmetric" padding is scipy.ndimage's "reflect": no index arithmetic left
+    # in the kernel's inner loops
+    padded = np.pad(np.asarray(images, np.float32), ((0, 0), (pad, pad), (pad, pad), (0, 0)),
+                    mode="symmetric")
+    out = _blur_by_level(np.ascontiguousarray(images, np.float32), padded, pad, steps, radius,
+                         weights)
     # a normalised kernel keeps values in [0, 1] up to float32 rounding
     return np.clip(out, 0.0, 1.0, out=out)
 
@@ -133,31 +139,20 @@ def _level_kernels(height: int) -> tuple[np.ndarray, np.ndarray]:
     return radius, weights
 
 
-@njit(cache=True, inline="always")
-def _reflect(i, n):
-    period = 2 * n
-    i = i % period
-    return period - 1 - i if i >= n else i
-
-
 @njit(cache=True, parallel=True)
-def _blur_by_level(images, steps, radius, weights):
+def _blur_by_level(images, padded, pad, steps, radius, weights):
     """Each pixel takes the value of the image blurred with its level's kernel. Per level,
-    the row pass runs only over the rows its pixels need and the column pass only at
-    its pixels, so the cost follows the pixels, not 101 whole-image blurs."""
+    the row pass is computed only where the column pass of that level's pixels reads it
+    and the column pass only at those pixels, so the cost follows the pixels, not 101
+    whole-image blurs. ``padded`` is the images with ``pad`` reflected pixels each side."""
     n, h, w, c = images.shape
     out = images.copy()
     for k in prange(n):
-        # bucket the pixels by level (counting sort) and find each level's rows
+        # bucket the pixels by level (counting sort)
         count = np.zeros(102, np.int64)
-        top = np.full(101, h, np.int64)
-        bottom = np.full(101, -1, np.int64)
         for y in range(h):
             for x in range(w):
-                s = steps[k, y, x]
-                count[s + 1] += 1
-                top[s] = min(top[s], y)
-                bottom[s] = max(bottom[s], y)
+                count[steps[k, y, x] + 1] += 1
         start = np.cumsum(count)
         fill = start[:-1].copy()
         order = np.empty(h * w, np.int64)
@@ -166,26 +161,26 @@ def _blur_by_level(images, steps, radius, weights):
                 s = steps[k, y, x]
                 order[fill[s]] = y * w + x
                 fill[s] += 1
-        rows = np.empty((h, w, c), np.float32)
+        rows = np.empty((h + 2 * pad, w, c), np.float32)  # row pass, by padded row
+        done = np.full((h + 2 * pad, w), -1, np.int64)  # the level rows[py, x] holds
         for s in range(101):
             r = radius[s]
             if r == 0 or start[s] == start[s + 1]:
                 continue
-            lo, hi = top[s] - r, bottom[s] + r
-            if lo < 0 or hi >= h:  # reflected rows: all of them may be needed
-                lo, hi = 0, h - 1
-            for y in range(lo, hi + 1):
-                for x in range(w):
+            for p in range(start[s], start[s + 1]):
+                y, x = order[p] // w, order[p] % w
+                for py in range(y + pad - r, y + pad + r + 1):
+                    if done[py, x] == s:
+                        continue
+                    done[py, x] = s
                     for ch in range(c):
                         acc = np.float32(0.0)
                         for t in range(2 * r + 1):
-                            acc += weights[s, t] * images[k, y, _reflect(x + t - r, w), ch]
-                        rows[y, x, ch] = acc
-            for p in range(start[s], start[s + 1]):
-                y, x = order[p] // w, order[p] % w
+                            acc += weights[s, t] * padded[k, py, x + pad - r + t, ch]
+                        rows[py, x, ch] = acc
                 for ch in range(c):
                     acc = np.float32(0.0)
                     for t in range(2 * r + 1):
-                        acc += weights[s, t] * rows[_reflect(y + t - r, h), x, ch]
+                        acc += weights[s, t] * rows[y + pad - r + t, x, ch]
                     out[k, y, x, ch] = acc
     return out
