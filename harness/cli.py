@@ -113,15 +113,14 @@ class _Progress:
 
     def __init__(self):
         self.bar = None
-        self.done = 0
         self.started = None
+        self.finished_passes = 0  # of the models before the current one
+        self.current = (None, 0)  # (model, its passes so far)
 
     def begin(self, n_models, stages):
         import time
 
         self.started = time.perf_counter()
-        self.total_passes = 0
-        self.current = (None, 0)
         self.bar = click.progressbar(length=n_models * stages, file=sys.stderr,
                                      label="scoring", show_eta=True,
                                      item_show_func=lambda text: text)
@@ -131,9 +130,9 @@ class _Progress:
         import time
 
         if self.current[0] != model:
-            self.total_passes += self.current[1]
+            self.finished_passes += self.current[1]
         self.current = (model, passes)
-        rate = (self.total_passes + passes) / max(time.perf_counter() - self.started, 1e-9)
+        rate = (self.finished_passes + passes) / max(time.perf_counter() - self.started, 1e-9)
         self.bar.update(1, f"{model}: {stage}, {rate:,.0f} passes/s")
 
     def end(self):

@@ -90,10 +90,11 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
     family_of = _families(clfs, families) if "family" in needs else {}
     shared = _shared_perturbations(x, needs, seed, noise_levels)
 
-    maps, failed, passes = {}, {}, {}
+    maps, failed, passes, true_labels = {}, {}, {}, {}
     for clf in clfs:
         before = clf.forward_passes
         try:
+            true_labels[clf.name] = _labels_for(clf, inset, labels)
             report = (lambda stage, c=clf, b=before: progress(c.name, stage, c.forward_passes - b)
                       ) if progress else None
             maps[clf.name] = _model_maps(clf, x, config, needs, shared, oos,
@@ -122,9 +123,8 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
             records += failed_records(base, chosen)
             continue
         for measure in chosen:
-            inp = MeasureInputs(maps[clf.name], members, member_names,
-                                _labels_for(clf, inset, labels), masks, has_mask,
-                                measure_rng(seed, clf.name, measure.name))
+            inp = MeasureInputs(maps[clf.name], members, member_names, true_labels[clf.name],
+                                masks, has_mask, measure_rng(seed, clf.name, measure.name))
             result = measure.compute(inp)
             for stat in result.stats:
                 records.append(base | dataclasses.asdict(stat) | {
@@ -183,8 +183,8 @@ def _shared_perturbations(x, needs, seed, noise_levels) -> _Shared:
 
 
 def _maps_of(clf, images, targets, config) -> Perturbed:
-    """Maps of ``images`` for ``targets`` (None: predicted) and the scores of those
-    classes; the targets default to the predicted classes."""
+    """Maps of ``images`` explained for ``targets`` (None: the predicted classes), with
+    the log-odds and probability of those classes and the predictions."""
     out, raw = explain_with_outputs(clf, images, config, target=targets)
     targets = out.argmax(axis=1) if targets is None else targets
     return Perturbed(raw, class_scores(out, clf.output_kind, targets, "log_odds"),
