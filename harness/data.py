@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MASK_DIR = "masks"
@@ -147,8 +147,7 @@ def _read_image(file: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         raise HarnessError(f"{file}: refused: larger than Pillow's decompression-bomb limit "
                            f"of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise HarnessError(f"{file}: cannot read image ({reason})") from None
+        raise HarnessError(f"{file}: cannot read image ({first_line(exc)})") from None
     if size is not None and rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(rgb, np.uint8)
@@ -247,7 +246,7 @@ def _load_npz(path: Path, split: str | None) -> ImageSet:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
-        raise HarnessError(f"{path}: cannot read .npz ({str(exc).splitlines()[0]})") from None
+        raise HarnessError(f"{path}: cannot read .npz ({first_line(exc)})") from None
     if "images" not in arrays:
         raise HarnessError(f"{path}: no 'images' array (found: {', '.join(arrays) or 'none'})")
     images = arrays["images"]

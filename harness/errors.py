@@ -7,3 +7,10 @@ any other exception is a bug and keeps its traceback.
 
 class HarnessError(Exception):
     """A problem with the user's input: a bad path, model, image or setting."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a third-party exception's message (its type when it has none),
+    cut to ``limit`` characters: libraries' multi-line errors become one readable line."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

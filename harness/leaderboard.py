@@ -83,14 +83,24 @@ def directions(scores: pl.DataFrame) -> dict[str, bool]:
     return dict(zip(heads["measure"].to_list(), heads["higher_is_better"].to_list(), strict=True))
 
 
-def _cell(row, m, digits=3):
+def cell_parts(row: dict, m: str, digits: int = 3) -> tuple[str, str, str] | None:
+    """One leaderboard cell as (value, interval or "", rank such as "#2="), or None
+    when the model has no value for measure ``m``."""
     if row[m] is None:
-        return "n/a"
-    tie = "=" if row[f"{m}_tied"] else ""
+        return None
     ci = ""
     if row[f"{m}_ci_low"] is not None and row[f"{m}_ci_low"] != row[f"{m}_ci_high"]:
-        ci = f" [{row[f'{m}_ci_low']:.{digits}f}, {row[f'{m}_ci_high']:.{digits}f}]"
-    return f"{row[m]:.{digits}f}{ci} #{row[f'{m}_rank']}{tie}"
+        ci = f"[{row[f'{m}_ci_low']:.{digits}f}, {row[f'{m}_ci_high']:.{digits}f}]"
+    rank = f"#{row[f'{m}_rank']}{'=' if row[f'{m}_tied'] else ''}"
+    return f"{row[m]:.{digits}f}", ci, rank
+
+
+def _cell(row, m):
+    parts = cell_parts(row, m)
+    if parts is None:
+        return "n/a"
+    value, ci, rank = parts
+    return f"{value} {ci} {rank}" if ci else f"{value} {rank}"
 
 
 def _rows(board: pl.DataFrame, dirs: dict[str, bool]) -> list[list[str]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 from harness.imaging import resize, to_model_input
 from harness.model_checks import check_domains, check_external_data, check_graph, check_input_bytes
 
@@ -179,8 +179,8 @@ def _create_session(path: Path, providers, threads, model_bytes: bytes | None = 
             if wants_cuda:
                 ort.set_default_logger_severity(2)
     except Exception as exc:  # ONNX Runtime raises its own untyped errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HarnessError(f"{path}: ONNX Runtime cannot load this model: {first[:300]}") from None
+        raise HarnessError(f"{path}: ONNX Runtime cannot load this model: "
+                           f"{first_line(exc)}") from None
 
 
 class OnnxClassifier:
@@ -454,9 +454,8 @@ class OnnxClassifier:
                 raise ModelTimeout(f"{self.path}: a batch of {len(next(iter(feed.values())))} "
                                    f"did not finish within --model-timeout {self.timeout:g} s"
                                    ) from None
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise HarnessError(f"{self.path}: ONNX Runtime failed running the model: "
-                               f"{first[:300]}") from None
+                               f"{first_line(exc)}") from None
         finally:
             if timer is not None:
                 timer.cancel()

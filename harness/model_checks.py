@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 
 # Operator domains ONNX Runtime's CPU and CUDA builds implement.
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc",
@@ -65,8 +65,7 @@ def check_graph(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HarnessError(f"{path}: fails onnx.checker: {first[:300]}") from None
+        raise HarnessError(f"{path}: fails onnx.checker: {first_line(exc)}") from None
 
 
 def check_input_bytes(path: Path, shape: tuple[int, ...], itemsize: int) -> None:

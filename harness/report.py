@@ -225,6 +225,8 @@ def overlay_figure(images, maps, models, col_names) -> str:
 
 
 def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
+    from harness.leaderboard import cell_parts
+
     head = "".join(f"<th>{html.escape(m)} {'↑' if h else '↓'}</th>" for m, h in dirs.items())
     lines = [f"<table><tr><th>#</th><th>model</th><th>family</th>{head}<th>mean rank</th></tr>"]
     for r in board.iter_rows(named=True):
@@ -235,16 +237,13 @@ def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
             continue
         cells = []
         for m in dirs:
-            if r[m] is None:
+            parts = cell_parts(r, m)
+            if parts is None:
                 cells.append('<td class="num">n/a</td>')
                 continue
-            tie = "=" if r[f"{m}_tied"] else ""
-            ci = ""
-            if r[f"{m}_ci_low"] is not None and r[f"{m}_ci_low"] != r[f"{m}_ci_high"]:
-                ci = (f'<br><span class="ci">[{r[f"{m}_ci_low"]:.3f}, '
-                      f'{r[f"{m}_ci_high"]:.3f}]</span>')
-            cells.append(f'<td class="num">{r[m]:.3f} <span class="rank">#{r[f"{m}_rank"]}{tie}'
-                         f"</span>{ci}</td>")
+            value, ci, rank = parts
+            ci = f'<br><span class="ci">{ci}</span>' if ci else ""
+            cells.append(f'<td class="num">{value} <span class="rank">{rank}</span>{ci}</td>')
         mean = "-" if r["mean_rank"] is None else f"{r['mean_rank']:.2f}"
         lines.append(f'<tr><td>{r["position"]}</td><td>{html.escape(r["model"])}</td>'
                      f'<td>{html.escape(r["family"] or "-")}</td>{"".join(cells)}'

@@ -83,7 +83,7 @@ def write_run(out: Path, scores: pl.DataFrame, run_info: dict,
 
 def read_scores(run_dir) -> pl.DataFrame:
     """The scores of a finished run folder."""
-    from harness.errors import HarnessError
+    from harness.errors import HarnessError, first_line
 
     path = Path(run_dir) / SCORES_FILE
     if not path.is_file():
@@ -92,4 +92,4 @@ def read_scores(run_dir) -> pl.DataFrame:
     try:
         return pl.read_parquet(path)
     except Exception as exc:  # polars raises several error types for a damaged file
-        raise HarnessError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+        raise HarnessError(f"{path}: cannot read ({first_line(exc)})") from None
