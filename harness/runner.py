@@ -87,7 +87,7 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
             raise HarnessError(f"out-of-set set {name!r} has {arr.shape[1]}x{arr.shape[2]} "
                                f"images, the in-set ones are {x.shape[1]}x{x.shape[2]}: "
                                "resize them to one size")
-    family_of = _families(clfs, families) if "family" in needs else {}
+    family_of = _families(clfs, families, check="family" in needs)
     shared = _shared_perturbations(x, needs, seed, noise_levels)
 
     maps, failed, passes, true_labels = {}, {}, {}, {}
@@ -233,9 +233,10 @@ def _as_image_set(images, what) -> ImageSet:
     return ImageSet(arr, tuple(str(i) for i in range(len(arr))), source=what)
 
 
-def _families(clfs, families) -> dict[str, str | None]:
+def _families(clfs, families, check: bool) -> dict[str, str | None]:
+    """model -> family; ``check``: refuse a family of one (stability needs two)."""
     family_of = {c.name: (families or {}).get(c.name, c.family) for c in clfs}
-    for family in {f for f in family_of.values() if f is not None}:
+    for family in {f for f in family_of.values() if f is not None and check}:
         members = [n for n, f in family_of.items() if f == family]
         if len(members) < 2:
             raise HarnessError(f"family {family!r} has one model ({members[0]}); stability "

@@ -199,3 +199,5 @@ def test_json_output(tiny_zoo, tmp_path):
     assert res.exit_code == 0
     rows = json.loads(res.output)
     assert {r["model"] for r in rows} == {"a", "b", "c"}
+    # the family is the model's identity, shown even when stability is not measured
+    assert {r["model"]: r["family"] for r in rows} == {"a": "centre", "b": "centre", "c": None}
