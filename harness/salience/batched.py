@@ -55,7 +55,7 @@ def make_baseline(images: np.ndarray, baseline, grid: int) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class Perturbed:
+class ScoredCopies:
     """What a perturbation method gets back from :func:`score_perturbations`.
 
     Attributes:
@@ -75,7 +75,7 @@ FillKernel = Callable[..., None]
 def score_perturbations(model, images: np.ndarray, baselines: np.ndarray, per_image: int,
                         fill: FillKernel, target=None, score: str = "log_odds",
                         batch_size: int | None = None, clean=None,
-                        need_clean: bool = True) -> Perturbed:
+                        need_clean: bool = True) -> ScoredCopies:
     """Score ``per_image`` perturbed copies of every image, in large batches.
 
     Args:
@@ -133,7 +133,7 @@ def score_perturbations(model, images: np.ndarray, baselines: np.ndarray, per_im
         except NonFiniteOutput as exc:
             raise NonFiniteOutput(exc.model_name, np.unique(item_img[exc.rows])) from None
         scores[items] = class_scores(outputs, model.output_kind, targets[item_img], score)
-    return Perturbed(targets, clean_score, scores.reshape(n, per_image))
+    return ScoredCopies(targets, clean_score, scores.reshape(n, per_image))
 
 
 def cell_edges(size: int, grid: int) -> np.ndarray:
