@@ -73,9 +73,12 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
     from harness.salience import normalize, scale
     from harness.salience.config import SalienceConfig, explain_with_outputs
 
-    config = SalienceConfig(method=method, grid=grid, window=window,
-                            baseline=_parse_baseline(baseline), score=score, n_masks=n_masks,
-                            seed=seed, batch_size=batch_size)
+    try:
+        config = SalienceConfig(method=method, grid=grid, window=window,
+                                baseline=_parse_baseline(baseline), score=score,
+                                n_masks=n_masks, seed=seed, batch_size=batch_size)
+    except ValueError as exc:
+        raise HarnessError(f"salience settings: {exc}") from None
     clf = OnnxClassifier(model, batch_size=batch_size)
     click.echo(f"model {clf.name}: input {clf.input_size[0]}x{clf.input_size[1]} "
                f"{clf.layout} {clf.color}, provider {clf.provider}", err=True)
@@ -85,8 +88,6 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
     if method != "cam" and grid > min(data.size):
         raise HarnessError(f"--grid {grid} is larger than the images ({data.size[0]}x"
                            f"{data.size[1]}); use at most {min(data.size)}")
-    if window > grid:
-        raise HarnessError(f"--window {window} is larger than --grid {grid}")
     pixels = data.pixels()
     try:
         outputs, raw = explain_with_outputs(clf, pixels, config)
@@ -307,16 +308,14 @@ def zoo_list(manifest):
 
 
 def _parse_baseline(text: str):
+    """``blur``, ``mean`` or a number; its range is SalienceConfig's to check."""
     if text in ("blur", "mean"):
         return text
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise HarnessError(f"--baseline {text!r}: use blur, mean, or a grey level in [0, 1]"
                            ) from None
-    if not 0.0 <= value <= 1.0:
-        raise HarnessError(f"--baseline {value}: a grey level must lie in [0, 1]")
-    return value
 
 
 def _write_overlays(folder: Path, data, s_norm):

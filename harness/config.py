@@ -32,8 +32,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.perturb import NOISE_LEVELS
-from harness.salience.config import METHOD_NAMES, SalienceConfig
-from harness.salience.scoring import SCORES
+from harness.salience.config import SalienceConfig
 from harness.tomlfile import check_keys, read_toml
 
 _SALIENCE_KEYS = {f.name for f in dataclasses.fields(SalienceConfig)}
@@ -122,24 +121,6 @@ def build_config(**settings) -> RunConfig:
 
 def _salience(values: dict) -> SalienceConfig:
     try:
-        config = SalienceConfig(**values)
+        return SalienceConfig(**values)
     except (TypeError, ValueError) as exc:
         raise HarnessError(f"salience settings: {exc}") from None
-    checks = [
-        (config.method in METHOD_NAMES, f"method must be one of {', '.join(METHOD_NAMES)}"),
-        (isinstance(config.grid, int) and config.grid >= 1, "grid must be an integer >= 1"),
-        (isinstance(config.window, int) and 1 <= config.window <= config.grid,
-         f"window must be an integer in [1, grid={config.grid}]"),
-        (config.score in SCORES, f"score must be one of {', '.join(SCORES)}"),
-        (isinstance(config.n_masks, int) and config.n_masks >= 1, "n_masks must be >= 1"),
-        (0.0 < config.p_keep <= 1.0, "p_keep must lie in (0, 1]"),
-        (isinstance(config.batch_size, int) and config.batch_size >= 1,
-         "batch_size must be >= 1"),
-        (config.baseline in ("blur", "mean") or (isinstance(config.baseline, int | float)
-                                                  and 0.0 <= config.baseline <= 1.0),
-         "baseline must be 'blur', 'mean' or a grey level in [0, 1]"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise HarnessError(f"salience settings: {message}")
-    return config

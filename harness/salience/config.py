@@ -38,9 +38,31 @@ class SalienceConfig:
     batch_size: int = 64
 
     def __post_init__(self):
-        if self.method not in METHOD_NAMES:
-            raise ValueError(f"method must be one of {', '.join(METHOD_NAMES)}, "
-                             f"got {self.method!r}")
+        """Every setting checked once, wherever the config comes from (flags, TOML,
+        Python), before any work starts."""
+        from harness.salience.scoring import SCORES
+
+        def integer(value, low):
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        checks = [
+            (self.method in METHOD_NAMES, f"method must be one of {', '.join(METHOD_NAMES)}"),
+            (integer(self.grid, 1), "grid must be an integer >= 1"),
+            (integer(self.window, 1) and self.window <= self.grid,
+             f"window must be an integer in [1, grid={self.grid}]"),
+            (self.score in SCORES, f"score must be one of {', '.join(SCORES)}"),
+            (integer(self.n_masks, 1), "n_masks must be >= 1"),
+            (integer(self.cell, 1), "cell must be an integer >= 1"),
+            (isinstance(self.p_keep, int | float) and 0.0 < self.p_keep <= 1.0,
+             "p_keep must lie in (0, 1]"),
+            (integer(self.batch_size, 1), "batch_size must be >= 1"),
+            (self.baseline in ("blur", "mean") or (
+                isinstance(self.baseline, int | float) and 0.0 <= self.baseline <= 1.0),
+             "baseline must be 'blur', 'mean' or a number; a grey level must lie in [0, 1]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
 
     def passes_per_image(self) -> int:
         """Forward passes for one image's map beyond the image's own forward pass."""
