@@ -49,14 +49,23 @@ class NoCamHead(HarnessError):
     """The model has no global-average-pool + linear head."""
 
 
-def _constants(graph) -> dict[str, np.ndarray]:
-    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    values[node.output[0]] = numpy_helper.to_array(attr.t)
-    return values
+class _Constants:
+    """The graph's constant tensors (initializers and Constant nodes) by name, converted
+    to arrays only when read: the head needs one weight matrix, not a whole ResNet."""
+
+    def __init__(self, graph):
+        self._tensors = {t.name: t for t in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant":
+                for attr in node.attribute:
+                    if attr.name == "value":
+                        self._tensors[node.output[0]] = attr.t
+
+    def __contains__(self, name) -> bool:
+        return name in self._tensors
+
+    def __getitem__(self, name) -> np.ndarray:
+        return numpy_helper.to_array(self._tensors[name])
 
 
 def _attr(node, name, default=None):
@@ -78,7 +87,7 @@ def find_cam_head(graph, output_name: str) -> CamHead:
         NoCamHead: naming what was found instead.
     """
     producer = {out: node for node in graph.node for out in node.output}
-    consts = _constants(graph)
+    consts = _Constants(graph)
     seen = []
 
     def refuse(why):
