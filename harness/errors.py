@@ -14,3 +14,13 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     cut to ``limit`` characters: libraries' multi-line errors become one readable line."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+def did_you_mean(word: str, options, n: int = 1, quote: bool = True) -> str:
+    """``"; did you mean 'x'?"`` with the closest of ``options`` to a misspelt ``word``,
+    or ``""`` when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(options), n=n)
+    names = [repr(c) if quote else c for c in close]
+    return f"; did you mean {' or '.join(names)}?" if close else ""

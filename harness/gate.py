@@ -14,14 +14,13 @@ that cannot check something does not pass it.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import operator
 import re
 from pathlib import Path
 
 import polars as pl
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 from harness.tomlfile import check_keys, read_toml
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
@@ -96,8 +95,7 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
                                f"run (measures: {', '.join(measures)})")
         if (rule.measure, rule.statistic) not in available:
             stats = sorted(s for m, s in available if m == rule.measure)
-            close = difflib.get_close_matches(rule.statistic, stats, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(rule.statistic, stats)
             raise HarnessError(f"rule {rule.text!r}: {rule.measure} has no statistic "
                                f"{rule.statistic!r}{hint}")
     board = build(scores)

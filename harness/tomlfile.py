@@ -3,12 +3,11 @@ line for a missing file, bad TOML or a misspelt key."""
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import tomllib
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 
 
 def read_toml(path, what: str) -> dict:
@@ -26,6 +25,4 @@ def check_keys(found, allowed, where: str) -> None:
     """Refuse a key outside ``allowed``, suggesting the closest valid one."""
     for key in found:
         if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise HarnessError(f"{where}: unknown key {key!r}{hint}")
+            raise HarnessError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}")

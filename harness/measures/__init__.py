@@ -4,9 +4,7 @@
 holds the pure array functions; ``evaluate`` runs models and measures together.
 """
 
-import difflib
-
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 from harness.measures import agreement, degradation, entropy, out_of_set, stability, transforms
 
 MEASURES = {m.MEASURE.name: m.MEASURE
@@ -22,8 +20,7 @@ def get_measures(names) -> list:
     chosen = []
     for name in names:
         if name not in MEASURES:
-            close = difflib.get_close_matches(name, MEASURES, n=2)
-            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            hint = did_you_mean(name, MEASURES, n=2, quote=False)
             raise HarnessError(f"unknown measure {name!r}{hint} (known: {', '.join(MEASURES)})")
         chosen.append(MEASURES[name])
     return chosen
