@@ -125,11 +125,9 @@ def load_image_set(path, labels_csv=None, split: str | None = None) -> ImageSet:
     return _load_folder(path, None if labels_csv is None else Path(labels_csv))
 
 
-def _read_image(file: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode one image to ``(H, W, 3) uint8`` RGB.
+def _decode(file: Path, convert, what: str = "image"):
+    """Open one picture and ``convert`` it (a PIL image -> PIL image) safely.
 
-    Conversions: grey, palette, CMYK and YCbCr become RGB; 16-bit images are scaled to
-    8 bits (value / 257); transparency is composited over white, as a viewer shows it.
     Images over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``,
     89,478,485 pixels by default) are refused, as are truncated and unreadable files.
     """
@@ -142,12 +140,24 @@ def _read_image(file: Path, size: tuple[int, int] | None = None) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(file) as im:
                 im.load()
-                rgb = _to_rgb(im)
+                return convert(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise HarnessError(f"{file}: refused: larger than Pillow's decompression-bomb limit "
                            f"of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise HarnessError(f"{file}: cannot read image ({first_line(exc)})") from None
+        raise HarnessError(f"{file}: cannot read {what} ({first_line(exc)})") from None
+
+
+def _read_image(file: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one image to ``(H, W, 3) uint8`` RGB (see :func:`_decode` for what is
+    refused).
+
+    Conversions: grey, palette, CMYK and YCbCr become RGB; 16-bit images are scaled to
+    8 bits (value / 257); transparency is composited over white, as a viewer shows it.
+    """
+    from PIL import Image
+
+    rgb = _decode(file, _to_rgb)
     if size is not None and rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(rgb, np.uint8)
@@ -169,16 +179,13 @@ def _to_rgb(im):
 
 
 def _read_mask(file: Path, size: tuple[int, int]) -> np.ndarray:
+    """A human map as ``(H, W) bool`` (non-zero = marked), resized (nearest) to ``size``."""
     from PIL import Image
 
-    try:
-        with Image.open(file) as im:
-            grey = im.convert("L")
-            if grey.size != (size[1], size[0]):
-                grey = grey.resize((size[1], size[0]), Image.Resampling.NEAREST)
-            return np.asarray(grey) > 0
-    except OSError as exc:
-        raise HarnessError(f"{file}: cannot read mask ({exc})") from None
+    grey = _decode(file, lambda im: im.convert("L"), "mask")
+    if grey.size != (size[1], size[0]):
+        grey = grey.resize((size[1], size[0]), Image.Resampling.NEAREST)
+    return np.asarray(grey) > 0
 
 
 def _load_folder(root: Path, labels_csv: Path | None) -> ImageSet:

@@ -322,3 +322,12 @@ def test_fuzzed_png_is_scored_or_refused(sandbox, edits):
     png = images / "0.png"
     png.write_bytes(_mutate(png.read_bytes(), edits))
     _assert_clean_outcome(_cli_in_subprocess(tmp, model, images))
+
+
+def test_decompression_bomb_mask_is_refused(sandbox, monkeypatch):
+    tmp, model, images = sandbox
+    (images / "masks").mkdir()
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(images / "masks" / "0.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 8 x 8 images pass, the mask not
+    code, errors = run_salience(tmp, model, images)
+    assert code == 2 and len(errors) == 1 and "masks/0.png: refused" in errors[0]
