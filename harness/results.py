@@ -49,7 +49,6 @@ def to_frame(records: list[dict]) -> pl.DataFrame:
 
 SCORES_FILE = "scores.parquet"
 EXAMPLES_FILE = "examples.npz"
-LEADERBOARD_FILES = ("leaderboard.parquet", "leaderboard.csv", "leaderboard.md")
 
 
 def write_run(out: Path, scores: pl.DataFrame, run_info: dict,

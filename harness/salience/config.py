@@ -7,7 +7,9 @@ import json
 
 import numpy as np
 
-METHOD_NAMES = ("occlusion", "rise", "cam")
+from harness.salience import METHODS
+
+METHOD_NAMES = tuple(METHODS)  # the package registry is the one list of methods
 
 
 @dataclasses.dataclass(frozen=True)
