@@ -110,31 +110,24 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
 
 
 class _Progress:
-    """A progress bar over models x stages on stderr, with forward passes per second."""
+    """A progress bar over units of work (model x shard) on stderr, with the forward
+    passes per second computed in this run."""
 
     def __init__(self):
         self.bar = None
         self.started = None
-        self.finished_passes = 0  # of the models before the current one
-        self.current = (None, 0)  # (model, its passes so far)
 
-    def begin(self, n_models, stages):
+    def __call__(self, done, total, unit, computed_passes):
         import time
 
-        self.started = time.perf_counter()
-        self.bar = click.progressbar(length=n_models * stages, file=sys.stderr,
-                                     label="scoring", show_eta=True,
-                                     item_show_func=lambda text: text)
-        self.bar.__enter__()
-
-    def __call__(self, model, stage, passes):
-        import time
-
-        if self.current[0] != model:
-            self.finished_passes += self.current[1]
-        self.current = (model, passes)
-        rate = (self.finished_passes + passes) / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(1, f"{model}: {stage}, {rate:,.0f} passes/s")
+        if self.bar is None:
+            self.started = time.perf_counter()
+            self.bar = click.progressbar(length=total, file=sys.stderr, label="scoring",
+                                         show_eta=True, item_show_func=lambda text: text)
+            self.bar.__enter__()
+        rate = computed_passes / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.update(1, f"{unit.model} {unit.part} {unit.start}-{unit.stop}, "
+                           f"{rate:,.0f} passes/s")
 
     def end(self):
         if self.bar is not None:
@@ -166,6 +159,17 @@ def _run_options(f):
                      help="Seconds one batch may take before the model is marked failed."),
         click.option("--out", type=click.Path(path_type=Path, file_okay=False),
                      help="Output folder (default results/<timestamp>)."),
+        click.option("--cache", type=click.Path(path_type=Path, file_okay=False),
+                     help="Salience cache folder (default: OUT/cache; results/cache without --out)."),
+        click.option("--shard-size", "shard_size", type=int,
+                     help="Images per unit of work (default 64)."),
+        click.option("--resume", type=click.Path(path_type=Path, file_okay=False),
+                     help="Finish the interrupted run in this folder, with its settings."),
+        click.option("--engine", type=click.Choice(["in-process", "dask"]),
+                     help="Where units run (default in-process)."),
+        click.option("--scheduler", help="Dask: address of a running scheduler to join."),
+        click.option("--workers", type=int,
+                     help="Dask: size of the local cluster (default: one per core)."),
         click.option("--config", "config_file", type=click.Path(path_type=Path),
                      help="A run.toml; flags override it."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -180,35 +184,56 @@ def _run_options(f):
 @cli.command()
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, window, baseline,
-        n_masks, batch_size, limit, seed, model_timeout, out, config_file, quiet, as_json):
+        n_masks, batch_size, limit, seed, model_timeout, out, cache, shard_size, resume, engine,
+        scheduler, workers, config_file, quiet, as_json):
     """Score every model, rank them, and write the run to --out.
 
     With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
-    all six measures, 7 x 7 occlusion salience.
+    all six measures, 7 x 7 occlusion salience. Maps are cached (--cache), so a repeated
+    run reuses them, and an interrupted one is finished with --resume OUT.
     """
     import datetime
 
-    from harness.config import build_config, read_config
+    from harness.config import build_config, from_json, read_config
+    from harness.journal import read_plan
     from harness.leaderboard import directions, render
     from harness.results import write_run
     from harness.runner import run_config
 
-    settings = read_config(config_file) if config_file else {}
+    where = {"engine": engine, "scheduler": scheduler, "workers": workers}
     flags = {"zoo": zoo or None, "models": models or None, "data": data, "split": split,
              "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "out": out,
-             "model_timeout": model_timeout,
+             "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
              "salience.method": method, "salience.grid": grid, "salience.window": window,
              "salience.baseline": None if baseline is None else _parse_baseline(baseline),
              "salience.n_masks": n_masks, "salience.batch_size": batch_size}
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    config = build_config(**settings)
+    if resume is not None:
+        given = [k for k, v in flags.items() if v is not None] + ["config"] * bool(config_file)
+        if given:
+            raise HarnessError(f"--resume takes the run's settings from {resume}; drop "
+                               f"--{given[0].split('.')[-1].replace('_', '-')} (only --engine, "
+                               "--scheduler and --workers may change)")
+        saved = read_plan(resume)["settings"]
+        saved.update({k: v for k, v in where.items() if v is not None})
+        if engine == "in-process":
+            saved.update(scheduler=None, workers=None)
+        config = from_json(saved | {"out": str(resume)})
+    else:
+        settings = read_config(config_file) if config_file else {}
+        settings.update({k: v for k, v in (flags | where).items() if v is not None})
+        config = build_config(**settings)
     if config.out is None:
+        # runs without --out go to results/<time> and share results/cache
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        config = dataclasses.replace(config, out=Path("results") / stamp)
+        config = dataclasses.replace(config, out=Path("results") / stamp,
+                                     cache=config.cache or Path("results") / "cache")
+    _log_to_stderr()
     progress = None if quiet or as_json else _Progress()
+    say = (lambda message: None) if quiet or as_json else (lambda m: click.echo(m, err=True))
     try:
-        scores, info, examples = run_config(config, progress)
+        scores, info, examples = run_config(config, progress, resume=resume is not None,
+                                            log=say)
     finally:
         if progress is not None:
             progress.end()
@@ -305,6 +330,18 @@ def zoo_list(manifest):
     if parsed.data is not None:
         split = f" (split {parsed.split})" if parsed.split else ""
         click.echo(f"data: {parsed.data}{split}")
+
+
+def _log_to_stderr():
+    """Library warnings (e.g. a damaged cache entry) as ``warning: ...`` lines."""
+    import logging
+
+    log = logging.getLogger("harness")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
 
 
 def _parse_baseline(text: str):

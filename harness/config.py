@@ -13,6 +13,11 @@ seed = 0
 noise_levels = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0]   # salt-and-pepper levels of (b)
 model_timeout = 60                        # seconds one batch may take (default: none)
 out = "results/run1"
+cache = "results/cache"                  # salience cache (default: <out>/cache)
+shard_size = 64                           # images per unit of work (model x shard)
+engine = "in-process"                     # or "dask"
+scheduler = "tcp://10.0.0.5:8786"         # dask: join this cluster (default: a local one)
+workers = 2                               # dask: local cluster size (default: one per core)
 
 [salience]
 method = "occlusion"                      # or "rise"
@@ -53,7 +58,17 @@ class RunConfig:
     out: Path | None = None
     noise_levels: tuple[float, ...] = NOISE_LEVELS
     model_timeout: float | None = None
+    cache: Path | None = None
+    shard_size: int = 64
+    engine: str = "in-process"
+    scheduler: str | None = None
+    workers: int | None = None
     salience: SalienceConfig = SalienceConfig()
+
+    @property
+    def cache_dir(self) -> Path:
+        """The salience cache folder: ``<out>/cache`` unless given."""
+        return self.cache if self.cache is not None else self.out / "cache"
 
 
 _TOP_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
@@ -74,7 +89,7 @@ def read_config(path) -> dict:
         if key in doc:
             values = doc[key] if isinstance(doc[key], list) else [doc[key]]
             doc[key] = tuple(root / v for v in values)
-    for key in ("data", "out"):
+    for key in ("data", "out", "cache"):
         if key in doc:
             doc[key] = root / doc[key]
     if "measures" in doc and isinstance(doc["measures"], str):
@@ -112,11 +127,47 @@ def build_config(**settings) -> RunConfig:
             isinstance(config.model_timeout, int | float) and config.model_timeout > 0):
         raise HarnessError(f"model_timeout must be a number of seconds > 0, got "
                            f"{config.model_timeout!r}")
+    if not isinstance(config.shard_size, int) or config.shard_size < 1:
+        raise HarnessError(f"shard_size must be an integer >= 1, got {config.shard_size!r}")
+    from harness.engine import ENGINES
+
+    if config.engine not in ENGINES:
+        raise HarnessError(f"engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")
+    if config.workers is not None and (not isinstance(config.workers, int) or config.workers < 1):
+        raise HarnessError(f"workers must be an integer >= 1, got {config.workers!r}")
+    if config.engine != "dask" and (config.scheduler or config.workers):
+        raise HarnessError("scheduler and workers need engine = \"dask\" (--engine dask)")
     if config.measures:
         from harness.measures import get_measures
 
         get_measures(list(config.measures))
     return config
+
+
+# settings saved in a run folder's plan.json that name files
+_PATHS = ("zoo", "models", "out_of_set")
+_PATH = ("data", "out", "cache")
+
+
+def to_json(config: RunConfig) -> dict:
+    """The config as JSON-ready settings that :func:`from_json` turns back into it."""
+    out = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    out = {k: [str(p) for p in v] if k in _PATHS else str(v) if k in _PATH and v is not None
+           else list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    out["salience"] = dataclasses.asdict(config.salience)
+    return out
+
+
+def from_json(settings: dict) -> RunConfig:
+    """Inverse of :func:`to_json` (settings as read back from plan.json)."""
+    doc = dict(settings)
+    salience = doc.pop("salience", {})
+    for key in _PATHS:
+        doc[key] = tuple(Path(p) for p in doc.get(key, ()))
+    for key in _PATH:
+        if doc.get(key) is not None:
+            doc[key] = Path(doc[key])
+    return build_config(**doc, **{f"salience.{k}": v for k, v in salience.items()})
 
 
 def _salience(values: dict) -> SalienceConfig:

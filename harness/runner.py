@@ -2,8 +2,12 @@
 
 Every salience map is computed once per (model, image, perturbation) and shared by the
 measures that read it: the clean maps feed entropy, noise, transforms, stability,
-degradation and agreement alike. Perturbed images that do not depend on the model
-(noise, transforms) are made once per run, so every model sees the same ones.
+degradation and agreement alike. The work is split into units (model x shard of images,
+:mod:`harness.units`): each unit's maps are looked up in the salience cache, the missing
+ones computed by an engine (this process or a Dask cluster), so memory holds one shard's
+perturbed images at a time and a repeated or resumed run computes nothing twice.
+Perturbed images depend only on the image, the run seed and the perturbation, so every
+model sees the same ones wherever it runs.
 """
 
 from __future__ import annotations
@@ -15,25 +19,44 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from harness.cache import Entry, entry_key
 from harness.data import ImageSet
+from harness.engine import ModelRef
 from harness.errors import HarnessError
 from harness.measures import ALL, get_measures
 from harness.measures.base import MeasureInputs, ModelMaps, Perturbed, measure_rng
 from harness.model import OnnxClassifier
-from harness.perturb import NOISE_LEVELS, TRANSFORMS, degrade, salt_and_pepper, transform
-from harness.salience.config import SalienceConfig, explain, explain_with_outputs
+from harness.perturb import NOISE_LEVELS, TRANSFORMS, degrade, transform
+from harness.salience import CODE_VERSION
+from harness.salience.config import SalienceConfig
 from harness.salience.normalize import normalize, normalize_upsampled, scale
-from harness.salience.scoring import class_scores
+from harness.units import (
+    CLEAN,
+    DEGRADE_MODES,
+    INSET,
+    SECOND_SEED,
+    Group,
+    Task,
+    image_hashes,
+    model_identity,
+    noise_name,
+    noisy_image,
+    perturbations,
+    split_units,
+)
 
-# Stages of one model's work, in order, for progress reports.
-STAGES = ("clean", "noise", "transforms", "degradation", "out_of_set", "second_seed")
+# Images per unit of work (model x shard): small enough that a killed run loses little
+# and a cluster has units to balance, large enough that batches stay full.
+DEFAULT_SHARD = 64
 
 
 def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = None,
              families: dict | None = None, measures=ALL, salience: SalienceConfig | None = None,
              seed: int = 0, masks=None, noise_levels=NOISE_LEVELS, keep_going: bool = False,
-             progress: Callable[[str, str, int], None] | None = None,
-             on_model: Callable[[OnnxClassifier, ModelMaps], None] | None = None):
+             progress: Callable | None = None,
+             on_model: Callable[[OnnxClassifier, ModelMaps], None] | None = None,
+             cache=None, engine=None, shard_size: int = DEFAULT_SHARD,
+             on_unit: Callable | None = None):
     """Score every model on the chosen measures.
 
     Args:
@@ -51,21 +74,38 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
         noise_levels: salt-and-pepper levels of measure (b).
         keep_going: a model that cannot be scored (bad output, NaN) is reported with
             status ``failed: ...`` and null values instead of stopping the run.
-        progress: called as ``progress(model, stage, forward_passes_so_far)``.
+        progress: called as ``progress(done_units, total_units, unit, computed_passes)``
+            after each unit of work (model x shard of images).
         on_model: called with each scored model and all its maps (e.g. to keep
             examples for a report).
+        cache: a :class:`harness.cache.SalienceCache`: maps found there are not
+            computed again, computed ones are added.
+        engine: where units run (default: in this process, see :mod:`harness.engine`).
+        shard_size: images per unit of work.
+        on_unit: called with each finished :class:`harness.units.Unit` once its maps are
+            in the cache (the resume journal).
 
     Returns:
         A Polars frame in :data:`harness.results.SCHEMA`; each model's
-        ``forward_passes`` equals :func:`required_passes` for the same inputs.
+        ``forward_passes`` equals :func:`required_passes` for the same inputs, whether
+        its maps were computed now or read from the cache.
     """
+    return _evaluate(models, images, labels, out_of_set, families, measures, salience, seed,
+                     masks, noise_levels, keep_going, progress, on_model, cache, engine,
+                     shard_size, on_unit)[0]
+
+
+def _evaluate(models, images, labels, out_of_set, families, measures, salience, seed, masks,
+              noise_levels, keep_going, progress, on_model, cache, engine, shard_size,
+              on_unit):
+    """:func:`evaluate`, also returning how many passes were computed and maps reused."""
+    from harness.engine import InProcessEngine
     from harness.results import to_frame, versions
 
     chosen = get_measures(measures)
     needs = frozenset().union(*(m.needs for m in chosen))
     config = salience or SalienceConfig()
     inset = _as_image_set(images, "images")
-    x = inset.pixels()
     clfs = [m if isinstance(m, OnnxClassifier) else OnnxClassifier(m, batch_size=config.batch_size)
             for m in models]
     names = [c.name for c in clfs]
@@ -76,37 +116,43 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
         raise HarnessError(f"{len(labels)} labels for {len(inset)} images")
     if masks is None:
         masks = inset.masks
-    elif np.asarray(masks).shape != x.shape[:3]:
-        raise HarnessError(f"masks have shape {np.asarray(masks).shape}, images {x.shape[:3]}")
-    has_mask = (np.zeros(len(x), bool) if masks is None
-                else np.asarray(masks).reshape(len(x), -1).any(axis=1))
-    oos = {name: _as_image_set(s, f"out-of-set set {name!r}").pixels()
+    elif np.asarray(masks).shape != inset.images.shape[:3]:
+        raise HarnessError(f"masks have shape {np.asarray(masks).shape}, images "
+                           f"{inset.images.shape[:3]}")
+    has_mask = (np.zeros(len(inset), bool) if masks is None
+                else np.asarray(masks).reshape(len(inset), -1).any(axis=1))
+    oos = {name: _as_image_set(s, f"out-of-set set {name!r}")
            for name, s in (out_of_set or {}).items()} if "out_of_set" in needs else {}
-    for name, arr in oos.items():
-        if arr.shape[1:3] != x.shape[1:3]:
-            raise HarnessError(f"out-of-set set {name!r} has {arr.shape[1]}x{arr.shape[2]} "
-                               f"images, the in-set ones are {x.shape[1]}x{x.shape[2]}: "
+    for name, other in oos.items():
+        if other.size != inset.size:
+            raise HarnessError(f"out-of-set set {name!r} has {other.size[0]}x{other.size[1]} "
+                               f"images, the in-set ones are {inset.size[0]}x{inset.size[1]}: "
                                "resize them to one size")
+    if not isinstance(shard_size, int) or shard_size < 1:
+        raise HarnessError(f"shard_size must be an integer >= 1, got {shard_size!r}")
     family_of = _families(clfs, families, check="family" in needs)
-    shared = _shared_perturbations(x, needs, seed, noise_levels)
 
-    maps, failed, passes, true_labels = {}, {}, {}, {}
+    work = _Work(clfs, inset, oos, config, seed,
+                 perturbations(needs, noise_levels, seed,
+                               second_seed=config.method == "rise" and "family" in needs),
+                 shard_size, cache)
+    failed = work.run(engine or InProcessEngine({c.name: c for c in clfs}), keep_going,
+                      progress, on_unit)
+
+    maps, true_labels = {}, {}
     for clf in clfs:
-        before = clf.forward_passes
+        if clf.name in failed:
+            continue
         try:
             true_labels[clf.name] = _labels_for(clf, inset, labels)
-            report = (lambda stage, c=clf, b=before: progress(c.name, stage, c.forward_passes - b)
-                      ) if progress else None
-            maps[clf.name] = _model_maps(clf, x, config, needs, shared, oos,
-                                         second_seed=config.method == "rise"
-                                         and "family" in needs, report=report)
-            if on_model is not None:
-                on_model(clf, maps[clf.name])
         except HarnessError as exc:
             if not keep_going:
                 raise
             failed[clf.name] = str(exc)
-        passes[clf.name] = clf.forward_passes - before
+            continue
+        maps[clf.name] = work.model_maps(clf.name, noise_levels)
+        if on_model is not None:
+            on_model(clf, maps[clf.name])
 
     common = versions() | {"image_set_hash": inset.hash, "salience_config": config.to_json(),
                            "seed": seed}
@@ -116,8 +162,9 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
         member_names = [n for n in family_of if family_of[n] == family and n in maps] \
             if family else None
         members = [maps[n] for n in member_names] if family else None
-        base = common | {"model": clf.name, "family": family, "provider": clf.provider,
-                         "model_sha256": clf.sha256, "forward_passes": passes[clf.name],
+        base = common | {"model": clf.name, "family": family,
+                         "provider": work.provider(clf), "model_sha256": clf.sha256,
+                         "forward_passes": work.passes(clf.name),
                          "status": "ok" if clf.name in maps else f"failed: {failed[clf.name]}"}
         if clf.name not in maps:
             records += failed_records(base, chosen)
@@ -129,7 +176,140 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
             for stat in result.stats:
                 records.append(base | dataclasses.asdict(stat) | {
                     "measure": measure.name, "higher_is_better": measure.higher_is_better})
-    return to_frame(records)
+    return to_frame(records), {"computed_passes": work.computed_passes,
+                               "reused_maps": work.reused_maps,
+                               "units": len(work.units), "cached_units": work.cached_units}
+
+
+class _Work:
+    """The units of one evaluation and the maps they produce: looked up in the cache,
+    the rest computed by an engine, then assembled per model."""
+
+    def __init__(self, clfs, inset, oos, config, seed, perts, shard_size, cache):
+        self.clfs = {c.name: c for c in clfs}
+        self.sets = {INSET: inset} | oos
+        self.hashes = {part: image_hashes(s.images) for part, s in self.sets.items()}
+        self.config, self.seed, self.cache = config, seed, cache
+        self.perts = {INSET: perts} | {part: [CLEAN] for part in oos}
+        self.identity = {c.name: model_identity(c) for c in clfs}
+        self.units = [u for c in clfs for part, s in self.sets.items()
+                      for u in split_units(c.name, part, len(s), shard_size)]
+        self.groups = {}  # (model, part, start) -> perturbation -> Group
+        self.providers = {}  # model -> providers that computed its maps
+        self.computed_passes = self.reused_maps = self.cached_units = 0
+
+    def _keys(self, unit) -> dict[str, list[str]]:
+        hashes = self.hashes[unit.part][unit.start:unit.stop]
+        salience = self.config.to_json()
+        return {p: [entry_key(self.identity[unit.model], h, p, salience, CODE_VERSION)
+                    for h in hashes] for p in self.perts[unit.part]}
+
+    def _lookup(self, unit):
+        """The unit's groups found whole in the cache, and a task for the rest (or None)."""
+        keys = self._keys(unit)
+        found = self.cache.get_many([k for ks in keys.values() for k in ks]) \
+            if self.cache is not None else {}
+        hits = {p: [found[k] for k in ks] for p, ks in keys.items() if all(k in found for k in ks)}
+        groups = {p: _group_of(entries) for p, entries in hits.items()}
+        for entries in hits.values():
+            self.providers.setdefault(unit.model, set()).update(e.provider for e in entries)
+        self.reused_maps += sum(len(e) for e in hits.values())
+        todo = [p for p in self.perts[unit.part] if p not in groups]
+        if not todo:
+            return groups, None
+        task = Task(unit, self.sets[unit.part].images[unit.start:unit.stop],
+                    self.hashes[unit.part][unit.start:unit.stop], todo,
+                    groups[CLEAN].maps if CLEAN in groups else None, self.config, self.seed)
+        return groups, task
+
+    def run(self, engine, keep_going, progress, on_unit) -> dict[str, str]:
+        """Fill every unit's groups; returns model -> why it failed."""
+        failed, done, tasks = {}, 0, []
+        for unit in self.units:
+            groups, task = self._lookup(unit)
+            self.groups[(unit.model, unit.part, unit.start)] = groups
+            if task is not None:
+                tasks.append(task)
+                continue
+            self.cached_units += 1
+            done += 1
+            if progress is not None:
+                progress(done, len(self.units), unit, self.computed_passes)
+
+        def pending():  # lazily, so an in-process run skips the units of a failed model
+            return (t for t in tasks if t.unit.model not in failed)
+
+        refs = {name: ModelRef(name, c.path, c.spec, self.identity[name], c.batch_size, c.timeout)
+                for name, c in self.clfs.items()}
+        for task, outcome in engine.run(refs, pending()):
+            unit = task.unit
+            done += 1
+            if isinstance(outcome, HarnessError):
+                if not keep_going:
+                    raise outcome
+                failed.setdefault(unit.model, str(outcome))
+            elif unit.model not in failed:
+                provider, computed = outcome
+                self._store(unit, task, provider, computed)
+                if on_unit is not None:
+                    on_unit(unit)
+            if progress is not None:
+                progress(done, len(self.units), unit, self.computed_passes)
+        return failed
+
+    def _store(self, unit, task, provider, computed):
+        keys = self._keys(unit)
+        entries = {}
+        for p, group in computed.items():
+            m = group.maps
+            for i, key in enumerate(keys[p]):
+                entries[key] = Entry(m.raw[i], float(m.target_score[i]), float(m.target_prob[i]),
+                                     int(m.predicted[i]), group.passes, provider)
+            self.computed_passes += group.passes * len(task.images)
+        if self.cache is not None:
+            self.cache.put_many(entries)
+        self.groups[(unit.model, unit.part, unit.start)].update(computed)
+        self.providers.setdefault(unit.model, set()).add(provider)
+
+    def _concat(self, model, part, pert) -> Perturbed:
+        parts = [self.groups[(model, part, u.start)][pert].maps for u in self.units
+                 if u.model == model and u.part == part]
+        return Perturbed(*(np.concatenate([getattr(p, f.name) for p in parts])
+                           for f in dataclasses.fields(Perturbed)))
+
+    def model_maps(self, model, noise_levels) -> ModelMaps:
+        """Every map of one model, shards joined in image order."""
+        clean = self._concat(model, INSET, CLEAN)
+        q, flat = normalize(clean.raw)
+        q_up, _ = normalize_upsampled(clean.raw, self.sets[INSET].size)
+        perts = self.perts[INSET]
+        noisy = {float(a): self._concat(model, INSET, noise_name(a, self.seed))
+                 for a in noise_levels if noise_name(a, self.seed) in perts}
+        transformed = {t: self._concat(model, INSET, f"transform:{t}")
+                       for t in TRANSFORMS if f"transform:{t}" in perts}
+        degraded = {m: self._concat(model, INSET, f"degrade:{m}")
+                    for m in DEGRADE_MODES if f"degrade:{m}" in perts}
+        oos = {part: self._concat(model, part, CLEAN).raw for part in self.sets if part != INSET}
+        second = self._concat(model, INSET, SECOND_SEED).raw if SECOND_SEED in perts else None
+        return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, noisy, transformed,
+                         degraded, oos, second)
+
+    def passes(self, model) -> int:
+        """Forward passes this model's maps cost, computed now or earlier."""
+        return sum(g.passes * (u.stop - u.start) for u in self.units if u.model == model
+                   for g in self.groups[(model, u.part, u.start)].values())
+
+    def provider(self, clf) -> str:
+        return "+".join(sorted(self.providers.get(clf.name) or {clf.provider}))
+
+
+def _group_of(entries) -> Group:
+    """A cached group: the entries of a shard's images for one perturbation."""
+    return Group(Perturbed(np.stack([e.raw for e in entries]),
+                           np.array([e.score for e in entries]),
+                           np.array([e.prob for e in entries]),
+                           np.array([e.predicted for e in entries], np.int64)),
+                 entries[0].passes)
 
 
 def failed_records(base: dict, measures) -> list[dict]:
@@ -156,68 +336,6 @@ def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None
     if config.method == "rise" and "family" in needs and in_family:
         total += n_images * per_map
     return total
-
-
-@dataclasses.dataclass(frozen=True)
-class _Shared:
-    """Model-independent perturbed images: noise level -> images, transform -> images."""
-
-    noisy: dict
-    transformed: dict
-    degrade: bool
-
-
-def noisy_images(x: np.ndarray, level: float, seed: int, index: int) -> np.ndarray:
-    """The run's salt-and-pepper copies of ``x`` at noise level number ``index``."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, index)))
-    return salt_and_pepper(x, level, rng)
-
-
-def _shared_perturbations(x, needs, seed, noise_levels) -> _Shared:
-    noisy = {}
-    if "noise" in needs:
-        for i, level in enumerate(noise_levels):
-            noisy[float(level)] = noisy_images(x, float(level), seed, i)
-    transformed = {t: transform(t, x) for t in TRANSFORMS} if "transforms" in needs else {}
-    return _Shared(noisy, transformed, "degradation" in needs)
-
-
-def _maps_of(clf, images, targets, config) -> Perturbed:
-    """Maps of ``images`` explained for ``targets`` (None: the predicted classes), with
-    the log-odds and probability of those classes and the predictions."""
-    out, raw = explain_with_outputs(clf, images, config, target=targets)
-    targets = out.argmax(axis=1) if targets is None else targets
-    return Perturbed(raw, class_scores(out, clf.output_kind, targets, "log_odds"),
-                     class_scores(out, clf.output_kind, targets, "probability"),
-                     out.argmax(axis=1))
-
-
-def _model_maps(clf, x, config, needs, shared: _Shared, oos, second_seed,
-                report) -> ModelMaps:
-    def stage(name):
-        if report:
-            report(name)
-
-    stage("clean")
-    clean = _maps_of(clf, x, None, config)
-    targets = clean.predicted
-    q, flat = normalize(clean.raw)
-    q_up, _ = normalize_upsampled(clean.raw, x.shape[1:3])
-    stage("noise")
-    noisy = {level: _maps_of(clf, imgs, targets, config) for level, imgs in shared.noisy.items()}
-    stage("transforms")
-    transformed = {t: _maps_of(clf, imgs, targets, config)
-                   for t, imgs in shared.transformed.items()}
-    stage("degradation")
-    degraded = {mode: _maps_of(clf, degrade(x, q_up, mode), targets, config)
-                for mode in ("object", "background")} if shared.degrade else {}
-    stage("out_of_set")
-    out_of_set = {name: _maps_of(clf, imgs, None, config).raw for name, imgs in oos.items()}
-    stage("second_seed")
-    second = explain(clf, x, config, target=targets, clean=None, seed=config.seed + 1) \
-        if second_seed else None
-    return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, noisy, transformed, degraded,
-                     out_of_set, second)
 
 
 def _as_image_set(images, what) -> ImageSet:
@@ -263,14 +381,20 @@ def _labels_for(clf, inset: ImageSet, labels):
     return np.array([index[inset.label_names[i]] for i in inset.labels], np.int64)
 
 
-def run_config(config, progress=None):
+def run_config(config, progress=None, resume: bool = False, log=None):
     """A whole ``harness run``: resolve zoos, models and data, score everything, and
     report models that could not be loaded or scored as failed instead of stopping.
 
+    The run folder (``config.out``) gets a plan and a journal of finished units as the
+    run goes, and the maps go to the salience cache (``config.cache_dir``), so a killed
+    run can be resumed and a repeated one reuses every map.
+
     Args:
-        config: a :class:`harness.config.RunConfig`.
-        progress: an object with ``begin(n_models, stages)`` and the ``__call__`` of
-            :func:`evaluate`'s ``progress``.
+        config: a :class:`harness.config.RunConfig` with ``out`` set.
+        progress: ``progress(done_units, total_units, unit, computed_passes)``.
+        resume: continue the run already started in ``config.out`` (its inputs must
+            not have changed).
+        log: called with one-line messages for the user (cache use, resuming).
 
     Returns:
         ``(scores, info, examples)``: the long frame, a dict describing the run for
@@ -278,10 +402,15 @@ def run_config(config, progress=None):
     """
     import time
 
+    from harness.cache import SalienceCache
+    from harness.config import to_json
     from harness.data import load_image_set
+    from harness.engine import make_engine
+    from harness.journal import Journal, check_inputs, read_plan, write_plan
     from harness.results import to_frame, versions
     from harness.zoo import builtin_manifest, read_manifest
 
+    say = log or (lambda message: None)
     manifests = list(config.zoo) or ([] if config.models else [builtin_manifest()])
     zoos = [read_manifest(m) for m in manifests]
     entries = [(m.path, m.spec) for z in zoos for m in z.models]
@@ -312,14 +441,28 @@ def run_config(config, progress=None):
         except HarnessError as exc:
             failed.append((spec.name if spec and spec.name else Path(path).stem,
                            spec.family if spec else None, str(exc)))
-    if progress is not None:
-        progress.begin(len(loaded), len(STAGES))
+
+    inputs = {"image_set_hash": inset.hash,
+              "models": {c.name: model_identity(c) for c in loaded}}
+    journal = Journal(config.out)
+    if resume:
+        check_inputs(config.out, read_plan(config.out), inputs)
+        say(f"resuming {config.out}: {len(journal.finished())} units finished before")
+    else:
+        write_plan(config.out, to_json(config), inputs)
+    cache = SalienceCache(config.cache_dir)
+    engine = make_engine(config.engine, {c.name: c for c in loaded}, config.scheduler,
+                         config.workers)
     examples = Examples(inset, config.seed, config.noise_levels)
     start = time.perf_counter()
-    scores = evaluate(loaded, inset, out_of_set=oos, measures=[m.name for m in measures],
-                      salience=config.salience, seed=config.seed,
-                      noise_levels=config.noise_levels, keep_going=True,
-                      progress=progress, on_model=examples.add) if loaded else to_frame([])
+    try:
+        scores, stats = _evaluate(
+            loaded, inset, None, oos, None, [m.name for m in measures], config.salience,
+            config.seed, None, config.noise_levels, True, progress, examples.add, cache,
+            engine, config.shard_size, journal.record) if loaded else (to_frame([]), {})
+    finally:
+        engine.close()
+        cache.close()
     seconds = time.perf_counter() - start
     common = versions() | {"image_set_hash": inset.hash,
                            "salience_config": config.salience.to_json(), "seed": config.seed,
@@ -330,21 +473,22 @@ def run_config(config, progress=None):
     if extra:
         scores = pl.concat([scores, to_frame(extra)])
     passes = int(scores.unique("model")["forward_passes"].sum())
-    info = {"config": _config_json(config), "image_set": inset.source,
+    computed = stats.get("computed_passes", 0)
+    if stats.get("reused_maps"):
+        say(f"cache {config.cache_dir}: reused {stats['reused_maps']:,} maps "
+            f"({stats['cached_units']} of {stats['units']} units whole), computed "
+            f"{computed:,} of {passes:,} forward passes")
+    info = {"config": to_json(config), "image_set": inset.source,
             "images": len(inset), "image_set_hash": inset.hash,
             "out_of_set": {k: len(v) for k, v in oos.items()},
             "models": len(entries), "failed": {n: r for n, _, r in failed},
-            "providers": sorted({c.provider for c in loaded}), "forward_passes": passes,
+            "providers": sorted(set(scores["provider"].drop_nulls().to_list())),
+            "forward_passes": passes, "computed_passes": computed,
+            "reused_maps": stats.get("reused_maps", 0), "engine": config.engine,
             "seconds": round(seconds, 2),
-            "passes_per_second": round(passes / seconds, 1) if seconds > 0 else None,
+            "passes_per_second": round(computed / seconds, 1) if seconds > 0 else None,
             **versions()}
     return scores, info, examples
-
-
-def _config_json(config) -> dict:
-    out = dataclasses.asdict(config)
-    out["salience"] = dataclasses.asdict(config.salience)
-    return out
 
 
 class Examples:
@@ -355,13 +499,12 @@ class Examples:
     COUNT = 8
 
     def __init__(self, inset: ImageSet, seed: int, noise_levels):
-        self.x = inset.subset(np.arange(min(self.COUNT, len(inset)))).pixels()
-        self.names = inset.names[:len(self.x)]
-        # the run drew the noise for the whole set at once: redraw it to get the first
-        # image's copy exactly as the models saw it
+        first = inset.subset(np.arange(min(self.COUNT, len(inset))))
+        self.x = first.pixels()
+        self.names = first.names
         self.top_level = float(noise_levels[-1])
-        self.noisy_first = noisy_images(inset.pixels(), self.top_level, seed,
-                                        len(noise_levels) - 1)[0]
+        self.noisy_first = noisy_image(self.x[0], self.top_level, seed,
+                                       image_hashes(first.images[:1])[0])
         self.models, self.clean, self.variants = [], [], []
 
     def add(self, clf, maps: ModelMaps) -> None:

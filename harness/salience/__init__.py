@@ -13,8 +13,12 @@ from harness.salience.rise import MaskBank, rise, rise_masks
 
 METHODS = {"occlusion": occlusion, "rise": rise, "cam": cam}
 
-__all__ = ["METHODS", "MaskBank", "cam", "normalize", "normalize_upsampled", "occlusion",
-           "quantize", "rise", "rise_masks", "scale", "upsample", "warmup"]
+# Part of every salience cache key: raise it whenever a change here alters any map's
+# bytes, so caches filled by older code miss instead of serving stale maps.
+CODE_VERSION = "1"
+
+__all__ = ["CODE_VERSION", "METHODS", "MaskBank", "cam", "normalize", "normalize_upsampled",
+           "occlusion", "quantize", "rise", "rise_masks", "scale", "upsample", "warmup"]
 
 
 def warmup() -> None:

@@ -1,0 +1,127 @@
+"""The Dask engine: units go to a ``distributed`` cluster, one task per unit.
+
+Without a scheduler address a ``LocalCluster`` of single-threaded worker processes is
+started on 127.0.0.1; with one (``tcp://host:8786``) the run joins that cluster, which
+may be a ``LocalCUDACluster`` (one worker per GPU) or span machines. Each worker opens a
+model's ONNX Runtime session the first time one of its units needs it and keeps it for
+the rest of the run. A worker that dies is replaced and its units rerun elsewhere (the
+scheduler's ``allowed-failures``); the driver alone writes the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from distributed import Client, LocalCluster, as_completed
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from harness.errors import HarnessError, first_line
+
+PLUGIN = "harness-sessions"
+
+
+class _Sessions(WorkerPlugin):
+    """Per worker: model identity -> its open :class:`OnnxClassifier`."""
+
+    def setup(self, worker):
+        self.models = {}
+
+    def get(self, ref):
+        from harness.model import OnnxClassifier
+        from harness.units import model_identity
+
+        if ref.identity not in self.models:
+            clf = OnnxClassifier(ref.path, ref.spec, batch_size=ref.batch_size,
+                                 timeout=ref.timeout, threads=_threads())
+            if model_identity(clf) != ref.identity:
+                raise HarnessError(f"{ref.path} on this worker is not the file the run "
+                                   "was started with; every worker must see the same models")
+            self.models[ref.identity] = clf
+        return self.models[ref.identity]
+
+
+def _threads() -> int:
+    """ONNX Runtime threads of a worker: its share of the machine's cores."""
+    return int(os.environ.get("HARNESS_WORKER_THREADS", "0")) or os.cpu_count() or 1
+
+
+def _run_unit(ref, task, images):
+    from distributed import get_worker
+
+    from harness.units import compute
+
+    try:
+        clf = get_worker().plugins[PLUGIN].get(ref)
+        return clf.provider, compute(clf, dataclasses.replace(task, images=images))
+    except HarnessError as exc:
+        # returned, not raised: a model's failure is a result, not a reason to retry
+        return exc
+
+
+class DaskEngine:
+    """Runs units on a Dask cluster.
+
+    Args:
+        scheduler: address of a running scheduler, or None for a local cluster.
+        workers: local cluster size (default: one per core); with a scheduler, the
+            workers are whatever joined it.
+    """
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None):
+        self.cluster = None
+        if workers is not None and workers < 1:
+            raise HarnessError(f"--workers must be >= 1, got {workers}")
+        try:
+            if scheduler:
+                if workers is not None:
+                    raise HarnessError("--workers sets the size of a local cluster; with "
+                                       "--scheduler the cluster's own workers are used")
+                self.client = Client(scheduler, timeout="30s")
+            else:
+                n = workers or os.cpu_count() or 1
+                share = max(1, (os.cpu_count() or 1) // n)
+                env = {"HARNESS_WORKER_THREADS": str(share), "NUMBA_NUM_THREADS": str(share),
+                       "OMP_WAIT_POLICY": "PASSIVE"}
+                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                            host="127.0.0.1", dashboard_address=None, env=env)
+                self.client = Client(self.cluster)
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise HarnessError(f"cannot reach the Dask scheduler {scheduler or '(local)'} "
+                               f"({first_line(exc)})") from None
+        self.client.register_plugin(_Sessions(), name=PLUGIN)
+
+    @property
+    def workers(self) -> int:
+        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    def run(self, refs, tasks):
+        from distributed.client import FutureCancelledError
+        from distributed.scheduler import KilledWorker
+
+        scattered, futures = {}, {}
+        for task in tasks:
+            where = (task.unit.part, task.unit.start)
+            if where not in scattered:  # a shard's pixels travel once, not once per model
+                scattered[where] = self.client.scatter(task.images, broadcast=False)
+            future = self.client.submit(_run_unit, refs[task.unit.model],
+                                        dataclasses.replace(task, images=None),
+                                        scattered[where], key=f"unit-{task.unit.id}",
+                                        pure=False)
+            futures[future] = task
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                yield task, future.result()
+            except (KilledWorker, FutureCancelledError) as exc:
+                yield task, HarnessError(f"unit {task.unit.id} killed its worker every time it "
+                                         f"ran ({first_line(exc)})")
+
+    def close(self) -> None:
+        if getattr(self, "client", None) is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
