@@ -81,7 +81,7 @@ class SalienceCache:
     def __init__(self, root):
         self.root = Path(root)
         self.path = self.root / CACHE_FILE
-        self.discarded = 0  # entries found damaged and dropped
+        self.discarded = 0  # entries found damaged and dropped (so recomputed)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -128,8 +128,6 @@ class SalienceCache:
         if damaged:
             self._db.executemany("DELETE FROM maps WHERE key = ?", [(k,) for k in damaged])
             self.discarded += len(damaged)
-            log.warning("%s: %d damaged entr%s discarded; recomputing", self.path,
-                        len(damaged), "y" if len(damaged) == 1 else "ies")
         return found
 
     def put_many(self, items: dict[str, Entry]) -> None:

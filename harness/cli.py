@@ -243,7 +243,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, window, ba
         return
     if not quiet:
         click.echo(f"{info['models']} models, {info['images']} images, "
-                   f"{info['forward_passes']:,} forward passes in {info['seconds']:.0f} s on "
+                   f"{info['computed_passes']:,} forward passes in {info['seconds']:.0f} s on "
                    f"{', '.join(info['providers']) or 'no provider'}", err=True)
     click.echo(render(board, directions(scores), "table"))
     click.echo(f"results: {config.out}/", err=True)
@@ -333,14 +333,17 @@ def zoo_list(manifest):
 
 
 def _log_to_stderr():
-    """Library warnings (e.g. a damaged cache entry) as ``warning: ...`` lines."""
+    """Library warnings (e.g. a cache file that had to be set aside) as ``warning: ...``
+    lines on whatever stderr is at the time."""
     import logging
 
+    class Echo(logging.Handler):
+        def emit(self, record):
+            click.echo(f"warning: {record.getMessage()}", err=True)
+
     log = logging.getLogger("harness")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("warning: %(message)s"))
-        log.addHandler(handler)
+    if not any(type(h).__name__ == "Echo" for h in log.handlers):
+        log.addHandler(Echo())
         log.propagate = False
 
 

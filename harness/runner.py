@@ -474,6 +474,9 @@ def run_config(config, progress=None, resume: bool = False, log=None):
         scores = pl.concat([scores, to_frame(extra)])
     passes = int(scores.unique("model")["forward_passes"].sum())
     computed = stats.get("computed_passes", 0)
+    if cache.discarded:
+        say(f"warning: {cache.path}: {cache.discarded} damaged entr"
+            f"{'y' if cache.discarded == 1 else 'ies'} discarded and recomputed")
     if stats.get("reused_maps"):
         say(f"cache {config.cache_dir}: reused {stats['reused_maps']:,} maps "
             f"({stats['cached_units']} of {stats['units']} units whole), computed "
