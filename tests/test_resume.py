@@ -1,0 +1,80 @@
+"""Resumable runs: a run killed with SIGKILL is finished by ``--resume`` and gives the
+scores of a run that was never interrupted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.journal import UNITS_FILE
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def start_run(zoo, out):
+    """``harness run`` in a process of its own, one image per unit so there is a lot
+    to interrupt."""
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--zoo", str(zoo),
+                             "--out", str(out), "--shard-size", "1", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def finished_units(out):
+    log = out / UNITS_FILE
+    return log.read_text().count("\n") if log.is_file() else 0
+
+
+def test_resume_after_kill_gives_the_uninterrupted_scores(cnn_zoo, tmp_path):
+    whole = tmp_path / "whole"
+    res = invoke("run", "--zoo", cnn_zoo, "--out", whole, "--shard-size", 1, "--quiet")
+    assert res.exit_code == 0, res.output
+    total = finished_units(whole)
+    assert total == 3 * (12 + 3)
+
+    cut = tmp_path / "cut"
+    proc = start_run(cnn_zoo, cut)
+    deadline = time.monotonic() + 120
+    while finished_units(cut) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended before it could be killed: {proc.stderr.read().decode()}")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = finished_units(cut)
+    assert 5 <= done < total
+    assert not (cut / "scores.parquet").exists()
+
+    res = invoke("run", "--resume", cut)
+    assert res.exit_code == 0, res.output
+    assert f"{done} units finished before" in res.output
+    info = json.loads((cut / "run.json").read_text())
+    assert 0 < info["computed_passes"] < info["forward_passes"]
+    assert info["reused_maps"] >= done
+    assert (cut / "scores.parquet").read_bytes() == (whole / "scores.parquet").read_bytes()
+    assert (cut / "leaderboard.csv").read_bytes() == (whole / "leaderboard.csv").read_bytes()
+
+
+def test_resume_refuses_changed_inputs_and_new_settings(cnn_zoo, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("run", "--zoo", cnn_zoo, "--out", out, "--measures", "entropy",
+                  "--quiet").exit_code == 0
+    again = invoke("run", "--resume", out, "--quiet")
+    assert again.exit_code == 0, again.output
+    extra = invoke("run", "--resume", out, "--grid", 5)
+    assert extra.exit_code == 2 and "drop --grid" in extra.output
+    nothing = invoke("run", "--resume", tmp_path)
+    assert nothing.exit_code == 2 and "nothing to resume" in nothing.output
+    from tests.onnx_models import cnn_model
+
+    cnn_model(cnn_zoo.parent / "solo.onnx", size=32, widths=(8, 8), seed=42,
+              metadata={"harness.classes": "face,other"})
+    changed = invoke("run", "--resume", out)
+    assert changed.exit_code == 2 and "models changed since this run started" in changed.output
