@@ -160,7 +160,7 @@ def _run_options(f):
         click.option("--out", type=click.Path(path_type=Path, file_okay=False),
                      help="Output folder (default results/<timestamp>)."),
         click.option("--cache", type=click.Path(path_type=Path, file_okay=False),
-                     help="Salience cache folder (default: OUT/cache; results/cache without --out)."),
+                     help="Salience cache folder (default OUT/cache)."),
         click.option("--shard-size", "shard_size", type=int,
                      help="Images per unit of work (default 64)."),
         click.option("--resume", type=click.Path(path_type=Path, file_okay=False),

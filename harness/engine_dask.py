@@ -10,7 +10,6 @@ scheduler's ``allowed-failures``); the driver alone writes the cache.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from distributed import Client, LocalCluster, as_completed
@@ -46,14 +45,14 @@ def _threads() -> int:
     return int(os.environ.get("HARNESS_WORKER_THREADS", "0")) or os.cpu_count() or 1
 
 
-def _run_unit(ref, task, images):
+def _run_unit(ref, task):
     from distributed import get_worker
 
     from harness.units import compute
 
     try:
         clf = get_worker().plugins[PLUGIN].get(ref)
-        return clf.provider, compute(clf, dataclasses.replace(task, images=images))
+        return clf.provider, compute(clf, task)
     except HarnessError as exc:
         # returned, not raised: a model's failure is a result, not a reason to retry
         return exc
@@ -99,21 +98,30 @@ class DaskEngine:
         return len(self.client.scheduler_info(n_workers=-1)["workers"])
 
     def run(self, refs, tasks):
+        """Submit units and yield them as they finish. Each task carries its shard's
+        pixels, so a unit whose worker dies can be rerun anywhere; only a window of
+        units is in flight at a time, which bounds what the scheduler holds."""
         from distributed.client import FutureCancelledError
         from distributed.scheduler import KilledWorker
 
-        scattered, futures = {}, {}
-        for task in tasks:
-            where = (task.unit.part, task.unit.start)
-            if where not in scattered:  # a shard's pixels travel once, not once per model
-                scattered[where] = self.client.scatter(task.images, broadcast=False)
-            future = self.client.submit(_run_unit, refs[task.unit.model],
-                                        dataclasses.replace(task, images=None),
-                                        scattered[where], key=f"unit-{task.unit.id}",
-                                        pure=False)
-            futures[future] = task
-        for future in as_completed(futures):
-            task = futures[future]
+        tasks = iter(tasks)
+        window = 4 * max(self.workers, 1)
+        futures = {}
+        running = as_completed()
+
+        def submit_next() -> None:
+            task = next(tasks, None)
+            if task is not None:
+                future = self.client.submit(_run_unit, refs[task.unit.model], task,
+                                            key=f"unit-{task.unit.id}", pure=False)
+                futures[future] = task
+                running.add(future)
+
+        for _ in range(window):
+            submit_next()
+        for future in running:
+            task = futures.pop(future)
+            submit_next()
             try:
                 yield task, future.result()
             except (KilledWorker, FutureCancelledError) as exc:

@@ -239,6 +239,8 @@ class _Work:
         def pending():  # lazily, so an in-process run skips the units of a failed model
             return (t for t in tasks if t.unit.model not in failed)
 
+        order = {u.id: i for i, u in enumerate(self.units)}
+        first = {}  # model -> index of its first failing unit
         refs = {name: ModelRef(name, c.path, c.spec, self.identity[name], c.batch_size, c.timeout)
                 for name, c in self.clfs.items()}
         for task, outcome in engine.run(refs, pending()):
@@ -247,7 +249,11 @@ class _Work:
             if isinstance(outcome, HarnessError):
                 if not keep_going:
                     raise outcome
-                failed.setdefault(unit.model, str(outcome))
+                # the first failing unit in unit order names the failure, as in-process,
+                # whatever order a cluster finishes them in
+                if order[unit.id] < first.get(unit.model, len(order)):
+                    first[unit.model] = order[unit.id]
+                    failed[unit.model] = str(outcome)
             elif unit.model not in failed:
                 provider, computed = outcome
                 self._store(unit, task, provider, computed)
