@@ -1,7 +1,8 @@
 """The Dask engine: units go to a ``distributed`` cluster, one task per unit.
 
-Without a scheduler address a ``LocalCluster`` of single-threaded worker processes is
-started on 127.0.0.1; with one (``tcp://host:8786``) the run joins that cluster, which
+Without a scheduler address a local cluster of single-threaded worker processes is
+started on 127.0.0.1 (see :func:`local_cluster`: one worker per GPU with dask-cuda);
+with one (``tcp://host:8786``) the run joins that cluster, which
 may be a ``LocalCUDACluster`` (one worker per GPU) or span machines. Each worker opens a
 model's ONNX Runtime session the first time one of its units needs it and keeps it for
 the rest of the run. A worker that dies is replaced and its units rerun elsewhere (the
@@ -58,6 +59,51 @@ def _run_unit(ref, task):
         return exc
 
 
+def local_cluster(workers: int | None):
+    """A cluster on 127.0.0.1 of single-threaded worker processes: with dask-cuda
+    installed and an NVIDIA GPU visible, a ``LocalCUDACluster`` (one worker per GPU, the
+    first ``workers`` GPUs when given); otherwise a ``LocalCluster`` of ``workers``
+    workers (default: one per core). Each worker's ONNX Runtime and Numba get its share
+    of the cores, so the workers do not fight over them."""
+    from harness.model import nvidia_gpu_visible
+
+    cuda = None
+    if nvidia_gpu_visible():
+        try:
+            from dask_cuda import LocalCUDACluster as cuda
+        except ImportError:
+            pass
+    cores = os.cpu_count() or 1
+    kwargs = {"threads_per_worker": 1, "host": "127.0.0.1", "dashboard_address": None}
+    if cuda is not None:
+        n = workers or len(cuda_devices())
+        return cuda(n_workers=workers, env=_worker_env(max(1, cores // max(n, 1))), **kwargs)
+    n = workers or cores
+    return LocalCluster(n_workers=n, processes=True, env=_worker_env(max(1, cores // n)),
+                        **kwargs)
+
+
+def cuda_devices() -> list[str]:
+    """The GPUs a LocalCUDACluster would use: CUDA_VISIBLE_DEVICES, else every one
+    ``nvidia-smi -L`` lists."""
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return visible.split(",")
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                 timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ["0"]
+    return [line for line in listing.splitlines() if line.startswith("GPU ")] or ["0"]
+
+
+def _worker_env(threads: int) -> dict[str, str]:
+    return {"HARNESS_WORKER_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads),
+            "OMP_WAIT_POLICY": "PASSIVE"}
+
+
 class DaskEngine:
     """Runs units on a Dask cluster.
 
@@ -78,14 +124,9 @@ class DaskEngine:
                 if workers is not None:
                     raise HarnessError("--workers sets the size of a local cluster; with "
                                        "--scheduler the cluster's own workers are used")
-                self.client = Client(scheduler, timeout="30s")
+                self.client = Client(scheduler, timeout="20s")
             else:
-                n = workers or os.cpu_count() or 1
-                share = max(1, (os.cpu_count() or 1) // n)
-                env = {"HARNESS_WORKER_THREADS": str(share), "NUMBA_NUM_THREADS": str(share),
-                       "OMP_WAIT_POLICY": "PASSIVE"}
-                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                            host="127.0.0.1", dashboard_address=None, env=env)
+                self.cluster = local_cluster(workers)
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError) as exc:
             self.close()

@@ -130,7 +130,7 @@ def _merge(primary: ModelSpec | None, fallback: ModelSpec) -> ModelSpec:
     )
 
 
-def _nvidia_gpu_visible() -> bool:
+def nvidia_gpu_visible() -> bool:
     """Cheap check before asking ONNX Runtime for CUDA, which logs a screen of load
     errors on a machine without a GPU."""
     if os.name == "nt":
@@ -159,7 +159,7 @@ def _create_session(path: Path, providers, threads, model_bytes: bytes | None = 
 
     if providers is None:
         providers = ["CPUExecutionProvider"]
-        if "CUDAExecutionProvider" in ort.get_available_providers() and _nvidia_gpu_visible():
+        if "CUDAExecutionProvider" in ort.get_available_providers() and nvidia_gpu_visible():
             if hasattr(ort, "preload_dlls"):
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
                     ort.preload_dlls()

@@ -453,22 +453,26 @@ def run_config(config, progress=None, resume: bool = False, log=None):
     journal = Journal(config.out)
     if resume:
         check_inputs(config.out, read_plan(config.out), inputs)
-        say(f"resuming {config.out}: {len(journal.finished())} units finished before")
-    else:
-        write_plan(config.out, to_json(config), inputs)
-    cache = SalienceCache(config.cache_dir)
+    # the cluster first: a scheduler that cannot be reached leaves the folder untouched
     engine = make_engine(config.engine, {c.name: c for c in loaded}, config.scheduler,
                          config.workers)
-    examples = Examples(inset, config.seed, config.noise_levels)
-    start = time.perf_counter()
     try:
-        scores, stats = _evaluate(
-            loaded, inset, None, oos, None, [m.name for m in measures], config.salience,
-            config.seed, None, config.noise_levels, True, progress, examples.add, cache,
-            engine, config.shard_size, journal.record) if loaded else (to_frame([]), {})
+        if resume:
+            say(f"resuming {config.out}: {len(journal.finished())} units finished before")
+        else:
+            write_plan(config.out, to_json(config), inputs)
+        cache = SalienceCache(config.cache_dir)
+        examples = Examples(inset, config.seed, config.noise_levels)
+        start = time.perf_counter()
+        try:
+            scores, stats = _evaluate(
+                loaded, inset, None, oos, None, [m.name for m in measures], config.salience,
+                config.seed, None, config.noise_levels, True, progress, examples.add, cache,
+                engine, config.shard_size, journal.record) if loaded else (to_frame([]), {})
+        finally:
+            cache.close()
     finally:
         engine.close()
-        cache.close()
     seconds = time.perf_counter() - start
     common = versions() | {"image_set_hash": inset.hash,
                            "salience_config": config.salience.to_json(), "seed": config.seed,

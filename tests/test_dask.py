@@ -70,3 +70,53 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(cnn_zoo, tmp_
         engine.close()
     assert killed and killed[0] not in after and len(after) == 2  # the nanny started another
     assert got.equals(expected)
+
+
+def test_local_cluster_is_one_worker_per_gpu_with_dask_cuda(monkeypatch):
+    """With dask-cuda and a GPU visible the local cluster is a LocalCUDACluster (one
+    worker per GPU, the cores shared among them); otherwise a LocalCluster."""
+    import sys
+    import types
+
+    import harness.engine_dask as engine_dask
+    import harness.model
+
+    made = []
+
+    def recorder(kind):
+        def make(**kwargs):
+            made.append((kind, kwargs))
+            return kind
+        return make
+
+    fake = types.ModuleType("dask_cuda")
+    fake.LocalCUDACluster = recorder("cuda")
+    monkeypatch.setitem(sys.modules, "dask_cuda", fake)
+    monkeypatch.setattr(engine_dask, "LocalCluster", recorder("cpu"))
+    monkeypatch.setattr(harness.model, "nvidia_gpu_visible", lambda: True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert engine_dask.local_cluster(None) == "cuda"
+    kind, kwargs = made[-1]
+    assert kwargs["n_workers"] is None and kwargs["threads_per_worker"] == 1
+    assert kwargs["host"] == "127.0.0.1" and kwargs["env"]["HARNESS_WORKER_THREADS"] == "8"
+
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # not installed
+    assert engine_dask.local_cluster(4) == "cpu"
+    assert made[-1][1]["n_workers"] == 4 and made[-1][1]["env"]["NUMBA_NUM_THREADS"] == "4"
+    monkeypatch.setattr(harness.model, "nvidia_gpu_visible", lambda: False)
+    monkeypatch.setitem(sys.modules, "dask_cuda", fake)
+    assert engine_dask.local_cluster(None) == "cpu" and made[-1][1]["n_workers"] == 16
+
+
+def test_engine_mistakes_are_one_line(tmp_path, monkeypatch):
+    import sys
+
+    res = invoke("run", "--scheduler", "tcp://127.0.0.1:1", "--out", tmp_path / "a")
+    assert res.exit_code == 2 and "need engine = \"dask\"" in res.output
+    res = invoke("run", "--engine", "dask", "--workers", 0, "--out", tmp_path / "b")
+    assert res.exit_code == 2 and "workers must be an integer >= 1" in res.output
+    monkeypatch.setitem(sys.modules, "harness.engine_dask", None)  # Dask not installed
+    res = invoke("run", "--engine", "dask", "--limit", 1, "--out", tmp_path / "c")
+    assert res.exit_code == 2 and "pip install 'harness[dask]'" in res.output
+    assert not (tmp_path / "c").exists()
