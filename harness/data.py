@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 from collections import Counter
 from pathlib import Path
@@ -86,13 +87,13 @@ class ImageSet:
             labels=None if self.labels is None else self.labels[index],
             masks=None if self.masks is None else self.masks[index])
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
         """sha256 over pixels, labels and masks: identifies the set in the results."""
-        digest = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
+        digest = hashlib.sha256(np.ascontiguousarray(self.images))  # hashed in place
         for part in (self.labels, self.masks):
             if part is not None:
-                digest.update(np.ascontiguousarray(part).tobytes())
+                digest.update(np.ascontiguousarray(part))
         return digest.hexdigest()
 
 

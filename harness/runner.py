@@ -19,31 +19,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from harness.cache import Entry, entry_key
 from harness.data import ImageSet
-from harness.engine import ModelRef
 from harness.errors import HarnessError
 from harness.measures import ALL, get_measures
-from harness.measures.base import MeasureInputs, ModelMaps, Perturbed, measure_rng
+from harness.measures.base import MeasureInputs, ModelMaps, measure_rng
 from harness.model import OnnxClassifier
 from harness.perturb import NOISE_LEVELS, TRANSFORMS, degrade, transform
-from harness.salience import CODE_VERSION
 from harness.salience.config import SalienceConfig
-from harness.salience.normalize import normalize, normalize_upsampled, scale
-from harness.units import (
-    CLEAN,
-    DEGRADE_MODES,
-    INSET,
-    SECOND_SEED,
-    Group,
-    Task,
-    image_hashes,
-    model_identity,
-    noise_name,
-    noisy_image,
-    perturbations,
-    split_units,
-)
+from harness.units import image_hashes, model_identity, noisy_image, perturbations
+from harness.work import Work
 
 # Images per unit of work (model x shard): small enough that a killed run loses little
 # and a cluster has units to balance, large enough that batches stay full.
@@ -132,7 +116,7 @@ def _evaluate(models, images, labels, out_of_set, families, measures, salience, 
         raise HarnessError(f"shard_size must be an integer >= 1, got {shard_size!r}")
     family_of = _families(clfs, families, check="family" in needs)
 
-    work = _Work(clfs, inset, oos, config, seed,
+    work = Work(clfs, inset, oos, config, seed,
                  perturbations(needs, noise_levels, seed,
                                second_seed=config.method == "rise" and "family" in needs),
                  shard_size, cache)
@@ -179,143 +163,6 @@ def _evaluate(models, images, labels, out_of_set, families, measures, salience, 
     return to_frame(records), {"computed_passes": work.computed_passes,
                                "reused_maps": work.reused_maps,
                                "units": len(work.units), "cached_units": work.cached_units}
-
-
-class _Work:
-    """The units of one evaluation and the maps they produce: looked up in the cache,
-    the rest computed by an engine, then assembled per model."""
-
-    def __init__(self, clfs, inset, oos, config, seed, perts, shard_size, cache):
-        self.clfs = {c.name: c for c in clfs}
-        self.sets = {INSET: inset} | oos
-        self.hashes = {part: image_hashes(s.images) for part, s in self.sets.items()}
-        self.config, self.seed, self.cache = config, seed, cache
-        self.perts = {INSET: perts} | {part: [CLEAN] for part in oos}
-        self.identity = {c.name: model_identity(c) for c in clfs}
-        self.units = [u for c in clfs for part, s in self.sets.items()
-                      for u in split_units(c.name, part, len(s), shard_size)]
-        self.groups = {}  # (model, part, start) -> perturbation -> Group
-        self.providers = {}  # model -> providers that computed its maps
-        self.computed_passes = self.reused_maps = self.cached_units = 0
-
-    def _keys(self, unit) -> dict[str, list[str]]:
-        hashes = self.hashes[unit.part][unit.start:unit.stop]
-        salience = self.config.to_json()
-        return {p: [entry_key(self.identity[unit.model], h, p, salience, CODE_VERSION)
-                    for h in hashes] for p in self.perts[unit.part]}
-
-    def _lookup(self, unit):
-        """The unit's groups found whole in the cache, and a task for the rest (or None)."""
-        keys = self._keys(unit)
-        found = self.cache.get_many([k for ks in keys.values() for k in ks]) \
-            if self.cache is not None else {}
-        hits = {p: [found[k] for k in ks] for p, ks in keys.items() if all(k in found for k in ks)}
-        groups = {p: _group_of(entries) for p, entries in hits.items()}
-        for entries in hits.values():
-            self.providers.setdefault(unit.model, set()).update(e.provider for e in entries)
-        self.reused_maps += sum(len(e) for e in hits.values())
-        todo = [p for p in self.perts[unit.part] if p not in groups]
-        if not todo:
-            return groups, None
-        task = Task(unit, self.sets[unit.part].images[unit.start:unit.stop],
-                    self.hashes[unit.part][unit.start:unit.stop], todo,
-                    groups[CLEAN].maps if CLEAN in groups else None, self.config, self.seed)
-        return groups, task
-
-    def run(self, engine, keep_going, progress, on_unit) -> dict[str, str]:
-        """Fill every unit's groups; returns model -> why it failed."""
-        failed, done, tasks = {}, 0, []
-        for unit in self.units:
-            groups, task = self._lookup(unit)
-            self.groups[(unit.model, unit.part, unit.start)] = groups
-            if task is not None:
-                tasks.append(task)
-                continue
-            self.cached_units += 1
-            done += 1
-            if progress is not None:
-                progress(done, len(self.units), unit, self.computed_passes)
-
-        def pending():  # lazily, so an in-process run skips the units of a failed model
-            return (t for t in tasks if t.unit.model not in failed)
-
-        order = {u.id: i for i, u in enumerate(self.units)}
-        first = {}  # model -> index of its first failing unit
-        refs = {name: ModelRef(name, c.path, c.spec, self.identity[name], c.batch_size, c.timeout)
-                for name, c in self.clfs.items()}
-        for task, outcome in engine.run(refs, pending()):
-            unit = task.unit
-            done += 1
-            if isinstance(outcome, HarnessError):
-                if not keep_going:
-                    raise outcome
-                # the first failing unit in unit order names the failure, as in-process,
-                # whatever order a cluster finishes them in
-                if order[unit.id] < first.get(unit.model, len(order)):
-                    first[unit.model] = order[unit.id]
-                    failed[unit.model] = str(outcome)
-            elif unit.model not in failed:
-                provider, computed = outcome
-                self._store(unit, task, provider, computed)
-                if on_unit is not None:
-                    on_unit(unit)
-            if progress is not None:
-                progress(done, len(self.units), unit, self.computed_passes)
-        return failed
-
-    def _store(self, unit, task, provider, computed):
-        keys = self._keys(unit)
-        entries = {}
-        for p, group in computed.items():
-            m = group.maps
-            for i, key in enumerate(keys[p]):
-                entries[key] = Entry(m.raw[i], float(m.target_score[i]), float(m.target_prob[i]),
-                                     int(m.predicted[i]), group.passes, provider)
-            self.computed_passes += group.passes * len(task.images)
-        if self.cache is not None:
-            self.cache.put_many(entries)
-        self.groups[(unit.model, unit.part, unit.start)].update(computed)
-        self.providers.setdefault(unit.model, set()).add(provider)
-
-    def _concat(self, model, part, pert) -> Perturbed:
-        parts = [self.groups[(model, part, u.start)][pert].maps for u in self.units
-                 if u.model == model and u.part == part]
-        return Perturbed(*(np.concatenate([getattr(p, f.name) for p in parts])
-                           for f in dataclasses.fields(Perturbed)))
-
-    def model_maps(self, model, noise_levels) -> ModelMaps:
-        """Every map of one model, shards joined in image order."""
-        clean = self._concat(model, INSET, CLEAN)
-        q, flat = normalize(clean.raw)
-        q_up, _ = normalize_upsampled(clean.raw, self.sets[INSET].size)
-        perts = self.perts[INSET]
-        noisy = {float(a): self._concat(model, INSET, noise_name(a, self.seed))
-                 for a in noise_levels if noise_name(a, self.seed) in perts}
-        transformed = {t: self._concat(model, INSET, f"transform:{t}")
-                       for t in TRANSFORMS if f"transform:{t}" in perts}
-        degraded = {m: self._concat(model, INSET, f"degrade:{m}")
-                    for m in DEGRADE_MODES if f"degrade:{m}" in perts}
-        oos = {part: self._concat(model, part, CLEAN).raw for part in self.sets if part != INSET}
-        second = self._concat(model, INSET, SECOND_SEED).raw if SECOND_SEED in perts else None
-        return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, noisy, transformed,
-                         degraded, oos, second)
-
-    def passes(self, model) -> int:
-        """Forward passes this model's maps cost, computed now or earlier."""
-        return sum(g.passes * (u.stop - u.start) for u in self.units if u.model == model
-                   for g in self.groups[(model, u.part, u.start)].values())
-
-    def provider(self, clf) -> str:
-        return "+".join(sorted(self.providers.get(clf.name) or {clf.provider}))
-
-
-def _group_of(entries) -> Group:
-    """A cached group: the entries of a shard's images for one perturbation."""
-    return Group(Perturbed(np.stack([e.raw for e in entries]),
-                           np.array([e.score for e in entries]),
-                           np.array([e.prob for e in entries]),
-                           np.array([e.predicted for e in entries], np.int64)),
-                 entries[0].passes)
 
 
 def failed_records(base: dict, measures) -> list[dict]:

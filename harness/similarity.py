@@ -12,6 +12,7 @@ from numba import njit, prange
 WIN = 7
 K1, K2 = 0.01, 0.03
 DATA_RANGE = 255.0
+_CHUNK = 256  # maps per kernel call
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -30,7 +31,12 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a3, b3 = (a[None], b[None]) if single else (a, b)
     if a3.ndim != 3 or min(a3.shape[1:]) < WIN:
         raise ValueError(f"ssim needs (N, H, W) maps with H, W >= {WIN}, got {a.shape}")
-    out = _ssim(np.ascontiguousarray(a3, np.float64), np.ascontiguousarray(b3, np.float64))
+    out = np.empty(len(a3))
+    # float64 copies of a chunk at a time, not of a whole large set at image size
+    for start in range(0, len(a3), _CHUNK):
+        stop = start + _CHUNK
+        out[start:stop] = _ssim(np.ascontiguousarray(a3[start:stop], np.float64),
+                                np.ascontiguousarray(b3[start:stop], np.float64))
     return float(out[0]) if single else out
 
 

@@ -6,6 +6,7 @@ import numpy as np
 from harness.imaging import resize
 
 FLAT_RANGE = 1e-8
+_CHUNK = 256
 
 
 def scale(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,4 +58,9 @@ def normalize_upsampled(maps: np.ndarray, size: tuple[int, int]) -> tuple[np.nda
     ReLU and min-max on the grid, bilinear upsampling, then quantisation (no second
     min-max, so the pixel map keeps the grid map's scale)."""
     s_norm, flat = scale(maps)
-    return quantize(upsample(s_norm, size)), flat
+    out = np.empty((len(s_norm), *size), np.uint8)
+    # a few hundred maps at a time: the float temporaries of a whole large set at image
+    # size would dwarf everything else a run holds
+    for start in range(0, len(s_norm), _CHUNK):
+        out[start:start + _CHUNK] = quantize(upsample(s_norm[start:start + _CHUNK], size))
+    return out, flat
