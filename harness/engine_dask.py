@@ -61,14 +61,19 @@ def _run_unit(ref, task):
 
 def local_cluster(workers: int | None):
     """A cluster on 127.0.0.1 of single-threaded worker processes: with dask-cuda
-    installed and an NVIDIA GPU visible, a ``LocalCUDACluster`` (one worker per GPU, the
+    installed, an NVIDIA GPU visible and ONNX Runtime's CUDA provider, a
+    ``LocalCUDACluster`` (one worker per GPU, the
     first ``workers`` GPUs when given); otherwise a ``LocalCluster`` of ``workers``
     workers (default: one per core). Each worker's ONNX Runtime and Numba get its share
     of the cores, so the workers do not fight over them."""
+    import onnxruntime
+
     from harness.model import nvidia_gpu_visible
 
     cuda = None
-    if nvidia_gpu_visible():
+    # a worker per GPU only pays when ONNX Runtime can use the GPUs; a CPU build there
+    # is better served by a worker per core
+    if nvidia_gpu_visible() and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         try:
             from dask_cuda import LocalCUDACluster as cuda
         except ImportError:

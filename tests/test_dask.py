@@ -93,7 +93,11 @@ def test_local_cluster_is_one_worker_per_gpu_with_dask_cuda(monkeypatch):
     fake.LocalCUDACluster = recorder("cuda")
     monkeypatch.setitem(sys.modules, "dask_cuda", fake)
     monkeypatch.setattr(engine_dask, "LocalCluster", recorder("cpu"))
+    import onnxruntime
+
     monkeypatch.setattr(harness.model, "nvidia_gpu_visible", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert engine_dask.local_cluster(None) == "cuda"
@@ -104,8 +108,10 @@ def test_local_cluster_is_one_worker_per_gpu_with_dask_cuda(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask_cuda", None)  # not installed
     assert engine_dask.local_cluster(4) == "cpu"
     assert made[-1][1]["n_workers"] == 4 and made[-1][1]["env"]["NUMBA_NUM_THREADS"] == "4"
-    monkeypatch.setattr(harness.model, "nvidia_gpu_visible", lambda: False)
     monkeypatch.setitem(sys.modules, "dask_cuda", fake)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert engine_dask.local_cluster(None) == "cpu"  # a GPU ONNX Runtime cannot use
+    monkeypatch.setattr(harness.model, "nvidia_gpu_visible", lambda: False)
     assert engine_dask.local_cluster(None) == "cpu" and made[-1][1]["n_workers"] == 16
 
 
