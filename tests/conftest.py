@@ -33,7 +33,7 @@ def images14(rng):
 
 @pytest.fixture
 def cnn_zoo(tmp_path):
-    """A zoo of two small CNNs of one family and a third on its own, 12 labelled 32 px
+    """A zoo of two small CNNs of one family and a third on its own, 8 labelled 32 px
     images with human maps and an out-of-set set: real maps (not flat), every measure
     defined, and a run long enough (about a second of passes) to be interrupted."""
     from tests.onnx_models import cnn_model
@@ -44,10 +44,10 @@ def cnn_zoo(tmp_path):
     for name, seed in (("cnn1", 1), ("cnn2", 2), ("solo", 3)):
         cnn_model(root / f"{name}.onnx", size=32, widths=(8, 8), seed=seed, metadata=meta)
     gen = np.random.default_rng(7)
-    images = (gen.random((12, 32, 32, 3)) * 255).astype(np.uint8)
-    masks = np.zeros((12, 32, 32), bool)
-    masks[:6, 8:24, 8:24] = True
-    np.savez(root / "data.npz", images=images, labels=np.array(["face", "other"] * 6),
+    images = (gen.random((8, 32, 32, 3)) * 255).astype(np.uint8)
+    masks = np.zeros((8, 32, 32), bool)
+    masks[:4, 8:24, 8:24] = True
+    np.savez(root / "data.npz", images=images, labels=np.array(["face", "other"] * 4),
              masks=masks)
     np.savez(root / "elsewhere.npz", images=(gen.random((3, 32, 32, 3)) * 255).astype(np.uint8))
     (root / "manifest.toml").write_text(

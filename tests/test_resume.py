@@ -37,7 +37,7 @@ def test_resume_after_kill_gives_the_uninterrupted_scores(cnn_zoo, tmp_path):
     res = invoke("run", "--zoo", cnn_zoo, "--out", whole, "--shard-size", 1, "--quiet")
     assert res.exit_code == 0, res.output
     total = finished_units(whole)
-    assert total == 3 * (12 + 3)
+    assert total == 3 * (8 + 3)
 
     cut = tmp_path / "cut"
     proc = start_run(cnn_zoo, cut)
