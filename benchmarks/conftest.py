@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from harness.salience import warmup
@@ -14,3 +16,19 @@ def enforce(benchmark, ratio: float, target: float, what: str):
     (CI) a benchmark runs once, as a smoke test, on too little work to judge speed."""
     if not benchmark.disabled:
         assert ratio >= target, f"{what}: ratio {ratio:.3f} is below the target {target}"
+
+
+def zoo_manifest(folder, keep):
+    """A manifest of the built-in zoo's models for which ``keep(model)`` holds, with the
+    zoo's data and out-of-set sets; returns its path and the chosen models."""
+    from harness.zoo import builtin_manifest, read_manifest
+
+    zoo = read_manifest(builtin_manifest())
+    chosen = [m for m in zoo.models if keep(m)]
+    lines = [f'data = "{zoo.data}"', 'split = "test"',
+             f"out_of_set = {json.dumps([str(p) for p in zoo.out_of_set])}"]
+    for m in chosen:
+        lines += ["[[model]]", f'path = "{m.path}"', f'family = "{m.spec.family}"']
+    path = folder / "zoo.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path, chosen

@@ -11,25 +11,19 @@ import time
 import numpy as np
 from click.testing import CliRunner
 
+from benchmarks.conftest import zoo_manifest
 from benchmarks.test_salience_throughput import raw_passes
 from harness.cli import cli
 from harness.model import OnnxClassifier
-from harness.zoo import builtin_manifest, read_manifest
 
 BATCH = 64
 
 
 def test_run_overhead(benchmark, tmp_path):
-    zoo = read_manifest(builtin_manifest())
     families = ("faces-xent", "faces-guided")
-    chosen = [m for m in zoo.models if m.spec.family in families and m.seed in (1, 2)]
+    manifest, chosen = zoo_manifest(
+        tmp_path, lambda m: m.spec.family in families and m.seed in (1, 2))
     limit = 2 if benchmark.disabled else 20
-    manifest = tmp_path / "zoo.toml"
-    lines = [f'data = "{zoo.data}"', 'split = "test"',
-             f"out_of_set = {json.dumps([str(p) for p in zoo.out_of_set])}"]
-    for m in chosen:
-        lines += ["[[model]]", f'path = "{m.path}"', f'family = "{m.spec.family}"']
-    manifest.write_text("\n".join(lines) + "\n")
     args = ["run", "--zoo", str(manifest), "--limit", str(limit), "--quiet",
             "--batch-size", str(BATCH)]
 

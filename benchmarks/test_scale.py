@@ -19,21 +19,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.conftest import zoo_manifest
 from harness.cli import cli
 from harness.data import load_image_set
 from harness.zoo import builtin_manifest, read_manifest
 
 
-def zoo_subset(tmp_path, per_family: int):
-    """A manifest of the built-in zoo's first ``per_family`` seeds of each family."""
-    zoo = read_manifest(builtin_manifest())
-    chosen = [m for m in zoo.models if m.seed <= per_family]
-    lines = [f'data = "{zoo.data}"', 'split = "test"',
-             f"out_of_set = {json.dumps([str(p) for p in zoo.out_of_set])}"]
-    for m in chosen:
-        lines += ["[[model]]", f'path = "{m.path}"', f'family = "{m.spec.family}"']
-    path = tmp_path / "zoo.toml"
-    path.write_text("\n".join(lines) + "\n")
+def zoo_subset(tmp_path):
+    """The built-in zoo's first two seeds of each family (stability needs two)."""
+    path, chosen = zoo_manifest(tmp_path, lambda m: m.seed <= 2)
     return path, len(chosen)
 
 
@@ -45,7 +39,7 @@ def timed_run(*args):
 
 
 def test_warm_cache(benchmark, tmp_path):
-    manifest, n_models = zoo_subset(tmp_path, 1 if benchmark.disabled else 2)
+    manifest, n_models = zoo_subset(tmp_path)
     limit = 2 if benchmark.disabled else 20
     common = ("--zoo", manifest, "--limit", limit, "--cache", tmp_path / "cache")
     cold = timed_run(*common, "--out", tmp_path / "cold")
@@ -64,7 +58,7 @@ def test_warm_cache(benchmark, tmp_path):
 
 def test_dask_vs_in_process(benchmark, tmp_path):
     pytest.importorskip("distributed")
-    manifest, n_models = zoo_subset(tmp_path, 1 if benchmark.disabled else 2)
+    manifest, n_models = zoo_subset(tmp_path)
     limit = 2 if benchmark.disabled else 16
     common = ("--zoo", manifest, "--limit", limit, "--shard-size", 4)
     timed_run(*common, "--out", tmp_path / "warmup")  # compile kernels, warm the disk
