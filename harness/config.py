@@ -144,16 +144,23 @@ def build_config(**settings) -> RunConfig:
     return config
 
 
-# settings saved in a run folder's plan.json that name files
-_PATHS = ("zoo", "models", "out_of_set")
-_PATH = ("data", "out", "cache")
+_PATH_LISTS = ("zoo", "models", "out_of_set")  # settings that name files
+_PATH_KEYS = ("data", "out", "cache")
 
 
 def to_json(config: RunConfig) -> dict:
-    """The config as JSON-ready settings that :func:`from_json` turns back into it."""
-    out = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    out = {k: [str(p) for p in v] if k in _PATHS else str(v) if k in _PATH and v is not None
-           else list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    """The config as JSON-ready settings that :func:`from_json` turns back into it.
+    Paths are made absolute, so a run can be resumed from another folder."""
+    out = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in _PATH_LISTS:
+            value = [str(Path(p).resolve()) for p in value]
+        elif field.name in _PATH_KEYS and value is not None:
+            value = str(Path(value).resolve())
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[field.name] = value
     out["salience"] = dataclasses.asdict(config.salience)
     return out
 
@@ -162,9 +169,9 @@ def from_json(settings: dict) -> RunConfig:
     """Inverse of :func:`to_json` (settings as read back from plan.json)."""
     doc = dict(settings)
     salience = doc.pop("salience", {})
-    for key in _PATHS:
+    for key in _PATH_LISTS:
         doc[key] = tuple(Path(p) for p in doc.get(key, ()))
-    for key in _PATH:
+    for key in _PATH_KEYS:
         if doc.get(key) is not None:
             doc[key] = Path(doc[key])
     return build_config(**doc, **{f"salience.{k}": v for k, v in salience.items()})

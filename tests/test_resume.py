@@ -78,3 +78,16 @@ def test_resume_refuses_changed_inputs_and_new_settings(cnn_zoo, tmp_path):
               metadata={"harness.classes": "face,other"})
     changed = invoke("run", "--resume", out)
     assert changed.exit_code == 2 and "models changed since this run started" in changed.output
+
+
+def test_resume_from_another_folder(cnn_zoo, tmp_path, monkeypatch):
+    """Settings are saved with absolute paths: relative ones given at the start still
+    resolve when the run is resumed from elsewhere."""
+    monkeypatch.chdir(cnn_zoo.parent)
+    res = invoke("run", "--zoo", "manifest.toml", "--out", "run", "--measures", "entropy",
+                 "--quiet")
+    assert res.exit_code == 0, res.output
+    monkeypatch.chdir(tmp_path)
+    again = invoke("run", "--resume", cnn_zoo.parent / "run")
+    assert again.exit_code == 0, again.output
+    assert "computed 0 of" in again.output
