@@ -24,7 +24,6 @@ class ModelRef:
     """How a worker opens a model: the path must hold the same file on every machine
     (``identity`` is checked, see :func:`harness.units.model_identity`)."""
 
-    name: str
     path: Path
     spec: ModelSpec
     identity: str

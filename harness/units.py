@@ -145,41 +145,43 @@ def compute(clf: OnnxClassifier, task: Task) -> dict[str, Group]:
 
 
 def _compute(clf, task: Task) -> dict[str, Group]:
-    config = task.salience
+    config, n = task.salience, len(task.images)
     x = task.images.astype(np.float32) / np.float32(255.0)
     out = {}
-    clean = task.clean
     if CLEAN in task.todo:
-        out[CLEAN] = _group(clf, lambda: _maps_of(clf, x, None, config), len(x))
-        clean = out[CLEAN].maps
-    q_up = None
+        out[CLEAN] = _group(clf, n, _maps_of, clf, x, None, config)
+    clean = out[CLEAN].maps if CLEAN in out else task.clean
+    q_up = None  # the clean maps at image size, which guide the blur
     for name in task.todo:
         if name == CLEAN:
             continue
-        targets = clean.predicted
         if name == SECOND_SEED:
-            out[name] = _group(clf, lambda t=targets: _second_seed(clf, x, t, config), len(x))
+            out[name] = _group(clf, n, _second_seed, clf, x, clean.predicted, config)
             continue
-        kind, arg = name.split(":", 1) if ":" in name else name.split("@", 1)
-        if kind == "noise":
-            level = float(arg.split("/", 1)[0])
-            images = np.stack([noisy_image(im, level, task.seed, h)
-                               for im, h in zip(x, task.hashes, strict=True)])
-        elif kind == "transform":
-            images = transform(arg, x)
-        elif kind == "degrade":
-            if q_up is None:
-                q_up = normalize_upsampled(clean.raw, x.shape[1:3])[0]
-            images = degrade(x, q_up, arg)
-        else:
-            raise ValueError(f"unknown perturbation {name!r}")
-        out[name] = _group(clf, lambda i=images, t=targets: _maps_of(clf, i, t, config), len(x))
+        if name.startswith("degrade:") and q_up is None:
+            q_up = normalize_upsampled(clean.raw, x.shape[1:3])[0]
+        images = _perturbed(name, x, task.hashes, task.seed, q_up)
+        out[name] = _group(clf, n, _maps_of, clf, images, clean.predicted, config)
     return out
 
 
-def _group(clf, make, n) -> Group:
+def _perturbed(name: str, x, hashes, seed: int, q_up) -> np.ndarray:
+    """The images of perturbation ``name`` (not ``clean``)."""
+    kind, _, arg = name.partition(":")
+    if kind == "transform":
+        return transform(arg, x)
+    if kind == "degrade":
+        return degrade(x, q_up, arg)
+    if name.startswith("noise@"):
+        level = float(name[len("noise@"):].split("/", 1)[0])
+        return np.stack([noisy_image(im, level, seed, h) for im, h in zip(x, hashes, strict=True)])
+    raise ValueError(f"unknown perturbation {name!r}")
+
+
+def _group(clf, n: int, make, *args) -> Group:
+    """``make(*args)``'s maps with the passes per image they cost."""
     before = clf.forward_passes
-    maps = make()
+    maps = make(*args)
     return Group(maps, (clf.forward_passes - before) // n)
 
 

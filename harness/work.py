@@ -87,13 +87,12 @@ class Work:
             if progress is not None:
                 progress(done, len(self.units), unit, self.computed_passes)
 
-        def pending():  # lazily, so an in-process run skips the units of a failed model
-            return (t for t in tasks if t.unit.model not in failed)
-
+        # lazily, so an in-process run skips the units of a model once it has failed
+        pending = (t for t in tasks if t.unit.model not in failed)
         order = {u.id: i for i, u in enumerate(self.units)}
-        refs = {name: ModelRef(name, c.path, c.spec, self.identity[name], c.batch_size, c.timeout)
+        refs = {name: ModelRef(c.path, c.spec, self.identity[name], c.batch_size, c.timeout)
                 for name, c in self.clfs.items()}
-        for task, outcome in engine.run(refs, pending()):
+        for task, outcome in engine.run(refs, pending):
             unit = task.unit
             done += 1
             if isinstance(outcome, HarnessError):
