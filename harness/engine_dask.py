@@ -169,10 +169,14 @@ class DaskEngine:
             task = futures.pop(future)
             submit_next()
             try:
-                yield task, future.result()
+                outcome = future.result()
             except (KilledWorker, FutureCancelledError) as exc:
-                yield task, HarnessError(f"unit {task.unit.id} killed its worker every time it "
-                                         f"ran ({first_line(exc)})")
+                outcome = HarnessError(f"unit {task.unit.id} kept killing the workers that "
+                                       f"ran it ({first_line(exc)})")
+            except ImportError as exc:
+                raise HarnessError(f"a Dask worker cannot run the harness ({first_line(exc)}); "
+                                   "install the same harness on every worker") from None
+            yield task, outcome
 
     def close(self) -> None:
         if getattr(self, "client", None) is not None:
