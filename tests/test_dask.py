@@ -41,7 +41,7 @@ def test_dask_gives_the_in_process_scores(cnn_zoo, tmp_path):
 
 def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(cnn_zoo, tmp_path):
     from harness.data import load_image_set
-    from harness.engine_dask import DaskEngine
+    from harness.engine_dask import PLUGIN, DaskEngine
     from harness.model import OnnxClassifier
     from harness.runner import evaluate
     from harness.zoo import read_manifest
@@ -66,9 +66,13 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(cnn_zoo, tmp_
                        engine=engine, progress=kill_one)
         engine.client.wait_for_workers(2, timeout=60)
         after = set(engine.client.run(os.getpid).values())
+        # a session per model per worker, kept across that worker's units
+        held = engine.client.run(lambda dask_worker: [
+            type(c).__name__ for c in dask_worker.plugins[PLUGIN].models.values()])
     finally:
         engine.close()
     assert killed and killed[0] not in after and len(after) == 2  # the nanny started another
+    assert all(len(v) <= len(models) and set(v) <= {"OnnxClassifier"} for v in held.values())
     assert got.equals(expected)
 
 
