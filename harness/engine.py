@@ -56,9 +56,7 @@ class InProcessEngine:
 def make_engine(name: str, classifiers: dict, scheduler: str | None = None,
                 workers: int | None = None):
     """The engine called ``name`` (one of :data:`ENGINES`)."""
-    if name == "in-process":
-        if scheduler or workers:
-            raise HarnessError("--scheduler and --workers need --engine dask")
+    if name == "in-process":  # scheduler and workers were refused with it by build_config
         return InProcessEngine(classifiers)
     if name == "dask":
         try:

@@ -84,7 +84,7 @@ def _evaluate(models, images, labels, out_of_set, families, measures, salience, 
               on_unit):
     """:func:`evaluate`, also returning how many passes were computed and maps reused."""
     from harness.engine import InProcessEngine
-    from harness.results import to_frame, versions
+    from harness.results import to_frame
 
     chosen = get_measures(measures)
     needs = frozenset().union(*(m.needs for m in chosen))
@@ -138,8 +138,7 @@ def _evaluate(models, images, labels, out_of_set, families, measures, salience, 
         if on_model is not None:
             on_model(clf, maps[clf.name])
 
-    common = versions() | {"image_set_hash": inset.hash, "salience_config": config.to_json(),
-                           "seed": seed}
+    common = provenance(inset, config, seed)
     records = []
     for clf in clfs:
         family = family_of.get(clf.name)
@@ -163,6 +162,14 @@ def _evaluate(models, images, labels, out_of_set, families, measures, salience, 
     return to_frame(records), {"computed_passes": work.computed_passes,
                                "reused_maps": work.reused_maps,
                                "units": len(work.units), "cached_units": work.cached_units}
+
+
+def provenance(inset: ImageSet, salience: SalienceConfig, seed: int) -> dict:
+    """What every row of a run records about its inputs and software."""
+    from harness.results import versions
+
+    return versions() | {"image_set_hash": inset.hash, "salience_config": salience.to_json(),
+                         "seed": seed}
 
 
 def failed_records(base: dict, measures) -> list[dict]:
@@ -313,17 +320,19 @@ def run_config(config, progress=None, resume: bool = False, log=None):
         start = time.perf_counter()
         try:
             scores, stats = _evaluate(
-                loaded, inset, None, oos, None, [m.name for m in measures], config.salience,
-                config.seed, None, config.noise_levels, True, progress, examples.add, cache,
-                engine, config.shard_size, journal.record) if loaded else (to_frame([]), {})
+                loaded, inset, labels=None, out_of_set=oos, families=None,
+                measures=[m.name for m in measures], salience=config.salience,
+                seed=config.seed, masks=None, noise_levels=config.noise_levels,
+                keep_going=True, progress=progress, on_model=examples.add, cache=cache,
+                engine=engine, shard_size=config.shard_size, on_unit=journal.record,
+            ) if loaded else (to_frame([]), {})
         finally:
             cache.close()
     finally:
         engine.close()
     seconds = time.perf_counter() - start
-    common = versions() | {"image_set_hash": inset.hash,
-                           "salience_config": config.salience.to_json(), "seed": config.seed,
-                           "provider": None, "model_sha256": None, "forward_passes": 0}
+    common = provenance(inset, config.salience, config.seed) | {
+        "provider": None, "model_sha256": None, "forward_passes": 0}
     extra = [r for name, family, reason in failed
              for r in failed_records(common | {"model": name, "family": family,
                                                "status": f"failed: {reason}"}, measures)]

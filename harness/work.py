@@ -38,6 +38,7 @@ class Work:
         self.sets = {INSET: inset} | oos
         self.hashes = {part: image_hashes(s.images) for part, s in self.sets.items()}
         self.config, self.seed, self.cache = config, seed, cache
+        self.salience_json = config.to_json()  # part of every key
         self.perts = {INSET: perts} | {part: [CLEAN] for part in oos}
         self.identity = {c.name: model_identity(c) for c in clfs}
         self.units = [u for c in clfs for part, s in self.sets.items()
@@ -50,8 +51,7 @@ class Work:
 
     def _keys(self, unit) -> dict[str, list[str]]:
         hashes = self.hashes[unit.part][unit.start:unit.stop]
-        salience = self.config.to_json()
-        return {p: [entry_key(self.identity[unit.model], h, p, salience, CODE_VERSION)
+        return {p: [entry_key(self.identity[unit.model], h, p, self.salience_json, CODE_VERSION)
                     for h in hashes] for p in self.perts[unit.part]}
 
     def _lookup(self, unit):
