@@ -209,11 +209,13 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, window, ba
              "salience.baseline": None if baseline is None else _parse_baseline(baseline),
              "salience.n_masks": n_masks, "salience.batch_size": batch_size}
     if resume is not None:
-        given = [k for k, v in flags.items() if v is not None] + ["config"] * bool(config_file)
+        given = [k.split(".")[-1] for k, v in flags.items() if v is not None]
+        given += ["config_file"] * bool(config_file)
         if given:
+            flag = next(p.opts[0] for p in click.get_current_context().command.params
+                        if p.name == given[0])
             raise HarnessError(f"--resume takes the run's settings from {resume}; drop "
-                               f"--{given[0].split('.')[-1].replace('_', '-')} (only --engine, "
-                               "--scheduler and --workers may change)")
+                               f"{flag} (only --engine, --scheduler and --workers may change)")
         saved = read_plan(resume)["settings"]
         saved.update({k: v for k, v in where.items() if v is not None})
         if engine == "in-process":

@@ -70,6 +70,8 @@ def test_resume_refuses_changed_inputs_and_new_settings(cnn_zoo, tmp_path):
     assert again.exit_code == 0, again.output
     extra = invoke("run", "--resume", out, "--grid", 5)
     assert extra.exit_code == 2 and "drop --grid" in extra.output
+    extra = invoke("run", "--resume", out, "--model", cnn_zoo.parent / "solo.onnx")
+    assert extra.exit_code == 2 and "drop --model " in extra.output
     nothing = invoke("run", "--resume", tmp_path)
     assert nothing.exit_code == 2 and "nothing to resume" in nothing.output
     from tests.onnx_models import cnn_model
