@@ -137,10 +137,9 @@ def build_config(**settings) -> RunConfig:
         raise HarnessError(f"workers must be an integer >= 1, got {config.workers!r}")
     if config.engine != "dask" and (config.scheduler or config.workers):
         raise HarnessError("scheduler and workers need engine = \"dask\" (--engine dask)")
-    if config.measures:
-        from harness.measures import get_measures
+    from harness.measures import ALL, check_grid, get_measures
 
-        get_measures(list(config.measures))
+    check_grid(get_measures(list(config.measures or ALL)), config.salience)
     return config
 
 

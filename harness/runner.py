@@ -21,7 +21,7 @@ import polars as pl
 
 from harness.data import ImageSet
 from harness.errors import HarnessError
-from harness.measures import ALL, get_measures
+from harness.measures import ALL, check_grid, get_measures, too_small
 from harness.measures.base import MeasureInputs, ModelMaps, measure_rng
 from harness.model import OnnxClassifier
 from harness.perturb import NOISE_LEVELS, TRANSFORMS, degrade, transform
@@ -114,6 +114,7 @@ def _evaluate(models, images, labels, out_of_set, families, measures, salience, 
                                "resize them to one size")
     if not isinstance(shard_size, int) or shard_size < 1:
         raise HarnessError(f"shard_size must be an integer >= 1, got {shard_size!r}")
+    min_map = check_grid(chosen, config)
     family_of = _families(clfs, families, check="family" in needs)
 
     work = Work(clfs, inset, oos, config, seed,
@@ -135,6 +136,14 @@ def _evaluate(models, images, labels, out_of_set, families, measures, salience, 
             failed[clf.name] = str(exc)
             continue
         maps[clf.name] = work.model_maps(clf.name, noise_levels)
+        h, w = maps[clf.name].clean.raw.shape[1:]
+        if min(h, w) < min_map:  # a CAM's size is the model's, known only now
+            del maps[clf.name]
+            failed[clf.name] = (f"its {h}x{w} CAM maps are too small for "
+                                f"{too_small(chosen, min_map)}")
+            if not keep_going:
+                raise HarnessError(f"model {clf.name}: {failed[clf.name]}")
+            continue
         if on_model is not None:
             on_model(clf, maps[clf.name])
 

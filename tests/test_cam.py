@@ -69,3 +69,19 @@ def test_zoo_models_run_every_measure_with_cam():
                              out_of_set_sizes=[len(v) for v in oos.values()])
     assert passes == 22 * 6 + 15  # one pass per image and perturbation
     assert scores["forward_passes"].unique().to_list() == [passes]
+
+
+def test_cam_maps_too_small_for_ssim_fail_that_model(tmp_path):
+    """A CAM's size is the model's: one of 6 x 6 cannot feed the SSIM measures, so that
+    model fails with the reason (or the run stops without keep_going); entropy is fine."""
+    path = cam_model(tmp_path / "small.onnx", size=6)[0]
+    images = np.random.default_rng(0).random((3, 6, 6, 3)).astype(np.float32)
+    config = SalienceConfig(method="cam")
+    scores = evaluate([OnnxClassifier(path)], images, salience=config,
+                      measures="entropy,degradation", keep_going=True)
+    assert set(scores["status"]) == {"failed: its 6x6 CAM maps are too small for degradation "
+                                     "(their SSIM needs maps of at least 7x7)"}
+    with pytest.raises(HarnessError, match="model small: its 6x6 CAM maps are too small"):
+        evaluate([OnnxClassifier(path)], images, salience=config, measures="degradation")
+    ok = evaluate([OnnxClassifier(path)], images, salience=config, measures="entropy")
+    assert set(ok["status"]) == {"ok"}

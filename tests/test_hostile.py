@@ -251,6 +251,7 @@ def test_no_np_load_allows_pickle():
     ("[salience]\ngrid = 4\nwindow = 5\n", "window must be an integer in [1, grid=4]"),
     ("limit = -3\n", "limit must be an integer >= 0"),
     ("model_timeout = 0\n", "model_timeout must be a number of seconds > 0"),
+    ("[salience]\ngrid = 6\n", "grid 6 is too coarse for out_of_set, stability, degradation"),
     ("sed = 1\n", "unknown key 'sed'; did you mean 'seed'?"),
     ("[salience]\nmetod = 'rise'\n", "unknown key 'metod'; did you mean 'method'?"),
 ])

@@ -26,6 +26,23 @@ def get_measures(names) -> list:
     return chosen
 
 
+def check_grid(measures, salience) -> int:
+    """Refuse a perturbation grid too coarse for the chosen measures; returns the
+    smallest map side they can score (a CAM's side is checked per model, once known)."""
+    min_map = max(m.min_map for m in measures)
+    if salience.method != "cam" and salience.grid < min_map:
+        raise HarnessError(f"grid {salience.grid} is too coarse for "
+                           f"{too_small(measures, min_map)}; use a grid of at least "
+                           f"{min_map} or leave those measures out")
+    return min_map
+
+
+def too_small(measures, min_map: int) -> str:
+    """The measures that need maps of at least ``min_map`` a side, as text."""
+    names = [m.name for m in measures if m.min_map == min_map]
+    return f"{', '.join(names)} (their SSIM needs maps of at least {min_map}x{min_map})"
+
+
 def evaluate(*args, **kwargs):
     """Score models on measures; see :func:`harness.runner.evaluate`."""
     from harness.runner import evaluate as run
@@ -33,4 +50,4 @@ def evaluate(*args, **kwargs):
     return run(*args, **kwargs)
 
 
-__all__ = ["ALL", "MEASURES", "evaluate", "get_measures"]
+__all__ = ["ALL", "MEASURES", "check_grid", "evaluate", "get_measures", "too_small"]

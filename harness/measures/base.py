@@ -120,6 +120,7 @@ class Measure:
             ``transforms``, ``degradation``, ``out_of_set``, ``family``, ``masks``.
         compute: ``MeasureInputs -> MeasureResult``.
         question: one line saying what the measure asks.
+        min_map: the smallest map side it can score (SSIM of grid maps needs its window).
     """
 
     name: str
@@ -127,6 +128,7 @@ class Measure:
     needs: frozenset[str]
     compute: Callable[[MeasureInputs], MeasureResult]
     question: str
+    min_map: int = 1
 
 
 def mean_stat(statistic: str, values, rng: np.random.Generator | None) -> Stat:

@@ -3,7 +3,7 @@ more than blurring what it did not. Higher gap is better."""
 
 
 from harness.measures.base import Measure, MeasureInputs, MeasureResult, masked, mean_stat
-from harness.similarity import ssim
+from harness.similarity import WIN, ssim
 
 MODES = ("object", "background")
 
@@ -39,4 +39,5 @@ def compute(inp: MeasureInputs) -> MeasureResult:
 
 MEASURE = Measure("degradation", True, frozenset({"clean", "degradation"}), compute,
                   "Does blurring what the model looked at hurt more than blurring the rest? "
-                  "Faithfulness gap: log-odds drop (object) - drop (background).")
+                  "Faithfulness gap: log-odds drop (object) - drop (background).",
+                  min_map=WIN)

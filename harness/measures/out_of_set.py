@@ -12,7 +12,7 @@ from harness.measures.base import (
 )
 from harness.measures.entropy import salience_entropy
 from harness.salience.normalize import normalize, scale
-from harness.similarity import ssim, wasserstein_1d
+from harness.similarity import WIN, ssim, wasserstein_1d
 
 
 def noise_ssim(q_clean: np.ndarray, flat: np.ndarray, q_noisy: np.ndarray) -> np.ndarray:
@@ -72,4 +72,4 @@ def compute(inp: MeasureInputs) -> MeasureResult:
 
 MEASURE = Measure("out_of_set", True, frozenset({"clean", "noise", "out_of_set"}), compute,
                   "Does the salience degrade gracefully under noise? Area under SSIM vs. "
-                  "salt-and-pepper level.")
+                  "salt-and-pepper level.", min_map=WIN)

@@ -4,7 +4,7 @@ only in the training seed, explain alike? Higher is better."""
 import numpy as np
 
 from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat, plain_stat
-from harness.similarity import ssim
+from harness.similarity import WIN, ssim
 
 
 def pairwise_ssim(q: np.ndarray, flat: np.ndarray) -> np.ndarray:
@@ -61,4 +61,4 @@ def compute(inp: MeasureInputs) -> MeasureResult:
 
 MEASURE = Measure("stability", True, frozenset({"clean", "family"}), compute,
                   "Do models trained with other seeds explain alike? Mean pairwise SSIM "
-                  "within the family.")
+                  "within the family.", min_map=WIN)
