@@ -1,0 +1,251 @@
+"""Figures measured on a GPU: what the CUDA provider gives the harness today.
+
+Run through ``benchmarks/gpu_check.sh`` (which finds the CUDA libraries and installs
+from a wheel folder); prints one table and writes the figures to a JSON file:
+
+- the provider every session really got (the check fails unless it is CUDA);
+- per network (the 64 px and 224 px benchmark CNNs, and a ResNet-50-sized network
+  built here with random weights): raw ``session.run`` passes/s at batch 64 from a host
+  buffer, the floor with the batch already on the device (I/O binding, no copy), and
+  harness occlusion passes/s, with occlusion's share of each;
+- the built-in zoo scored on CUDA and on the machine's CPU cores (same images, same
+  measures): seconds for each and the largest difference between the two runs'
+  headline values (providers round differently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BATCH = 64
+CUDA = "CUDAExecutionProvider"
+
+
+def resnet50_like(path: Path, size: int = 224, classes: int = 2, seed: int = 0) -> Path:
+    """A ResNet-50-shaped network (bottleneck blocks 3-4-6-3, widths 64-512 x 4, batch
+    norm folded into the convolutions) with He-initialised random weights: the cost of
+    a ResNet-50 forward pass without downloading one."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    count = [0]
+
+    def conv(src, cin, cout, k, stride=1, relu=True):
+        i = count[0]
+        count[0] += 1
+        w = rng.normal(0, np.sqrt(2 / (k * k * cin)), (cout, cin, k, k)).astype(np.float32)
+        inits.extend([numpy_helper.from_array(w, f"w{i}"),
+                      numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}")])
+        nodes.append(helper.make_node("Conv", [src, f"w{i}", f"b{i}"], [f"c{i}"],
+                                      pads=[k // 2] * 4, strides=[stride, stride]))
+        if not relu:
+            return f"c{i}"
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
+        return f"r{i}"
+
+    x = conv("image", 3, 64, 7, 2)
+    nodes.append(helper.make_node("MaxPool", [x], ["pool0"], kernel_shape=[3, 3],
+                                  strides=[2, 2], pads=[1] * 4))
+    x, cin = "pool0", 64
+    for stage, (width, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3),
+                                                strict=True)):
+        for block in range(blocks):
+            stride = 2 if block == 0 and stage > 0 else 1
+            y = conv(x, cin, width, 1)
+            y = conv(y, width, width, 3, stride)
+            y = conv(y, width, width * 4, 1, relu=False)
+            skip = conv(x, cin, width * 4, 1, stride, relu=False) if block == 0 else x
+            name = f"s{stage}b{block}"
+            nodes += [helper.make_node("Add", [y, skip], [f"{name}.sum"]),
+                      helper.make_node("Relu", [f"{name}.sum"], [name])]
+            x, cin = name, width * 4
+    fc = rng.normal(0, np.sqrt(1 / cin), (classes, cin)).astype(np.float32)
+    inits += [numpy_helper.from_array(fc, "fc.w"),
+              numpy_helper.from_array(np.zeros(classes, np.float32), "fc.b")]
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"]),
+              helper.make_node("Flatten", ["gap"], ["feat"], axis=1),
+              helper.make_node("Gemm", ["feat", "fc.w", "fc.b"], ["logits"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "resnet50_like",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+    return path
+
+
+def _timed(fn, repeat: int) -> float:
+    fn()  # warm: allocator, cuDNN algorithm search
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def raw_rates(clf, calls: int) -> dict[str, float]:
+    """Passes/s of bare ``session.run`` on one batch of 64: from a host buffer (copied to
+    the device every call, as the harness does today) and, on CUDA, with input and
+    output bound to preallocated device buffers (the floor: forward passes alone)."""
+    import onnxruntime as ort
+
+    session = clf.session
+    shape = [BATCH] + [int(d) for d in session.get_inputs()[0].shape[1:]]
+    x = np.random.default_rng(0).random(shape, np.float32)
+    host = _timed(lambda: session.run([clf.output_name], {clf.input_name: x}), calls)
+    out = {"raw_host_passes_per_s": BATCH / host}
+    if clf.provider == CUDA:
+        x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+        y_dev = ort.OrtValue.ortvalue_from_shape_and_type([BATCH, clf.num_classes], np.float32,
+                                                          "cuda", 0)
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(clf.input_name, x_dev)
+        binding.bind_ortvalue_output(clf.output_name, y_dev)
+        bound = _timed(lambda: session.run_with_iobinding(binding), calls)
+        out["raw_bound_passes_per_s"] = BATCH / bound
+    return out
+
+
+def occlusion_rate(clf, images: np.ndarray, rounds: int) -> float:
+    from harness import occlusion
+
+    def once():
+        occlusion(clf, images, batch_size=BATCH)
+
+    once()
+    clf.forward_passes = 0
+    start = time.perf_counter()
+    for _ in range(rounds):
+        once()
+    return clf.forward_passes / (time.perf_counter() - start)
+
+
+def throughput(folder: Path) -> list[dict]:
+    from harness import OnnxClassifier
+    from tests.onnx_models import cnn_model
+
+    nets = [("small_cnn_64px", 64, 64, lambda p: cnn_model(p, 64, (16, 32, 64),
+                                                            strides=(1, 2, 2))),
+            ("cnn_224px", 224, 16, lambda p: cnn_model(p, 224, (32, 64, 128, 128),
+                                                        strides=(2, 2, 2, 1))),
+            ("resnet50_like_224px", 224, 16, resnet50_like)]
+    rows = []
+    for name, size, n_images, build in nets:
+        clf = OnnxClassifier(build(folder / f"{name}.onnx"), batch_size=BATCH)
+        images = np.random.default_rng(1).random((n_images, size, size, 3), np.float32)
+        row = {"network": name, "provider": clf.provider, **raw_rates(clf, 30),
+               "occlusion_passes_per_s": occlusion_rate(clf, images, 3)}
+        for key in ("raw_host", "raw_bound"):
+            if f"{key}_passes_per_s" in row:
+                row[f"occlusion_over_{key}"] = (row["occlusion_passes_per_s"]
+                                                / row[f"{key}_passes_per_s"])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def zoo_runs(n_images: int) -> dict:
+    """The built-in zoo on the default provider (CUDA) and on CPU alone, same inputs."""
+    from harness import OnnxClassifier, load_image_set
+    from harness.runner import evaluate
+    from harness.zoo import builtin_manifest, read_manifest
+
+    zoo = read_manifest(builtin_manifest())
+    inset = load_image_set(zoo.data, split=zoo.split)
+    inset = inset.subset(np.arange(min(n_images, len(inset))))
+    oos = {p.stem: load_image_set(p) for p in zoo.out_of_set}
+    out, heads = {}, {}
+    for label, providers in (("cuda", None), ("cpu", ["CPUExecutionProvider"])):
+        models = [OnnxClassifier(m.path, m.spec, providers=providers) for m in zoo.models]
+        start = time.perf_counter()
+        scores = evaluate(models, inset, out_of_set=oos, seed=0)
+        out[f"{label}_seconds"] = time.perf_counter() - start
+        out[f"{label}_providers"] = sorted(set(scores["provider"].to_list()))
+        out[f"{label}_forward_passes"] = int(scores.unique("model")["forward_passes"].sum())
+        rows = scores.filter(scores["statistic"] == "headline")
+        heads[label] = {(r["model"], r["measure"]): r["value"] for r in rows.iter_rows(named=True)}
+        print(json.dumps({k: v for k, v in out.items() if k.startswith(label)}), flush=True)
+    diffs = [abs(heads["cuda"][k] - v) for k, v in heads["cpu"].items()
+             if v is not None and heads["cuda"].get(k) is not None]
+    out.update(images=len(inset), models=len(zoo.models), headlines_compared=len(diffs),
+               max_headline_abs_diff=max(diffs) if diffs else None)
+    return out
+
+
+def gpu_description() -> str:
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                               "--format=csv,noheader"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    parser.add_argument("--zoo-images", type=int, default=20,
+                        help="test images of the built-in zoo scored on each provider")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/harness-gpu-check"))
+    args = parser.parse_args()
+    import onnxruntime as ort
+
+    from harness import OnnxClassifier, __version__
+    from tests.onnx_models import cnn_model
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    probe = OnnxClassifier(cnn_model(args.work / "probe.onnx", 32, (8,)))
+    if probe.provider != CUDA:
+        try:  # PyTorch's CUDA wheels load the same libraries; once loaded, ORT finds them
+            import torch  # noqa: F401
+
+            probe = OnnxClassifier(args.work / "probe.onnx")
+        except ImportError:
+            pass
+    figures = {"gpu": gpu_description(), "onnxruntime": ort.__version__,
+               "available_providers": ort.get_available_providers(),
+               "provider_in_use": probe.provider, "harness": __version__,
+               "python": platform.python_version(), "cpu_cores": os.cpu_count()}
+    print(json.dumps(figures), flush=True)
+    if probe.provider != CUDA:
+        print(f"gpu_check: ONNX Runtime gave this session {probe.provider}, not the CUDA "
+              "provider: check that onnxruntime-gpu and CUDA 13 / cuDNN 9 libraries are "
+              "installed", file=sys.stderr)
+        return 2
+    figures["throughput"] = throughput(args.work)
+    figures["zoo"] = zoo_runs(args.zoo_images)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\nGPU: {figures['gpu']}; onnxruntime {figures['onnxruntime']}")
+    print(f"{'network':<22}{'raw host/s':>12}{'raw bound/s':>13}{'occlusion/s':>13}"
+          f"{'occ/host':>10}{'occ/bound':>11}")
+    for r in figures["throughput"]:
+        print(f"{r['network']:<22}{r['raw_host_passes_per_s']:>12,.0f}"
+              f"{r.get('raw_bound_passes_per_s', float('nan')):>13,.0f}"
+              f"{r['occlusion_passes_per_s']:>13,.0f}{r['occlusion_over_raw_host']:>10.3f}"
+              f"{r.get('occlusion_over_raw_bound', float('nan')):>11.3f}")
+    z = figures["zoo"]
+    print(f"zoo ({z['models']} models x {z['images']} images, {z['cuda_forward_passes']:,} "
+          f"passes): CUDA {z['cuda_seconds']:.1f} s, CPU ({figures['cpu_cores']} cores) "
+          f"{z['cpu_seconds']:.1f} s; largest headline difference "
+          f"{z['max_headline_abs_diff']:.2e} over {z['headlines_compared']} headlines")
+    print(f"figures: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
