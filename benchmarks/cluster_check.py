@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.zoo import builtin_manifest, read_manifest
+from harness.inputs.zoo import builtin_manifest, read_manifest
 
 
 def manifest(folder: Path, per_family: int) -> Path:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from harness.salience import warmup
+from harness import warmup
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,7 +21,7 @@ def enforce(benchmark, ratio: float, target: float, what: str):
 def zoo_manifest(folder, keep):
     """A manifest of the built-in zoo's models for which ``keep(model)`` holds, with the
     zoo's data and out-of-set sets; returns its path and the chosen models."""
-    from harness.zoo import builtin_manifest, read_manifest
+    from harness.inputs.zoo import builtin_manifest, read_manifest
 
     zoo = read_manifest(builtin_manifest())
     chosen = [m for m in zoo.models if keep(m)]

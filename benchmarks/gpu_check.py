@@ -162,8 +162,8 @@ def throughput(folder: Path) -> list[dict]:
 def zoo_runs(n_images: int) -> dict:
     """The built-in zoo on the default provider (CUDA) and on CPU alone, same inputs."""
     from harness import OnnxClassifier, load_image_set
+    from harness.inputs.zoo import builtin_manifest, read_manifest
     from harness.runner import evaluate
-    from harness.zoo import builtin_manifest, read_manifest
 
     zoo = read_manifest(builtin_manifest())
     inset = load_image_set(zoo.data, split=zoo.split)

@@ -12,10 +12,9 @@ import time
 
 import numpy as np
 
-from harness.measures import evaluate
-from harness.model import ModelSpec, OnnxClassifier
-from harness.perturb import NOISE_LEVELS, TRANSFORMS, degrade, salt_and_pepper, transform
-from harness.salience import normalize_upsampled, occlusion
+from harness import ModelSpec, OnnxClassifier, normalize_upsampled, occlusion
+from harness.numerics.perturb import NOISE_LEVELS, TRANSFORMS, degrade, salt_and_pepper, transform
+from harness.runner import evaluate
 from tests.onnx_models import cnn_model
 
 FIVE = "entropy,out_of_set,transforms,stability,degradation"

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from benchmarks.conftest import zoo_manifest
 from benchmarks.test_salience_throughput import raw_passes
+from harness import OnnxClassifier
 from harness.cli import cli
-from harness.model import OnnxClassifier
 
 BATCH = 64
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks.conftest import enforce
-from harness.model import OnnxClassifier
-from harness.salience import occlusion
+from harness import OnnxClassifier, occlusion
 from tests.onnx_models import cnn_model
 
 MODELS = {

@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 from benchmarks.conftest import zoo_manifest
 from harness.cli import cli
-from harness.data import load_image_set
-from harness.zoo import builtin_manifest, read_manifest
+from harness.inputs.images import load_image_set
+from harness.inputs.zoo import builtin_manifest, read_manifest
 
 
 def zoo_subset(tmp_path):

@@ -5,9 +5,8 @@ RSS(100)."""
 
 import numpy as np
 
-from harness.model import OnnxClassifier
-from harness.salience import occlusion
-from harness.zoo import builtin_manifest, read_manifest
+from harness import OnnxClassifier, occlusion
+from harness.inputs.zoo import builtin_manifest, read_manifest
 
 
 def rss_mib() -> float:

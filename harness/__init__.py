@@ -1,7 +1,7 @@
 """harness: rank image classifiers by how well their salience is grounded.
 
-Heavy modules (onnxruntime, numba) are imported on first use so that the CLI's
-``--help`` stays instant.
+The public names below are imported on first use, so that the CLI's ``--help`` stays
+instant (heavy modules: onnxruntime, numba).
 """
 
 import os
@@ -12,16 +12,27 @@ __version__ = "0.1.0"
 # Runtime's pool (2.5x slower on two cores). Must be set before either loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["HarnessError", "ModelSpec", "OnnxClassifier", "load_image_set", "occlusion", "rise"]
-
 _LAZY = {
     "HarnessError": "harness.errors",
-    "ModelSpec": "harness.model",
-    "OnnxClassifier": "harness.model",
-    "load_image_set": "harness.data",
-    "occlusion": "harness.salience",
-    "rise": "harness.salience",
+    "ModelSpec": "harness.model.spec",
+    "OnnxClassifier": "harness.model.classifier",
+    "ImageSet": "harness.inputs.images",
+    "load_image_set": "harness.inputs.images",
+    "SalienceConfig": "harness.salience.settings",
+    "occlusion": "harness.salience.occlusion",
+    "rise": "harness.salience.rise",
+    "rise_masks": "harness.salience.rise",
+    "cam": "harness.salience.cam",
+    "warmup": "harness.salience.precompile",
+    "normalize": "harness.maps",
+    "normalize_upsampled": "harness.maps",
+    "scale": "harness.maps",
+    "upsample": "harness.maps",
+    "evaluate": "harness.runner",
+    "required_passes": "harness.runner",
 }
+
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name):

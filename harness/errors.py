@@ -1,12 +1,46 @@
-"""The one exception type for a user's mistake.
+"""Every exception type the library raises, and the helpers that word its messages.
 
-A ``HarnessError`` is printed by the CLI as a single line (exit code 2, no traceback);
-any other exception is a bug and keeps its traceback.
+A :class:`HarnessError` is printed by the CLI as a single line (exit code 2, no
+traceback); any other exception is a bug and keeps its traceback.
 """
-
 
 class HarnessError(Exception):
     """A problem with the user's input: a bad path, model, image or setting."""
+
+
+class ModelTimeout(HarnessError):
+    """A batch did not finish within the model's time limit."""
+
+
+class NoCamHead(HarnessError):
+    """The model has no head that CAM can read."""
+
+
+class NonFiniteOutput(HarnessError):
+    """The model returned NaN or infinity; ``rows`` indexes the offending images."""
+
+    def __init__(self, model_name: str, rows):
+        import numpy as np
+
+        self.model_name = model_name
+        self.rows = np.asarray(rows)
+        super().__init__(self.describe(self.rows))
+
+    def describe(self, image_indices) -> str:
+        shown = ", ".join(str(int(i)) for i in list(image_indices)[:10])
+        more = " ..." if len(image_indices) > 10 else ""
+        return f"model {self.model_name} returned NaN or infinite scores for images {shown}{more}"
+
+    def remapped(self, index) -> "NonFiniteOutput":
+        """The same failure with ``rows`` looked up in ``index`` (rows of a batch ->
+        images, or a shard's images -> the whole set's)."""
+        import numpy as np
+
+        return NonFiniteOutput(self.model_name, np.unique(np.asarray(index)[self.rows]))
+
+    def __reduce__(self):
+        # a cluster worker sends the failure back pickled
+        return NonFiniteOutput, (self.model_name, self.rows)
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

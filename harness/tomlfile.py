@@ -3,9 +3,8 @@ line for a missing file, bad TOML or a misspelt key."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 from harness.errors import HarnessError, did_you_mean
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness.salience import warmup
+from harness import warmup
 from tests.onnx_models import linear_model
 
 

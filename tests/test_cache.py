@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from harness.cache import CACHE_FILE, Entry, SalienceCache, entry_key
 from harness.cli import cli
+from harness.execution.cache import CACHE_FILE, Entry, SalienceCache, entry_key
 
 
 def invoke(*args):

@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 
+from harness import OnnxClassifier, cam
 from harness.errors import HarnessError
-from harness.model import OnnxClassifier
 from harness.runner import evaluate, required_passes
-from harness.salience import cam
-from harness.salience.config import SalienceConfig
+from harness.salience.settings import SalienceConfig
 from tests.onnx_models import cam_model, linear_model
 
 
@@ -53,8 +52,8 @@ def test_file_on_disk_is_not_changed(tmp_path, rng):
 
 
 def test_zoo_models_run_every_measure_with_cam():
-    from harness.data import load_image_set
-    from harness.zoo import builtin_manifest, read_manifest
+    from harness.inputs.images import load_image_set
+    from harness.inputs.zoo import builtin_manifest, read_manifest
 
     zoo = read_manifest(builtin_manifest())
     models = [OnnxClassifier(m.path, m.spec) for m in zoo.models[:2]]  # one family's seeds

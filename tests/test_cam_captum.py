@@ -8,8 +8,11 @@ torch = pytest.importorskip("torch")
 captum_attr = pytest.importorskip("captum.attr")
 pytest.importorskip("onnxscript")
 
-from harness.model import OnnxClassifier  # noqa: E402
-from harness.salience import cam, scale  # noqa: E402
+from harness import (  # noqa: E402
+    OnnxClassifier,  # noqa: E402
+    cam,
+    scale,
+)
 
 
 class Net(torch.nn.Module):

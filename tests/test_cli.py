@@ -82,6 +82,6 @@ def test_user_mistakes_get_one_line(tmp_path, image_dir, linear_path, case, mess
 
 def test_bad_options(tmp_path, linear_path, image_dir):
     res = _run("salience", linear_path, image_dir, "--grid", 20, "--out", tmp_path / "m.npz")
-    assert res.exit_code == 2 and "--grid 20 is larger than the images" in res.output
+    assert res.exit_code == 2 and "grid 20 is larger than the 14x14 images" in res.output
     res = _run("salience", linear_path, image_dir, "--baseline", "pink")
     assert res.exit_code == 2 and "--baseline 'pink'" in res.output

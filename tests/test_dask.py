@@ -40,11 +40,11 @@ def test_dask_gives_the_in_process_scores(cnn_zoo, tmp_path):
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(cnn_zoo, tmp_path):
-    from harness.data import load_image_set
-    from harness.engine_dask import PLUGIN, DaskEngine
-    from harness.model import OnnxClassifier
+    from harness import OnnxClassifier
+    from harness.execution.dask_engine import PLUGIN, DaskEngine
+    from harness.inputs.images import load_image_set
+    from harness.inputs.zoo import read_manifest
     from harness.runner import evaluate
-    from harness.zoo import read_manifest
 
     zoo = read_manifest(cnn_zoo)
     models = [OnnxClassifier(m.path, m.spec) for m in zoo.models]
@@ -82,8 +82,8 @@ def test_local_cluster_is_one_worker_per_gpu_with_dask_cuda(monkeypatch):
     import sys
     import types
 
-    import harness.engine_dask as engine_dask
-    import harness.model
+    import harness.execution.dask_engine as engine_dask
+    import harness.model.session
 
     made = []
 
@@ -99,7 +99,7 @@ def test_local_cluster_is_one_worker_per_gpu_with_dask_cuda(monkeypatch):
     monkeypatch.setattr(engine_dask, "LocalCluster", recorder("cpu"))
     import onnxruntime
 
-    monkeypatch.setattr(harness.model, "nvidia_gpu_visible", lambda: True)
+    monkeypatch.setattr(harness.model.session, "nvidia_gpu_visible", lambda: True)
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
@@ -115,7 +115,7 @@ def test_local_cluster_is_one_worker_per_gpu_with_dask_cuda(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask_cuda", fake)
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert engine_dask.local_cluster(None) == "cpu"  # a GPU ONNX Runtime cannot use
-    monkeypatch.setattr(harness.model, "nvidia_gpu_visible", lambda: False)
+    monkeypatch.setattr(harness.model.session, "nvidia_gpu_visible", lambda: False)
     assert engine_dask.local_cluster(None) == "cpu" and made[-1][1]["n_workers"] == 16
 
 
@@ -126,7 +126,7 @@ def test_engine_mistakes_are_one_line(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "need engine = \"dask\"" in res.output
     res = invoke("run", "--engine", "dask", "--workers", 0, "--out", tmp_path / "b")
     assert res.exit_code == 2 and "workers must be an integer >= 1" in res.output
-    monkeypatch.setitem(sys.modules, "harness.engine_dask", None)  # Dask not installed
+    monkeypatch.setitem(sys.modules, "harness.execution.dask_engine", None)  # Dask not installed
     res = invoke("run", "--engine", "dask", "--limit", 1, "--out", tmp_path / "c")
     assert res.exit_code == 2 and "pip install 'harness[dask]'" in res.output
     assert not (tmp_path / "c").exists()

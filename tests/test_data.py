@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.data import load_image_set
 from harness.errors import HarnessError
+from harness.inputs.images import load_image_set
 
 
 def _png(path, array):

@@ -200,7 +200,7 @@ def _mode_image(case):
 @pytest.mark.parametrize("case,ext", [("grey", ".png"), ("16bit", ".png"), ("alpha", ".png"),
                                       ("palette", ".gif"), ("cmyk", ".jpg")])
 def test_image_modes_are_converted_as_documented(tmp_path, case, ext):
-    from harness.data import load_image_set
+    from harness.inputs.images import load_image_set
 
     image, expected = _mode_image(case)
     image.save(tmp_path / f"x{ext}")

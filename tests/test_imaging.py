@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from harness.imaging import gaussian_blur, resize, to_model_input
+from harness.numerics.filters import gaussian_blur, resize, to_model_input
 
 
 def _pil_resize(img, size):

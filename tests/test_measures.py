@@ -4,10 +4,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from harness import ModelSpec, OnnxClassifier
 from harness.errors import HarnessError
-from harness.measures import MEASURES, evaluate, get_measures
-from harness.model import ModelSpec, OnnxClassifier
-from harness.runner import required_passes
+from harness.measures import MEASURES, get_measures
+from harness.runner import evaluate, required_passes
 from tests.onnx_models import linear_model
 
 SIZE = 28  # 7 x 7 grid of 4 px cells
@@ -140,7 +140,7 @@ def test_all_measures_pass_count_and_determinism(zoo):
 
 
 def test_rise_reports_its_floor(zoo):
-    from harness.salience.config import SalienceConfig
+    from harness.salience.settings import SalienceConfig
 
     config = SalienceConfig(method="rise", n_masks=30)
     models = [OnnxClassifier(zoo[n], ModelSpec(family="f")) for n in ("centre", "centre_copy")]

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from harness.errors import HarnessError
-from harness.model import ModelSpec, NonFiniteOutput, OnnxClassifier
+from harness import ModelSpec, OnnxClassifier
+from harness.errors import HarnessError, NonFiniteOutput
 from tests.onnx_models import linear_model, save
 
 TWINS = {
@@ -67,7 +67,7 @@ def test_metadata_and_spec(tmp_path, linear_weights, images14):
 
 
 def test_images_of_another_size_are_resized(linear_path, rng):
-    from harness.imaging import resize
+    from harness.numerics.filters import resize
 
     big = rng.random((3, 40, 30, 3)).astype(np.float32)
     clf = OnnxClassifier(linear_path)

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from harness.perturb import (
+from harness.numerics.perturb import (
     NOISE_LEVELS,
     TRANSFORMS,
     degrade,
@@ -98,7 +98,7 @@ def test_degrade_matches_naive(rng, size, mode):
 
     x = rng.random((2, size, size, 3)).astype(np.float32)
     small = rng.random((2, 7, 7))
-    from harness.salience import normalize_upsampled
+    from harness import normalize_upsampled
 
     q_up = normalize_upsampled(small, (size, size))[0]
     np.testing.assert_allclose(degrade(x, q_up, mode), naive.degrade(x, q_up, mode), atol=2e-5)

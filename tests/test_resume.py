@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.journal import UNITS_FILE
+from harness.rundir import RunDir
 
 
 def invoke(*args):
@@ -28,7 +28,7 @@ def start_run(zoo, out):
 
 
 def finished_units(out):
-    log = out / UNITS_FILE
+    log = out / RunDir.UNITS
     return log.read_text().count("\n") if log.is_file() else 0
 
 

@@ -94,12 +94,12 @@ def test_broken_models_are_reported_and_the_rest_finish(tiny_zoo, tmp_path):
 
 
 def test_killed_run_leaves_no_leaderboard(tiny_zoo, tmp_path, monkeypatch):
-    import harness.leaderboard
+    import harness.run
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness.leaderboard, "build", crash)
+    monkeypatch.setattr(harness.run, "build", crash)
     out = tmp_path / "run"
     res = invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", "entropy", "--quiet")
     assert res.exit_code != 0

@@ -3,8 +3,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.model import NonFiniteOutput, OnnxClassifier
-from harness.salience import normalize, normalize_upsampled, occlusion, rise, rise_masks, upsample
+from harness import (
+    OnnxClassifier,
+    normalize,
+    normalize_upsampled,
+    occlusion,
+    rise,
+    rise_masks,
+    upsample,
+)
+from harness.errors import NonFiniteOutput
 from harness.salience.batched import make_baseline
 from harness.salience.occlusion import _fill_occluded, window_boxes
 from tests import naive

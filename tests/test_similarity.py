@@ -9,7 +9,7 @@ from scipy.stats import wasserstein_distance
 from skimage.measure import shannon_entropy
 from skimage.metrics import structural_similarity
 
-from harness.similarity import entropy, spatial_entropy, ssim, wasserstein_1d
+from harness.numerics.similarity import entropy, spatial_entropy, ssim, wasserstein_1d
 
 
 @pytest.mark.parametrize("size", [7, 8, 14, 224])

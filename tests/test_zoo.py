@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from harness import OnnxClassifier
 from harness.cli import cli
-from harness.data import load_image_set
 from harness.errors import HarnessError
-from harness.model import OnnxClassifier
-from harness.zoo import builtin_manifest, read_manifest
+from harness.inputs.images import load_image_set
+from harness.inputs.zoo import builtin_manifest, read_manifest
 
 ZOO = read_manifest(builtin_manifest())
 

@@ -1,7 +1,8 @@
 """The salience measures of SPEC section 3, one module each.
 
 ``MEASURES`` maps a name to its :class:`~harness.measures.base.Measure`. Each module
-holds the pure array functions; ``evaluate`` runs models and measures together.
+holds the pure array functions; :func:`harness.runner.evaluate` runs models and
+measures together.
 """
 
 from harness.errors import HarnessError, did_you_mean
@@ -30,7 +31,7 @@ def check_grid(measures, salience) -> int:
     """Refuse a perturbation grid too coarse for the chosen measures; returns the
     smallest map side they can score (a CAM's side is checked per model, once known)."""
     min_map = max(m.min_map for m in measures)
-    if salience.method != "cam" and salience.grid < min_map:
+    if not salience.explainer.fixed_grid and salience.grid < min_map:
         raise HarnessError(f"grid {salience.grid} is too coarse for "
                            f"{too_small(measures, min_map)}; use a grid of at least "
                            f"{min_map} or leave those measures out")
@@ -43,11 +44,4 @@ def too_small(measures, min_map: int) -> str:
     return f"{', '.join(names)} (their SSIM needs maps of at least {min_map}x{min_map})"
 
 
-def evaluate(*args, **kwargs):
-    """Score models on measures; see :func:`harness.runner.evaluate`."""
-    from harness.runner import evaluate as run
-
-    return run(*args, **kwargs)
-
-
-__all__ = ["ALL", "MEASURES", "check_grid", "evaluate", "get_measures", "too_small"]
+__all__ = ["ALL", "MEASURES", "check_grid", "get_measures", "too_small"]

@@ -28,7 +28,7 @@ def relevance_ratio(s_up: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def compute(inp: MeasureInputs) -> MeasureResult:
-    from harness.salience.normalize import upsample
+    from harness.maps import upsample
 
     m = inp.maps
     if inp.masks is None or not inp.has_mask.any():

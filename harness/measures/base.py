@@ -13,51 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from harness.maps import ModelMaps
+
 BOOTSTRAP_RESAMPLES = 1000
-
-
-@dataclasses.dataclass(frozen=True)
-class Perturbed:
-    """Maps and outputs of one model on perturbed copies of the in-set images.
-
-    Attributes:
-        raw: ``(N, g, g) float32`` raw maps, explained for the clean target class.
-        target_score: ``(N,) float64`` score of the clean target class.
-        target_prob: ``(N,) float64`` probability of the clean target class.
-        predicted: ``(N,) int64`` class predicted on the perturbed image.
-    """
-
-    raw: np.ndarray
-    target_score: np.ndarray
-    target_prob: np.ndarray
-    predicted: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelMaps:
-    """Every map one model produced in a run, computed once and shared by measures.
-
-    Attributes:
-        clean: the in-set images themselves (``raw`` maps and outputs).
-        q, flat, s_norm: ``normalize``/``scale`` of ``clean.raw``.
-        q_up: ``(N, H, W) uint8`` clean maps upsampled to the image size.
-        noisy: noise level -> maps of the noisy images.
-        transformed: transform name -> maps of the transformed images.
-        degraded: mode -> maps of the degraded images.
-        out_of_set: set name -> ``(M, g, g)`` raw maps of that set.
-        second_seed: RISE maps of the clean images from another mask seed, or None.
-    """
-
-    clean: Perturbed
-    q: np.ndarray
-    flat: np.ndarray
-    s_norm: np.ndarray
-    q_up: np.ndarray
-    noisy: dict[float, Perturbed] = dataclasses.field(default_factory=dict)
-    transformed: dict[str, Perturbed] = dataclasses.field(default_factory=dict)
-    degraded: dict[str, Perturbed] = dataclasses.field(default_factory=dict)
-    out_of_set: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    second_seed: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +87,20 @@ class Measure:
     compute: Callable[[MeasureInputs], MeasureResult]
     question: str
     min_map: int = 1
+
+
+def stat_name(kind: str, qualifier) -> str:
+    """A detail's statistic name, ``kind@qualifier`` (``score_drop@object``,
+    ``ssim@0.05``, ``ssim_with@faces-xent-2``); numbers are written with ``:g``."""
+    if isinstance(qualifier, float):
+        qualifier = f"{qualifier:g}"
+    return f"{kind}@{qualifier}"
+
+
+def split_stat_name(name: str) -> tuple[str, str | None]:
+    """``kind@qualifier`` -> ``(kind, qualifier)``; ``(name, None)`` for a plain name."""
+    kind, at, qualifier = name.partition("@")
+    return (kind, qualifier) if at else (name, None)
 
 
 def mean_stat(statistic: str, values, rng: np.random.Generator | None) -> Stat:

@@ -2,8 +2,15 @@
 more than blurring what it did not. Higher gap is better."""
 
 
-from harness.measures.base import Measure, MeasureInputs, MeasureResult, masked, mean_stat
-from harness.similarity import WIN, ssim
+from harness.measures.base import (
+    Measure,
+    MeasureInputs,
+    MeasureResult,
+    masked,
+    mean_stat,
+    stat_name,
+)
+from harness.numerics.similarity import WIN, ssim
 
 MODES = ("object", "background")
 
@@ -14,7 +21,7 @@ def score_drops(clean_score, clean_prob, degraded_score, degraded_prob):
 
 
 def compute(inp: MeasureInputs) -> MeasureResult:
-    from harness.salience.normalize import normalize
+    from harness.maps import normalize
 
     m = inp.maps
     keep = ~m.flat  # the blur is guided by the clean map: a flat map guides nothing
@@ -26,12 +33,12 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         drop, drop_p = score_drops(m.clean.target_score, m.clean.target_prob, d.target_score,
                                    d.target_prob)
         drops[mode] = masked(drop, keep)
-        details.append(mean_stat(f"score_drop@{mode}", drops[mode], inp.rng))
-        details.append(mean_stat(f"prob_drop@{mode}", masked(drop_p, keep), inp.rng))
+        details.append(mean_stat(stat_name("score_drop", mode), drops[mode], inp.rng))
+        details.append(mean_stat(stat_name("prob_drop", mode), masked(drop_p, keep), inp.rng))
         q_d, _ = normalize(d.raw)
-        details.append(mean_stat(f"ssim@{mode}", masked(ssim(m.q, q_d), keep), inp.rng))
+        details.append(mean_stat(stat_name("ssim", mode), masked(ssim(m.q, q_d), keep), inp.rng))
         if inp.labels is not None:
-            details.append(mean_stat(f"accuracy@{mode}",
+            details.append(mean_stat(stat_name("accuracy", mode),
                                      masked(d.predicted == inp.labels, keep), inp.rng))
     gap = drops["object"] - drops["background"] if len(drops) == 2 else []
     return MeasureResult("degradation", True, (mean_stat("headline", gap, inp.rng), *details))

@@ -3,7 +3,7 @@
 import numpy as np
 
 from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat, plain_stat
-from harness.similarity import entropy, spatial_entropy
+from harness.numerics.similarity import entropy, spatial_entropy
 
 
 def salience_entropy(q: np.ndarray, flat: np.ndarray, s_norm: np.ndarray):

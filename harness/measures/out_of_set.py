@@ -3,16 +3,17 @@ user-supplied out-of-set image sets. Higher is better (graceful degradation)."""
 
 import numpy as np
 
+from harness.maps import normalize, scale
 from harness.measures.base import (
     Measure,
     MeasureInputs,
     MeasureResult,
     mean_stat,
     plain_stat,
+    stat_name,
 )
 from harness.measures.entropy import salience_entropy
-from harness.salience.normalize import normalize, scale
-from harness.similarity import WIN, ssim, wasserstein_1d
+from harness.numerics.similarity import WIN, ssim, wasserstein_1d
 
 
 def noise_ssim(q_clean: np.ndarray, flat: np.ndarray, q_noisy: np.ndarray) -> np.ndarray:
@@ -51,10 +52,10 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         per_level = noise_ssim(m.q, m.flat, q_noisy)
         stats.append(mean_stat("headline", curve_area(levels, per_level), inp.rng))
         for a, s in zip(levels, per_level, strict=True):
-            stats.append(mean_stat(f"ssim@{a:g}", s, inp.rng))
-            stats.append(mean_stat(f"score@{a:g}", m.noisy[a].target_score, inp.rng))
+            stats.append(mean_stat(stat_name("ssim", a), s, inp.rng))
+            stats.append(mean_stat(stat_name("score", a), m.noisy[a].target_score, inp.rng))
             if inp.labels is not None:
-                stats.append(mean_stat(f"accuracy@{a:g}",
+                stats.append(mean_stat(stat_name("accuracy", a),
                                        (m.noisy[a].predicted == inp.labels).astype(float),
                                        inp.rng))
     else:
@@ -64,8 +65,8 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         raw = m.out_of_set[name]
         q, flat = normalize(raw)
         h_out, _ = salience_entropy(q, flat, scale(raw)[0])
-        stats.append(mean_stat(f"entropy@{name}", h_out, inp.rng))
-        stats.append(plain_stat(f"wasserstein@{name}", set_shift(h_in, h_out),
+        stats.append(mean_stat(stat_name("entropy", name), h_out, inp.rng))
+        stats.append(plain_stat(stat_name("wasserstein", name), set_shift(h_in, h_out),
                                 int((~np.isnan(h_out)).sum())))
     return MeasureResult("out_of_set", True, tuple(stats))
 

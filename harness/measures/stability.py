@@ -3,8 +3,15 @@ only in the training seed, explain alike? Higher is better."""
 
 import numpy as np
 
-from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat, plain_stat
-from harness.similarity import WIN, ssim
+from harness.measures.base import (
+    Measure,
+    MeasureInputs,
+    MeasureResult,
+    mean_stat,
+    plain_stat,
+    stat_name,
+)
+from harness.numerics.similarity import WIN, ssim
 
 
 def pairwise_ssim(q: np.ndarray, flat: np.ndarray) -> np.ndarray:
@@ -33,7 +40,7 @@ def _nanmean(a, axis):
 
 
 def compute(inp: MeasureInputs) -> MeasureResult:
-    from harness.salience.normalize import normalize
+    from harness.maps import normalize
 
     m = inp.maps
     stats = []
@@ -51,7 +58,7 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         stats.append(plain_stat("family_size", k, k))
         for j in range(k):
             if j != me:
-                stats.append(mean_stat(f"ssim_with@{names[j]}", pairs[me, j], inp.rng))
+                stats.append(mean_stat(stat_name("ssim_with", names[j]), pairs[me, j], inp.rng))
     if m.second_seed is not None:
         q2, flat2 = normalize(m.second_seed)
         floor = np.where(m.flat | flat2, np.nan, ssim(m.q, q2))

@@ -3,9 +3,9 @@ Higher is better."""
 
 import numpy as np
 
-from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat
-from harness.perturb import TRANSFORMS, transform
-from harness.similarity import ssim
+from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat, stat_name
+from harness.numerics.perturb import TRANSFORMS, transform
+from harness.numerics.similarity import ssim
 
 
 def follow_ssim(q_up: np.ndarray, flat: np.ndarray, q_up_transformed: np.ndarray,
@@ -15,7 +15,7 @@ def follow_ssim(q_up: np.ndarray, flat: np.ndarray, q_up_transformed: np.ndarray
     Args:
         q_up: ``(N, H, W) uint8`` clean maps at image size; flat: ``(N,) bool`` (NaN).
         q_up_transformed: ``(N, H', W') uint8`` maps of the transformed images.
-        name: the transform T (see :data:`harness.perturb.TRANSFORMS`).
+        name: the transform T (see :data:`harness.numerics.perturb.TRANSFORMS`).
 
     Returns:
         ``(N,) float64``.
@@ -24,7 +24,7 @@ def follow_ssim(q_up: np.ndarray, flat: np.ndarray, q_up_transformed: np.ndarray
 
 
 def compute(inp: MeasureInputs) -> MeasureResult:
-    from harness.salience.normalize import normalize_upsampled
+    from harness.maps import normalize_upsampled
 
     m = inp.maps
     names = [t for t in TRANSFORMS if t in m.transformed]
@@ -34,8 +34,8 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         h, w = transform(name, m.q_up[:1]).shape[1:]
         s = follow_ssim(m.q_up, m.flat, normalize_upsampled(out.raw, (h, w))[0], name)
         per_transform.append(s)
-        details.append(mean_stat(f"ssim@{name}", s, inp.rng))
-        details.append(mean_stat(f"unchanged@{name}",
+        details.append(mean_stat(stat_name("ssim", name), s, inp.rng))
+        details.append(mean_stat(stat_name("unchanged", name),
                                  (out.predicted == m.clean.predicted).astype(float), inp.rng))
     # A flat clean map is NaN under every transform, so it stays NaN (excluded) here.
     per_image = np.stack(per_transform).mean(axis=0) if per_transform else []

@@ -1,50 +1,7 @@
 """Salience over ONNX models: black-box perturbation (occlusion, RISE) and class
 activation maps read from the graph (CAM).
 
-``METHODS`` maps a method name to its function ``f(model, images, ...)`` returning
-``(N, h, w) float32`` raw maps (h = w = grid for the perturbation methods, the feature
-map's size for CAM).
+``methods.METHODS`` declares each method once. Nothing is imported here, so reading the
+registry loads no kernel; the functions are ``harness.occlusion``, ``harness.rise`` and
+``harness.cam`` (or this package's modules of the same names).
 """
-
-from harness.salience.cam import cam
-from harness.salience.normalize import normalize, normalize_upsampled, quantize, scale, upsample
-from harness.salience.occlusion import occlusion
-from harness.salience.rise import MaskBank, rise, rise_masks
-
-METHODS = {"occlusion": occlusion, "rise": rise, "cam": cam}
-
-# Part of every salience cache key: raise it whenever a change here alters any map's
-# bytes, so caches filled by older code miss instead of serving stale maps.
-CODE_VERSION = "1"
-
-__all__ = ["CODE_VERSION", "METHODS", "MaskBank", "cam", "normalize", "normalize_upsampled",
-           "occlusion", "quantize", "rise", "rise_masks", "scale", "upsample", "warmup"]
-
-
-def warmup() -> None:
-    """Compile (or load from cache) every Numba kernel on tiny inputs, so the first
-    timed call measures work, not compilation."""
-    import numpy as np
-
-    from harness.imaging import gaussian_blur, resize, to_model_input
-    from harness.salience.occlusion import _fill_occluded
-    from harness.salience.rise import _fill_masked, _pooled_masks
-
-    img = np.zeros((1, 4, 4, 3), np.float32)
-    resize(img, (2, 2))
-    gaussian_blur(img, 1.0)
-    for channels_first in (True, False):
-        to_model_input(img, "RGB", np.zeros(3), np.ones(3), channels_first)
-    one = np.zeros(1, np.int64)
-    for layout in (img, img.transpose(0, 3, 1, 2).copy()):
-        _fill_occluded(layout, layout, one, one, one, one, np.array([[0, 1, 0, 1]]),
-                       layout.copy(), layout is not img)
-        _fill_masked(layout, layout, one, np.ones((1, 2, 2), np.float32),
-                     np.zeros((1, 2), np.int64), 6, 6, layout.copy(), layout is not img)
-    _pooled_masks(np.ones((1, 2, 2), np.float32), np.zeros((1, 2), np.int64), 6, 6, 4, 4,
-                  np.array([0, 2, 4]), np.array([0, 2, 4]))
-    from harness.perturb import degrade
-    from harness.similarity import ssim
-
-    ssim(np.zeros((1, 7, 7), np.uint8), np.zeros((1, 7, 7), np.uint8))
-    degrade(np.zeros((1, 8, 8, 3), np.float32), np.zeros((1, 8, 8), np.uint8), "object")

@@ -13,22 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.imaging import gaussian_blur
-from harness.model import NonFiniteOutput
+from harness.errors import NonFiniteOutput
+from harness.numerics.filters import gaussian_blur
 from harness.salience.scoring import class_scores, resolve_targets
-
-
-def as_pixel_images(images) -> np.ndarray:
-    """Validate and convert to ``(N, H, W, 3) float32 in [0, 1]`` (uint8 is scaled)."""
-    x = np.asarray(images)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected (N, H, W, 3) RGB images, got shape {x.shape}")
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255.0)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.size and (np.nanmin(x) < 0.0 or np.nanmax(x) > 1.0):
-        raise ValueError("pixel images must lie in [0, 1]")
-    return x
 
 
 def make_baseline(images: np.ndarray, baseline, grid: int) -> np.ndarray:
@@ -131,7 +118,7 @@ def score_perturbations(model, images: np.ndarray, baselines: np.ndarray, per_im
         try:
             outputs = model.run_prepared(model.preprocess(out) if resized else out)
         except NonFiniteOutput as exc:
-            raise NonFiniteOutput(exc.model_name, np.unique(item_img[exc.rows])) from None
+            raise exc.remapped(item_img) from None
         scores[items] = class_scores(outputs, model.output_kind, targets[item_img], score)
     return ScoredCopies(targets, clean_score, scores.reshape(n, per_image))
 

@@ -21,7 +21,8 @@ import dataclasses
 import numpy as np
 from onnx import numpy_helper
 
-from harness.errors import HarnessError
+from harness.errors import NoCamHead
+from harness.numerics.pixels import checked_float
 from harness.salience.scoring import resolve_targets
 
 _FINAL = {"Softmax", "LogSoftmax"}
@@ -43,10 +44,6 @@ class CamHead:
     weights: np.ndarray
     channels_last: bool = False
     kernel: tuple[int, ...] | None = None
-
-
-class NoCamHead(HarnessError):
-    """The model has no global-average-pool + linear head."""
 
 
 class _Constants:
@@ -155,11 +152,23 @@ def find_cam_head(graph, output_name: str) -> CamHead:
     return CamHead(node.input[0], alpha * weights, channels_last, kernel)
 
 
+def cam_head(model) -> CamHead:
+    """The CAM head of an :class:`~harness.model.classifier.OnnxClassifier`.
+
+    Raises:
+        NoCamHead: the model has none; the message names the file and what it has.
+    """
+    try:
+        return find_cam_head(model.graph, model.output_name)
+    except NoCamHead as exc:
+        raise NoCamHead(f"{model.path}: {exc}") from None
+
+
 def cam_with_outputs(model, images, target=None) -> tuple[np.ndarray, np.ndarray]:
     """CAM maps and the model's outputs from one forward pass per image.
 
     Args:
-        model: an :class:`~harness.model.OnnxClassifier`.
+        model: an :class:`~harness.model.classifier.OnnxClassifier`.
         images: ``(N, H, W, 3) float32 in [0, 1]`` pixel images.
         target: ``None`` (predicted class), an int, or ``(N,)`` ints.
 
@@ -167,23 +176,9 @@ def cam_with_outputs(model, images, target=None) -> tuple[np.ndarray, np.ndarray
         ``(maps, outputs)``: ``(N, h, w) float32`` raw maps at the feature-map
         resolution (before the ReLU of normalisation) and ``(N, K) float32`` outputs.
     """
-    from harness.model import NonFiniteOutput
-    from harness.salience.batched import as_pixel_images
-
-    head = model.cam_head()
-    x = as_pixel_images(images)
-    outputs, feats = [], []
-    step = model.batch_size
-    for start in range(0, len(x), step):
-        try:
-            out, feat = model.run_prepared(model.preprocess(x[start:start + step]),
-                                           extra=(head.feature,))
-        except NonFiniteOutput as exc:
-            raise NonFiniteOutput(exc.model_name, exc.rows + start) from None
-        outputs.append(out)
-        feats.append(feat[0])
-    outputs = np.concatenate(outputs)
-    a = np.concatenate(feats).astype(np.float32)
+    head = cam_head(model)
+    outputs, (a,) = model.forward(checked_float(images), extra_outputs=(head.feature,))
+    a = a.astype(np.float32)
     if a.ndim != 4:
         raise NoCamHead(f"{model.path}: the pooled tensor {head.feature!r} is {a.ndim}-D, "
                         "not a 4-D feature map; use --method occlusion")

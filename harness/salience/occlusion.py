@@ -4,12 +4,8 @@ replaced by a baseline, one forward pass per window position."""
 import numpy as np
 from numba import njit
 
-from harness.salience.batched import (
-    as_pixel_images,
-    cell_edges,
-    make_baseline,
-    score_perturbations,
-)
+from harness.numerics.pixels import checked_float
+from harness.salience.batched import cell_edges, make_baseline, score_perturbations
 
 
 def window_boxes(height: int, width: int, grid: int, window: int) -> np.ndarray:
@@ -45,7 +41,7 @@ def occlusion(model, images, grid: int = 7, window: int = 1, baseline="blur", ta
 
     Costs N * (grid - window + 1) ** 2 forward passes, plus N without ``clean``.
     """
-    x = as_pixel_images(images)
+    x = checked_float(images)
     n, h, w, _ = x.shape
     if not 1 <= grid <= min(h, w):
         raise ValueError(f"grid must lie in [1, {min(h, w)}] for {h}x{w} images, got {grid}")

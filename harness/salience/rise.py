@@ -7,12 +7,8 @@ import hashlib
 import numpy as np
 from numba import njit, prange
 
-from harness.salience.batched import (
-    as_pixel_images,
-    cell_edges,
-    make_baseline,
-    score_perturbations,
-)
+from harness.numerics.pixels import checked_float
+from harness.salience.batched import cell_edges, make_baseline, score_perturbations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +83,7 @@ def rise(model, images, n_masks: int = 1000, cell: int = 7, p_keep: float = 0.5,
         ``(N, grid, grid) float32`` raw maps. Costs N * n_masks forward passes, plus N
         for the clean images unless ``target`` or ``clean`` is given.
     """
-    x = as_pixel_images(images)
+    x = checked_float(images)
     n, h, w, _ = x.shape
     if not 1 <= grid <= min(h, w):
         raise ValueError(f"grid must lie in [1, {min(h, w)}] for {h}x{w} images, got {grid}")

@@ -2,7 +2,9 @@
 
 import numpy as np
 
+# The scalars a map can explain; SalienceConfig and the CLI offer these.
 SCORES = ("log_odds", "logit", "probability")
+
 _CLIP = 1e-7
 
 

@@ -29,7 +29,7 @@ def interval(values):
 
 def main(run_dir):
     sys.path.insert(0, str(HERE.parent.parent))
-    from harness.zoo import read_manifest
+    from harness.inputs.zoo import read_manifest
 
     accuracy = {m.name: m.test_accuracy for m in read_manifest(HERE / "manifest.toml").models}
     heads = pl.read_parquet(Path(run_dir) / "scores.parquet").filter(

@@ -104,8 +104,8 @@ def build(net: nn.Module, name: str, size: int) -> Path:
 
 def main():
     sys.path.insert(0, str(ROOT))
-    from harness.data import load_image_set
-    from harness.model import OnnxClassifier
+    from harness.inputs.images import load_image_set
+    from harness import OnnxClassifier
 
     OUT.mkdir(exist_ok=True)
     data = load_image_set(HERE / "data.npz", split="test")

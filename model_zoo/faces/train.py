@@ -127,8 +127,8 @@ def export(model, path, family):
 def test_accuracy(path):
     """Accuracy on the held-out split, measured the way the harness runs the model."""
     sys.path.insert(0, str(ROOT))
-    from harness.data import load_image_set
-    from harness.model import OnnxClassifier
+    from harness.inputs.images import load_image_set
+    from harness import OnnxClassifier
 
     data = load_image_set(HERE / "data.npz", split="test")
     return float((OnnxClassifier(path).predict_proba(data.pixels()).argmax(1)

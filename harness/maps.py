@@ -1,9 +1,15 @@
-"""The normalisation every measure shares (SPEC section 2): ReLU, min-max to [0, 1],
-8-bit quantisation, flat-map detection, and bilinear upsampling for pixel-level use."""
+"""What salience hands to the measures: a model's maps of the in-set images and of
+their perturbed copies (:class:`Perturbed`, :class:`ModelMaps`), and the normalisation
+every measure shares (SPEC section 2): ReLU, min-max to [0, 1], 8-bit quantisation,
+flat-map detection, and bilinear upsampling for pixel-level use."""
+
+from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
-from harness.imaging import resize
+from harness.numerics.filters import resize
 
 FLAT_RANGE = 1e-8
 _CHUNK = 256
@@ -64,3 +70,47 @@ def normalize_upsampled(maps: np.ndarray, size: tuple[int, int]) -> tuple[np.nda
     for start in range(0, len(s_norm), _CHUNK):
         out[start:start + _CHUNK] = quantize(upsample(s_norm[start:start + _CHUNK], size))
     return out, flat
+
+
+@dataclasses.dataclass(frozen=True)
+class Perturbed:
+    """Maps and outputs of one model on perturbed copies of the in-set images.
+
+    Attributes:
+        raw: ``(N, g, g) float32`` raw maps, explained for the clean target class.
+        target_score: ``(N,) float64`` score of the clean target class.
+        target_prob: ``(N,) float64`` probability of the clean target class.
+        predicted: ``(N,) int64`` class predicted on the perturbed image.
+    """
+
+    raw: np.ndarray
+    target_score: np.ndarray
+    target_prob: np.ndarray
+    predicted: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMaps:
+    """Every map one model produced in a run, computed once and shared by measures.
+
+    Attributes:
+        clean: the in-set images themselves (``raw`` maps and outputs).
+        q, flat, s_norm: ``normalize``/``scale`` of ``clean.raw``.
+        q_up: ``(N, H, W) uint8`` clean maps upsampled to the image size.
+        noisy: noise level -> maps of the noisy images.
+        transformed: transform name -> maps of the transformed images.
+        degraded: mode -> maps of the degraded images.
+        out_of_set: set name -> ``(M, g, g)`` raw maps of that set.
+        second_seed: RISE maps of the clean images from another mask seed, or None.
+    """
+
+    clean: Perturbed
+    q: np.ndarray
+    flat: np.ndarray
+    s_norm: np.ndarray
+    q_up: np.ndarray
+    noisy: dict[float, Perturbed] = dataclasses.field(default_factory=dict)
+    transformed: dict[str, Perturbed] = dataclasses.field(default_factory=dict)
+    degraded: dict[str, Perturbed] = dataclasses.field(default_factory=dict)
+    out_of_set: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    second_seed: np.ndarray | None = None

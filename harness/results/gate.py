@@ -85,7 +85,7 @@ def read_rules(path) -> Rules:
 def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = None
           ) -> list[Check]:
     """Every rule for every model it applies to, then the regression checks."""
-    from harness.leaderboard import build
+    from harness.results.leaderboard import build
 
     available = set(zip(scores["measure"].to_list(), scores["statistic"].to_list(), strict=True))
     measures = sorted({m for m, _ in available})

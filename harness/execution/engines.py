@@ -1,8 +1,8 @@
 """Where units of work run: in this process (the default) or on a Dask cluster.
 
-An engine takes :class:`harness.units.Task` objects and yields, as each finishes,
+An engine takes :class:`harness.execution.plan.Task` objects and yields, as each finishes,
 ``(task, outcome)`` where the outcome is ``(provider, groups)`` from
-:func:`harness.units.compute` or the :class:`HarnessError` that stopped the unit (a
+:func:`harness.execution.worker.compute` or the :class:`HarnessError` that stopped the unit (a
 model that returns NaN or times out fails its units; the run goes on). Results do not
 depend on the engine: a unit computes the same bytes wherever it runs.
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.model import ModelSpec
+from harness.model.spec import ModelSpec
 
 ENGINES = ("in-process", "dask")
 
@@ -22,7 +22,7 @@ ENGINES = ("in-process", "dask")
 @dataclasses.dataclass(frozen=True)
 class ModelRef:
     """How a worker opens a model: the path must hold the same file on every machine
-    (``identity`` is checked, see :func:`harness.units.model_identity`)."""
+    (``identity`` is checked, see :func:`harness.execution.plan.model_identity`)."""
 
     path: Path
     spec: ModelSpec
@@ -40,7 +40,7 @@ class InProcessEngine:
         self.classifiers = classifiers  # model name -> OnnxClassifier
 
     def run(self, refs: dict[str, ModelRef], tasks: Iterable) -> Iterator[tuple]:
-        from harness.units import compute
+        from harness.execution.worker import compute
 
         for task in tasks:
             clf = self.classifiers[task.unit.model]
@@ -60,7 +60,7 @@ def make_engine(name: str, classifiers: dict, scheduler: str | None = None,
         return InProcessEngine(classifiers)
     if name == "dask":
         try:
-            from harness.engine_dask import DaskEngine
+            from harness.execution.dask_engine import DaskEngine
         except ImportError:
             raise HarnessError("--engine dask needs Dask: pip install 'harness[dask]'"
                                ) from None

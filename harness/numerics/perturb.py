@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from harness.imaging import gaussian_blur
+from harness.numerics.filters import gaussian_blur
 
 NOISE_LEVELS = (0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 1.00)
 

@@ -23,7 +23,7 @@ import dataclasses
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.model import ModelSpec
+from harness.model.spec import ModelSpec
 from harness.tomlfile import check_keys, read_toml
 
 _TOP_KEYS = {"data", "split", "out_of_set", "model"}
@@ -58,7 +58,7 @@ class Zoo:
 
 def builtin_manifest() -> Path:
     """The built-in zoo shipped in a source checkout: ``model_zoo/faces/manifest.toml``."""
-    path = Path(__file__).resolve().parents[1] / "model_zoo" / "faces" / "manifest.toml"
+    path = Path(__file__).resolve().parents[2] / "model_zoo" / "faces" / "manifest.toml"
     if not path.is_file():
         raise HarnessError(f"{path}: the built-in zoo is missing; install from a source "
                            "checkout (pip install -e .) or pass --zoo MANIFEST")

@@ -13,6 +13,8 @@ import json
 
 import polars as pl
 
+from harness.stats.ranks import separable_ranks
+
 ARROW = {True: "↑", False: "↓"}
 
 
@@ -21,26 +23,6 @@ def headlines(scores: pl.DataFrame) -> pl.DataFrame:
     higher_is_better."""
     return scores.filter(pl.col("statistic") == "headline").select(
         "model", "family", "status", "measure", "value", "ci_low", "ci_high", "higher_is_better")
-
-
-def _rank(rows: list[dict], higher: bool) -> dict[str, tuple[int, bool]]:
-    """model -> (rank, tied with the model just above) for rows with a value."""
-    sign = 1.0 if higher else -1.0
-
-    def interval(r):  # in "higher is better" orientation
-        low = r["ci_low"] if r["ci_low"] is not None else r["value"]
-        high = r["ci_high"] if r["ci_high"] is not None else r["value"]
-        return (sign * low, sign * high) if higher else (sign * high, sign * low)
-
-    scored = sorted((r for r in rows if r["value"] is not None),
-                    key=lambda r: (-sign * r["value"], r["model"]))
-    out = {}
-    for pos, r in enumerate(scored):
-        low, high = interval(r)
-        better = sum(interval(o)[0] > high for o in scored if o is not r)
-        tied = pos > 0 and interval(scored[pos - 1])[0] <= high
-        out[r["model"]] = (1 + better, tied)
-    return out
 
 
 def build(scores: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
@@ -55,7 +37,7 @@ def build(scores: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
              for r in models.iter_rows(named=True)}
     for m in measures:
         rows = heads.filter(pl.col("measure") == m).to_dicts()
-        ranks = _rank(rows, rows[0]["higher_is_better"])
+        ranks = separable_ranks(rows, rows[0]["higher_is_better"])
         for r in rows:
             rank, tied = ranks.get(r["model"], (None, False))
             table[r["model"]].update({m: r["value"], f"{m}_ci_low": r["ci_low"],

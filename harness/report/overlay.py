@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from harness.imaging import resize
+from harness.numerics.filters import resize
 
 # Anchors of a perceptually ordered dark-to-bright colormap (close to matplotlib's
 # "inferno"), interpolated to 256 entries so no plotting library is needed.

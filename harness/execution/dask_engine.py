@@ -28,8 +28,8 @@ class _Sessions(WorkerPlugin):
         self.models = {}
 
     def get(self, ref):
-        from harness.model import OnnxClassifier
-        from harness.units import model_identity
+        from harness.execution.plan import model_identity
+        from harness.model.classifier import OnnxClassifier
 
         if ref.identity not in self.models:
             clf = OnnxClassifier(ref.path, ref.spec, batch_size=ref.batch_size,
@@ -49,7 +49,7 @@ def _threads() -> int:
 def _run_unit(ref, task):
     from distributed import get_worker
 
-    from harness.units import compute
+    from harness.execution.worker import compute
 
     try:
         clf = get_worker().plugins[PLUGIN].get(ref)
@@ -68,7 +68,7 @@ def local_cluster(workers: int | None):
     of the cores, so the workers do not fight over them."""
     import onnxruntime
 
-    from harness.model import nvidia_gpu_visible
+    from harness.model.session import nvidia_gpu_visible
 
     cuda = None
     # a worker per GPU only pays when ONNX Runtime can use the GPUs; a CPU build there

@@ -9,178 +9,26 @@ keys of SPEC section 5, and the input's declared shape.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
 import hashlib
-import io
-import os
 from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError, first_line
-from harness.imaging import resize, to_model_input
-from harness.model_checks import check_domains, check_external_data, check_graph, check_input_bytes
+from harness.errors import HarnessError, NonFiniteOutput
+from harness.model.session import create_session, run_bounded, with_outputs
+from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata
+from harness.model.vetting import (
+    check_domains,
+    check_external_data,
+    check_graph,
+    check_input_bytes,
+)
+from harness.numerics.filters import resize, to_model_input
+from harness.numerics.pixels import to_float
 
-_LAYOUTS = ("NCHW", "NHWC")
-_COLORS = ("RGB", "BGR", "L")
-_OUTPUT_KINDS = ("logits", "probabilities")
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                  "tensor(double)": np.float64}
-# Ops that pass a tensor through unchanged at inference time, when looking for a Softmax.
-_PASS_THROUGH = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Dropout"}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """Declared preprocessing and identity of a model; ``None`` fields are read from
-    the ONNX metadata or inferred.
-
-    Attributes:
-        input_size: ``(height, width)`` the model consumes.
-        mean, std: per channel, in [0, 1] pixel units, in the channel order the model
-            consumes (after colour conversion): ``x_model = (x - mean) / std``.
-        layout: ``"NCHW"`` or ``"NHWC"``.
-        color: ``"RGB"``, ``"BGR"`` or ``"L"`` (grey, one channel).
-        classes: class names in output order.
-        output: ``"logits"`` or ``"probabilities"``.
-        output_name: which graph output holds the class scores, for multi-output models.
-        family: models differing only in training seed share a family (measure d).
-        name: display name; the file stem by default.
-    """
-
-    input_size: tuple[int, int] | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    layout: str | None = None
-    color: str | None = None
-    classes: tuple[str, ...] | None = None
-    output: str | None = None
-    output_name: str | None = None
-    family: str | None = None
-    name: str | None = None
-
-
-class ModelTimeout(HarnessError):
-    """A batch did not finish within the model's time limit."""
-
-
-class NonFiniteOutput(HarnessError):
-    """The model returned NaN or infinity; ``rows`` indexes the offending input rows."""
-
-    def __init__(self, model_name: str, rows: np.ndarray):
-        self.model_name = model_name
-        self.rows = np.asarray(rows)
-        super().__init__(self.describe(self.rows))
-
-    def describe(self, image_indices) -> str:
-        shown = ", ".join(str(int(i)) for i in list(image_indices)[:10])
-        more = " ..." if len(image_indices) > 10 else ""
-        return f"model {self.model_name} returned NaN or infinite scores for images {shown}{more}"
-
-
-def _parse_metadata(props: dict[str, str], path: Path) -> ModelSpec:
-    """Read the ``harness.*`` metadata keys (SPEC section 5) into a ModelSpec."""
-
-    def floats(key):
-        try:
-            return tuple(float(v) for v in props[key].split(","))
-        except ValueError:
-            raise HarnessError(
-                f"{path}: metadata {key}={props[key]!r} is not a comma-separated list of numbers"
-            ) from None
-
-    def choice(key, allowed):
-        value = props[key].strip()
-        if value.upper() in {a.upper() for a in allowed}:
-            return next(a for a in allowed if a.upper() == value.upper())
-        raise HarnessError(f"{path}: metadata {key}={value!r} must be one of {', '.join(allowed)}")
-
-    fields = {}
-    if "harness.input_size" in props:
-        size = floats("harness.input_size")
-        if len(size) != 2 or min(size) < 1:
-            raise HarnessError(f"{path}: metadata harness.input_size must be 'height,width'")
-        fields["input_size"] = (int(size[0]), int(size[1]))
-    if "harness.mean" in props:
-        fields["mean"] = floats("harness.mean")
-    if "harness.std" in props:
-        fields["std"] = floats("harness.std")
-    if "harness.layout" in props:
-        fields["layout"] = choice("harness.layout", _LAYOUTS)
-    if "harness.color" in props:
-        fields["color"] = choice("harness.color", _COLORS)
-    if "harness.output" in props:
-        fields["output"] = choice("harness.output", _OUTPUT_KINDS)
-    if "harness.classes" in props:
-        fields["classes"] = tuple(c.strip() for c in props["harness.classes"].split(","))
-    if "harness.family" in props:
-        fields["family"] = props["harness.family"].strip() or None
-    return ModelSpec(**fields)
-
-
-def _merge(primary: ModelSpec | None, fallback: ModelSpec) -> ModelSpec:
-    if primary is None:
-        return fallback
-    return dataclasses.replace(
-        fallback,
-        **{f.name: getattr(primary, f.name) for f in dataclasses.fields(ModelSpec)
-           if getattr(primary, f.name) is not None},
-    )
-
-
-def nvidia_gpu_visible() -> bool:
-    """Cheap check before asking ONNX Runtime for CUDA, which logs a screen of load
-    errors on a machine without a GPU."""
-    if os.name == "nt":
-        return True
-    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
-
-
-def _session_options(threads: int | None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or os.cpu_count() or 1
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Numba's workers share these cores: a spinning ONNX Runtime pool would starve them.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.log_severity_level = 4  # failures are raised as one line each, not logged twice
-    return so
-
-
-def _create_session(path: Path, providers, threads, model_bytes: bytes | None = None):
-    """A session for the file at ``path`` (or for ``model_bytes``, an in-memory variant
-    of it; ``path`` then only names it in errors)."""
-    import onnxruntime as ort
-
-    if providers is None:
-        providers = ["CPUExecutionProvider"]
-        if "CUDAExecutionProvider" in ort.get_available_providers() and nvidia_gpu_visible():
-            if hasattr(ort, "preload_dlls"):
-                with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
-                    ort.preload_dlls()
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    so = _session_options(threads)
-    wants_cuda = any(p == "CUDAExecutionProvider" or (isinstance(p, tuple) and p[0] ==
-                     "CUDAExecutionProvider") for p in providers)
-    try:
-        if wants_cuda:
-            # A CUDA provider that fails to load falls back to CPU; we report which one
-            # the session really got instead of printing ONNX Runtime's load errors.
-            ort.set_default_logger_severity(4)
-        try:
-            return ort.InferenceSession(model_bytes if model_bytes is not None else str(path),
-                                        so, providers=providers)
-        finally:
-            if wants_cuda:
-                ort.set_default_logger_severity(2)
-    except Exception as exc:  # ONNX Runtime raises its own untyped errors
-        raise HarnessError(f"{path}: ONNX Runtime cannot load this model: "
-                           f"{first_line(exc)}") from None
 
 
 class OnnxClassifier:
@@ -220,15 +68,14 @@ class OnnxClassifier:
         check_graph(self.path)
         self.graph = proto.graph
         meta = {p.key: p.value for p in proto.metadata_props}
-        self.spec = _merge(spec, _parse_metadata(meta, self.path))
+        self.spec = merge(spec, parse_metadata(meta, self.path))
         self.name = self.spec.name or self.path.stem
         self.batch_size = int(batch_size)
         self.timeout = timeout
-        self.session = _create_session(self.path, providers, threads)
+        self.session = create_session(self.path, providers, threads)
         self.provider = self.session.get_providers()[0]
         self._threads = threads
         self._variants = {}  # extra output names -> session of an in-memory copy
-        self._cam_head = None
         self._read_input()
         self._read_output()
         self.forward_passes = 0
@@ -325,21 +172,7 @@ class OnnxClassifier:
         if self.num_classes is not None and self.num_classes < 2:
             raise HarnessError(f"{self.path}: output {chosen.name!r} has {k} class(es); "
                                "the harness needs K >= 2 class scores")
-        self.output_kind = self.spec.output or self._infer_output_kind(chosen.name)
-
-    def _infer_output_kind(self, output_name: str) -> str:
-        """``probabilities`` when the output comes from a Softmax (through reshapes), else
-        ``logits``. Declare ``harness.output`` to override."""
-        producers = {out: node for node in self.graph.node for out in node.output}
-        name = output_name
-        while name in producers:
-            node = producers[name]
-            if node.op_type == "Softmax":
-                return "probabilities"
-            if node.op_type not in _PASS_THROUGH or not node.input:
-                break
-            name = node.input[0]
-        return "logits"
+        self.output_kind = self.spec.output or infer_output_kind(self.graph, chosen.name)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -366,11 +199,7 @@ class OnnxClassifier:
         """Pixel-space ``(N, H, W, 3) float32 in [0, 1]`` (or uint8) RGB -> the model's
         input tensor, resized, colour-converted, normalised and laid out, still float32
         (:meth:`run_prepared` casts to a float16 or float64 input)."""
-        x = np.asarray(images)
-        if x.dtype == np.uint8:
-            x = x.astype(np.float32) / 255.0
-        if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"expected (N, H, W, 3) RGB images, got shape {x.shape}")
+        x = to_float(images)
         return to_model_input(resize(x, self.input_size), self.color, self.mean, self.std,
                               self.layout == "NCHW")
 
@@ -380,28 +209,38 @@ class OnnxClassifier:
         images equals preprocessing their blend (salience kernels use this)."""
         return tuple(image_size) != self.input_size
 
-    def forward(self, images: np.ndarray, prepared: bool = False) -> np.ndarray:
+    def forward(self, images: np.ndarray, prepared: bool = False,
+                extra_outputs: tuple[str, ...] = ()):
         """Raw class outputs (logits or probabilities, see ``output_kind``) for pixel-space
         ``(N, H, W, 3)`` images, preprocessed and run in batches of ``batch_size``
         (``prepared=True``: the images are already the output of :meth:`preprocess`).
 
+        ``extra_outputs`` names inner tensors to return too (see :meth:`run_prepared`).
+
         Returns:
-            ``(N, K) float32``.
+            ``(N, K) float32``; with ``extra_outputs``, ``(outputs, [arrays])``.
 
         Raises:
             NonFiniteOutput: some rows came out NaN or infinite (``rows`` index ``images``).
         """
         step = self.batch_size
-        chunks = []
+        chunks, extras = [], [[] for _ in extra_outputs]
         for start in range(0, len(images), step):
+            part = images[start:start + step]
             try:
-                part = images[start:start + step]
-                chunks.append(self.run_prepared(part if prepared else self.preprocess(part)))
+                result = self.run_prepared(part if prepared else self.preprocess(part),
+                                           extra_outputs)
             except NonFiniteOutput as exc:
-                raise NonFiniteOutput(self.name, exc.rows + start) from None
-        if not chunks:
-            return np.zeros((0, self.num_classes or 2), np.float32)
-        return np.concatenate(chunks)
+                raise exc.remapped(np.arange(start, start + len(part))) from None
+            out, arrays = result if extra_outputs else (result, [])
+            chunks.append(out)
+            for kept, array in zip(extras, arrays, strict=True):
+                kept.append(array)
+        outputs = np.concatenate(chunks) if chunks else np.zeros((0, self.num_classes or 2),
+                                                                  np.float32)
+        if not extra_outputs:
+            return outputs
+        return outputs, [np.concatenate(e) if e else np.zeros((0,), np.float32) for e in extras]
 
     def run_prepared(self, batch: np.ndarray, extra: tuple[str, ...] = ()):
         """Run already-preprocessed model input ``(B, ...)`` -> ``(B, K) float32``; one
@@ -421,7 +260,8 @@ class OnnxClassifier:
             if len(part) < step:
                 part = np.concatenate([part, np.repeat(part[-1:], step - len(part), axis=0)])
             feed = {self.input_name: part.astype(self.input_dtype, copy=False)}
-            for chunk, value in zip(chunks, self._run(session, names, feed), strict=True):
+            values = run_bounded(session, names, feed, self.timeout, self.path)
+            for chunk, value in zip(chunks, values, strict=True):
                 chunk.append(np.asarray(value, np.float32))
         arrays = [np.concatenate(c)[:rows] for c in chunks]
         out = arrays[0].reshape(rows, -1)
@@ -434,68 +274,12 @@ class OnnxClassifier:
             raise NonFiniteOutput(self.name, np.flatnonzero(bad))
         return (out, arrays[1:]) if extra else out
 
-    def _run(self, session, names, feed):
-        """``session.run`` with the per-batch time limit, and ONNX Runtime's run-time
-        failures (a shape the graph cannot take, a failing kernel) as one clear line."""
-        import threading
-
-        import onnxruntime as ort
-
-        options = ort.RunOptions()
-        options.log_severity_level = 4  # we report failures ourselves, in one line
-        timer = None
-        if self.timeout:
-            timer = threading.Timer(self.timeout, setattr, (options, "terminate", True))
-            timer.start()
-        try:
-            return session.run(names, feed, options)
-        except Exception as exc:  # ONNX Runtime raises its own untyped errors
-            if options.terminate:
-                raise ModelTimeout(f"{self.path}: a batch of {len(next(iter(feed.values())))} "
-                                   f"did not finish within --model-timeout {self.timeout:g} s"
-                                   ) from None
-            raise HarnessError(f"{self.path}: ONNX Runtime failed running the model: "
-                               f"{first_line(exc)}") from None
-        finally:
-            if timer is not None:
-                timer.cancel()
-
     def _variant(self, extra: tuple[str, ...]):
-        """A session of an in-memory copy of the model with ``extra`` inner tensors as
-        additional outputs (built once per set of names; the file is not touched)."""
+        """The session exposing ``extra`` (built once per set of names)."""
         key = tuple(extra)
         if key not in self._variants:
-            import onnx
-
-            proto = onnx.load(str(self.path))
-            inferred = onnx.shape_inference.infer_shapes(proto)
-            types = {v.name: v.type.tensor_type.elem_type for v in
-                     list(inferred.graph.value_info) + list(inferred.graph.output)}
-            present = {o.name for o in proto.graph.output}
-            for name in key:
-                if name not in present:
-                    proto.graph.output.append(onnx.helper.make_tensor_value_info(
-                        name, types.get(name) or onnx.TensorProto.FLOAT, None))
-            providers = [self.provider] + (["CPUExecutionProvider"]
-                                           if self.provider != "CPUExecutionProvider" else [])
-            self._variants[key] = _create_session(self.path, providers, self._threads,
-                                                  proto.SerializeToString())
+            self._variants[key] = with_outputs(self.path, key, self.provider, self._threads)
         return self._variants[key]
-
-    def cam_head(self):
-        """The global-average-pool + linear head CAM reads (found once).
-
-        Raises:
-            HarnessError: the model has no such head; the message says what it has.
-        """
-        if self._cam_head is None:
-            from harness.salience.cam import NoCamHead, find_cam_head
-
-            try:
-                self._cam_head = find_cam_head(self.graph, self.output_name)
-            except NoCamHead as exc:
-                raise NoCamHead(f"{self.path}: {exc}") from None
-        return self._cam_head
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, K) float32`` for pixel-space images."""

@@ -36,8 +36,9 @@ import dataclasses
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.perturb import NOISE_LEVELS
-from harness.salience.config import SalienceConfig
+from harness.execution.plan import DEFAULT_SHARD
+from harness.numerics.perturb import NOISE_LEVELS
+from harness.salience.settings import SalienceConfig
 from harness.tomlfile import check_keys, read_toml
 
 _SALIENCE_KEYS = {f.name for f in dataclasses.fields(SalienceConfig)}
@@ -59,7 +60,7 @@ class RunConfig:
     noise_levels: tuple[float, ...] = NOISE_LEVELS
     model_timeout: float | None = None
     cache: Path | None = None
-    shard_size: int = 64
+    shard_size: int = DEFAULT_SHARD
     engine: str = "in-process"
     scheduler: str | None = None
     workers: int | None = None
@@ -129,7 +130,7 @@ def build_config(**settings) -> RunConfig:
                            f"{config.model_timeout!r}")
     if not isinstance(config.shard_size, int) or config.shard_size < 1:
         raise HarnessError(f"shard_size must be an integer >= 1, got {config.shard_size!r}")
-    from harness.engine import ENGINES
+    from harness.execution.engines import ENGINES
 
     if config.engine not in ENGINES:
         raise HarnessError(f"engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")

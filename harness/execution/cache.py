@@ -2,7 +2,7 @@
 
 One entry per (model, image, perturbation): the key is the sha256 of the model file's
 sha256, the image's pixel hash, the perturbation, the salience settings that shape the
-map and :data:`harness.salience.CODE_VERSION`; the value is the raw map with the
+map and :data:`harness.salience.methods.CODE_VERSION`; the value is the raw map with the
 explained class's score, probability, the predicted class, the forward passes the map
 cost and the provider that computed it.
 

@@ -1,6 +1,6 @@
-"""The units of one evaluation (model x shard of images) and the maps they produce:
-looked up in the salience cache, the missing ones computed by an engine, the results
-written back to the cache and assembled per model for the measures."""
+"""Scheduling the units of one evaluation (model x shard of images): each unit's maps
+are looked up in the salience cache, the missing ones computed by an engine and written
+back, then every model's maps are assembled for the measures."""
 
 from __future__ import annotations
 
@@ -8,28 +8,25 @@ import dataclasses
 
 import numpy as np
 
-from harness.cache import Entry, entry_key
-from harness.engine import ModelRef
 from harness.errors import HarnessError
-from harness.measures.base import ModelMaps, Perturbed
-from harness.perturb import TRANSFORMS
-from harness.salience import CODE_VERSION
-from harness.salience.normalize import normalize, normalize_upsampled, scale
-from harness.units import (
+from harness.execution.cache import Entry, entry_key
+from harness.execution.engines import ModelRef
+from harness.execution.plan import (
     CLEAN,
-    DEGRADE_MODES,
     INSET,
     SECOND_SEED,
     Group,
+    Perturbation,
     Task,
     image_hashes,
     model_identity,
-    noise_name,
     split_units,
 )
+from harness.maps import ModelMaps, Perturbed, normalize, normalize_upsampled, scale
+from harness.salience.methods import CODE_VERSION
 
 
-class Work:
+class Scheduler:
     """The units of one evaluation and the maps they produce: looked up in the cache,
     the rest computed by an engine, then assembled per model."""
 
@@ -49,10 +46,10 @@ class Work:
         self.first_failure = {}  # model -> index of its first failing unit
         self.computed_passes = self.reused_maps = self.cached_units = 0
 
-    def _keys(self, unit) -> dict[str, list[str]]:
+    def _keys(self, unit) -> dict[Perturbation, list[str]]:
         hashes = self.hashes[unit.part][unit.start:unit.stop]
-        return {p: [entry_key(self.identity[unit.model], h, p, self.salience_json, CODE_VERSION)
-                    for h in hashes] for p in self.perts[unit.part]}
+        return {p: [entry_key(self.identity[unit.model], h, p.key, self.salience_json,
+                              CODE_VERSION) for h in hashes] for p in self.perts[unit.part]}
 
     def _lookup(self, unit):
         """The unit's groups found whole in the cache, and a task for the rest (or None)."""
@@ -134,23 +131,21 @@ class Work:
         return Perturbed(*(np.concatenate([getattr(p, f.name) for p in parts])
                            for f in dataclasses.fields(Perturbed)))
 
-    def model_maps(self, model, noise_levels) -> ModelMaps:
+    def model_maps(self, model) -> ModelMaps:
         """Every map of one model, shards joined in image order (once: the shards'
         groups are dropped as they are joined)."""
         clean = self._concat(model, INSET, CLEAN)
         q, flat = normalize(clean.raw)
         q_up, _ = normalize_upsampled(clean.raw, self.sets[INSET].size)
         perts = self.perts[INSET]
-        noisy = {float(a): self._concat(model, INSET, noise_name(a, self.seed))
-                 for a in noise_levels if noise_name(a, self.seed) in perts}
-        transformed = {t: self._concat(model, INSET, f"transform:{t}")
-                       for t in TRANSFORMS if f"transform:{t}" in perts}
-        degraded = {m: self._concat(model, INSET, f"degrade:{m}")
-                    for m in DEGRADE_MODES if f"degrade:{m}" in perts}
+
+        def of_kind(kind):
+            return {p.arg: self._concat(model, INSET, p) for p in perts if p.kind == kind}
+
         oos = {part: self._concat(model, part, CLEAN).raw for part in self.sets if part != INSET}
         second = self._concat(model, INSET, SECOND_SEED).raw if SECOND_SEED in perts else None
-        return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, noisy, transformed,
-                         degraded, oos, second)
+        return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, of_kind("noise"),
+                         of_kind("transform"), of_kind("degrade"), oos, second)
 
     def passes(self, model) -> int:
         """Forward passes this model's maps cost, computed now or earlier; for a failed

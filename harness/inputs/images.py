@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError, first_line
+from harness.inputs.decode import read_image, read_mask
+from harness.numerics.pixels import to_float, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MASK_DIR = "masks"
@@ -72,13 +74,11 @@ class ImageSet:
     @property
     def has_mask(self) -> np.ndarray:
         """``(N,) bool``: which images carry a human map with at least one marked pixel."""
-        if self.masks is None:
-            return np.zeros(len(self), bool)
-        return self.masks.reshape(len(self), -1).any(axis=1)
+        return marked(self.masks, len(self))
 
     def pixels(self) -> np.ndarray:
         """``(N, H, W, 3) float32 in [0, 1]``."""
-        return self.images.astype(np.float32) / np.float32(255.0)
+        return to_float(self.images)
 
     def subset(self, index) -> ImageSet:
         index = np.asarray(index)
@@ -95,6 +95,13 @@ class ImageSet:
             if part is not None:
                 digest.update(np.ascontiguousarray(part))
         return digest.hexdigest()
+
+
+def marked(masks, n: int) -> np.ndarray:
+    """``(n,) bool``: which of ``(n, H, W)`` human maps (or None) mark at least one pixel."""
+    if masks is None:
+        return np.zeros(n, bool)
+    return np.asarray(masks).reshape(n, -1).any(axis=1)
 
 
 def load_image_set(path, labels_csv=None, split: str | None = None) -> ImageSet:
@@ -122,71 +129,8 @@ def load_image_set(path, labels_csv=None, split: str | None = None) -> ImageSet:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise HarnessError(f"{path}: not an image set (expected a folder, an .npz or an "
                                f"image file: {', '.join(IMAGE_SUFFIXES)})")
-        return ImageSet(_read_image(path)[None], (path.name,), source=str(path))
+        return ImageSet(read_image(path)[None], (path.name,), source=str(path))
     return _load_folder(path, None if labels_csv is None else Path(labels_csv))
-
-
-def _decode(file: Path, convert, what: str = "image"):
-    """Open one picture and ``convert`` it (a PIL image -> PIL image) safely.
-
-    Images over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``,
-    89,478,485 pixels by default) are refused, as are truncated and unreadable files.
-    """
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file) as im:
-                im.load()
-                return convert(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise HarnessError(f"{file}: refused: larger than Pillow's decompression-bomb limit "
-                           f"of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise HarnessError(f"{file}: cannot read {what} ({first_line(exc)})") from None
-
-
-def _read_image(file: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode one image to ``(H, W, 3) uint8`` RGB (see :func:`_decode` for what is
-    refused).
-
-    Conversions: grey, palette, CMYK and YCbCr become RGB; 16-bit images are scaled to
-    8 bits (value / 257); transparency is composited over white, as a viewer shows it.
-    """
-    from PIL import Image
-
-    rgb = _decode(file, _to_rgb)
-    if size is not None and rgb.size != (size[1], size[0]):
-        rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, np.uint8)
-
-
-def _to_rgb(im):
-    from PIL import Image
-
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        wide = np.asarray(im, np.float64)
-        peak = 65535.0 if im.mode.startswith("I;16") or wide.max() > 255 else 255.0
-        grey = np.clip(np.round(wide * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey).convert("RGB")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def _read_mask(file: Path, size: tuple[int, int]) -> np.ndarray:
-    """A human map as ``(H, W) bool`` (non-zero = marked), resized (nearest) to ``size``."""
-    from PIL import Image
-
-    grey = _decode(file, lambda im: im.convert("L"), "mask")
-    if grey.size != (size[1], size[0]):
-        grey = grey.resize((size[1], size[0]), Image.Resampling.NEAREST)
-    return np.asarray(grey) > 0
 
 
 def _load_folder(root: Path, labels_csv: Path | None) -> ImageSet:
@@ -196,9 +140,9 @@ def _load_folder(root: Path, labels_csv: Path | None) -> ImageSet:
     if not files:
         raise HarnessError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     names = tuple(p.relative_to(root).as_posix() for p in files)
-    arrays = [_read_image(p) for p in files]
+    arrays = [read_image(p) for p in files]
     size = Counter(a.shape[:2] for a in arrays).most_common(1)[0][0]
-    images = np.stack([a if a.shape[:2] == size else _read_image(p, size)
+    images = np.stack([a if a.shape[:2] == size else read_image(p, size)
                        for a, p in zip(arrays, files, strict=True)])
 
     csv_file = labels_csv or (root / "labels.csv" if (root / "labels.csv").is_file() else None)
@@ -223,7 +167,7 @@ def _load_folder(root: Path, labels_csv: Path | None) -> ImageSet:
             found = [mask_root / (stem.as_posix() + s) for s in IMAGE_SUFFIXES
                      if (mask_root / (stem.as_posix() + s)).is_file()]
             if found:
-                masks[i] = _read_mask(found[0], size)
+                masks[i] = read_mask(found[0], size)
     return ImageSet(images, names, labels, label_names, masks, str(root))
 
 
@@ -267,7 +211,7 @@ def _load_npz(path: Path, split: str | None) -> ImageSet:
         if not np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 1:
             raise HarnessError(f"{path}: 'images' must be uint8 or float in [0, 1], got "
                                f"{images.dtype}")
-        images = np.round(images * 255.0).astype(np.uint8)
+        images = to_uint8(images)
     n = len(images)
     names = tuple(str(s) for s in arrays["names"]) if "names" in arrays else tuple(
         f"{path.stem}[{i}]" for i in range(n))

@@ -1,0 +1,155 @@
+"""``harness run``: score every model, rank them, write the run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+from harness.cli.common import log_to_stderr, parse_baseline
+from harness.errors import HarnessError
+from harness.salience.methods import METHODS
+
+
+class _Progress:
+    """A progress bar over units of work (model x shard) on stderr, with the forward
+    passes per second computed in this run."""
+
+    def __init__(self):
+        self.bar = None
+        self.started = None
+
+    def __call__(self, done, total, unit, computed_passes):
+        import time
+
+        if self.bar is None:
+            self.started = time.perf_counter()
+            self.bar = click.progressbar(length=total, file=sys.stderr, label="scoring",
+                                         show_eta=True, item_show_func=lambda text: text)
+            self.bar.__enter__()
+        rate = computed_passes / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.update(1, f"{unit.model} {unit.part} {unit.start}-{unit.stop}, "
+                           f"{rate:,.0f} passes/s")
+
+    def end(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _run_options(f):
+    options = [
+        click.option("--zoo", "zoo", multiple=True, type=click.Path(path_type=Path),
+                     help="Zoo manifest (TOML); repeatable. Default: the built-in zoo."),
+        click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
+                     help="An extra .onnx model; repeatable."),
+        click.option("--data", type=click.Path(path_type=Path),
+                     help="In-set images (folder, image, .npz). Default: the zoo's data."),
+        click.option("--split", help="Split of an .npz image set (default: the zoo's)."),
+        click.option("--out-of-set", "out_of_set", multiple=True,
+                     type=click.Path(path_type=Path), help="Out-of-set image set; repeatable."),
+        click.option("--measures", help="Comma-separated measures (default: all six)."),
+        click.option("--method", type=click.Choice(list(METHODS)),
+                     help="Salience method (default occlusion)."),
+        click.option("--grid", type=int,
+                     help="Cells per side of the maps (default 7; at least 7 for SSIM)."),
+        click.option("--window", type=int, help="Occlusion window in cells (default 1)."),
+        click.option("--baseline", help="blur, mean or a grey level (default blur)."),
+        click.option("--n-masks", "n_masks", type=int, help="RISE masks (default 1000)."),
+        click.option("--batch-size", "batch_size", type=int, help="Copies per ONNX call."),
+        click.option("--limit", type=int, help="Score only the first N images."),
+        click.option("--seed", type=int, help="Seed for noise, RISE and bootstrap (0)."),
+        click.option("--model-timeout", "model_timeout", type=float,
+                     help="Seconds one batch may take before the model is marked failed."),
+        click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+                     help="Output folder (default results/<timestamp>)."),
+        click.option("--cache", type=click.Path(path_type=Path, file_okay=False),
+                     help="Salience cache folder (default OUT/cache)."),
+        click.option("--shard-size", "shard_size", type=int,
+                     help="Images per unit of work (default 64)."),
+        click.option("--resume", type=click.Path(path_type=Path, file_okay=False),
+                     help="Finish the interrupted run in this folder, with its settings."),
+        click.option("--engine", type=click.Choice(["in-process", "dask"]),
+                     help="Where units run (default in-process)."),
+        click.option("--scheduler", help="Dask: address of a running scheduler to join."),
+        click.option("--workers", type=int,
+                     help="Dask: size of the local cluster (default: one per core)."),
+        click.option("--config", "config_file", type=click.Path(path_type=Path),
+                     help="A run.toml; flags override it."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the leaderboard as JSON (for machines)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.command()
+@_run_options
+def run(zoo, models, data, split, out_of_set, measures, method, grid, window, baseline,
+        n_masks, batch_size, limit, seed, model_timeout, out, cache, shard_size, resume, engine,
+        scheduler, workers, config_file, quiet, as_json):
+    """Score every model, rank them, and write the run to --out.
+
+    With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
+    all six measures, 7 x 7 occlusion salience. Maps are cached (--cache), so a repeated
+    run reuses them, and an interrupted one is finished with --resume OUT.
+    """
+    import datetime
+
+    from harness.inputs.settings import build_config, from_json, read_config
+    from harness.results.leaderboard import directions, render
+    from harness.run import run as run_all
+    from harness.rundir import RunDir
+
+    where = {"engine": engine, "scheduler": scheduler, "workers": workers}
+    flags = {"zoo": zoo or None, "models": models or None, "data": data, "split": split,
+             "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "out": out,
+             "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
+             "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
+             "salience.method": method, "salience.grid": grid, "salience.window": window,
+             "salience.baseline": None if baseline is None else parse_baseline(baseline),
+             "salience.n_masks": n_masks, "salience.batch_size": batch_size}
+    if resume is not None:
+        given = [k.split(".")[-1] for k, v in flags.items() if v is not None]
+        given += ["config_file"] * bool(config_file)
+        if given:
+            flag = next(p.opts[0] for p in click.get_current_context().command.params
+                        if p.name == given[0])
+            raise HarnessError(f"--resume takes the run's settings from {resume}; drop "
+                               f"{flag} (only --engine, --scheduler and --workers may change)")
+        saved = RunDir(resume).plan()["settings"]
+        saved.update({k: v for k, v in where.items() if v is not None})
+        if engine == "in-process":
+            saved.update(scheduler=None, workers=None)
+        config = from_json(saved | {"out": str(resume)})
+    else:
+        settings = read_config(config_file) if config_file else {}
+        settings.update({k: v for k, v in (flags | where).items() if v is not None})
+        config = build_config(**settings)
+    if config.out is None:
+        # runs without --out go to results/<time> and share results/cache
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+        config = dataclasses.replace(config, out=Path("results") / stamp,
+                                     cache=config.cache or Path("results") / "cache")
+    log_to_stderr()
+    progress = None if quiet or as_json else _Progress()
+    say = (lambda message: None) if quiet or as_json else (lambda m: click.echo(m, err=True))
+    try:
+        done = run_all(config, progress, resume=resume is not None, log=say)
+    finally:
+        if progress is not None:
+            progress.end()
+    dirs = directions(done.scores)
+    if as_json:
+        click.echo(render(done.board, dirs, "json"))
+        return
+    info = done.info
+    if not quiet:
+        click.echo(f"{info['models']} models, {info['images']} images, "
+                   f"{info['computed_passes']:,} forward passes in {info['seconds']:.0f} s on "
+                   f"{', '.join(info['providers']) or 'no provider'}", err=True)
+    click.echo(render(done.board, dirs, "table"))
+    click.echo(f"results: {config.out}/", err=True)

@@ -1,0 +1,140 @@
+"""The plan of a run: units of work (one model on one shard of images), the
+perturbations each needs, and the identities that key the cache.
+
+A run is split into units (model x shard of the in-set images, model x shard of each
+out-of-set set) so that it can be cached, resumed after a kill and spread over a
+cluster. Inside a unit the work is grouped by :class:`Perturbation`; each group is one
+batched explanation of the shard's images, so the same unit always computes the same
+bytes, whichever engine runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+
+from harness.maps import Perturbed
+from harness.salience.settings import SalienceConfig
+
+INSET = "in-set"
+DEGRADE_MODES = ("object", "background")
+# Images per unit of work (model x shard): small enough that a killed run loses little
+# and a cluster has units to balance, large enough that batches stay full.
+DEFAULT_SHARD = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Perturbation:
+    """What is done to the images before they are explained.
+
+    Attributes:
+        kind: ``clean`` (nothing), ``noise`` (salt and pepper), ``transform``,
+            ``degrade`` (blur guided by the clean map) or ``second_seed`` (the clean
+            images, explained with the method's next seed).
+        arg: the noise level, the transform's name or the degradation mode.
+        seed: for ``noise``, the run seed its pixels are drawn from.
+    """
+
+    kind: str
+    arg: float | str | None = None
+    seed: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Its name in cache keys (stable across versions: a new name is a cache miss)."""
+        if self.kind == "noise":
+            return f"noise@{float(self.arg)!r}/seed={self.seed}"
+        if self.kind in ("transform", "degrade"):
+            return f"{self.kind}:{self.arg}"
+        return {"clean": "clean", "second_seed": "rise_seed+1"}[self.kind]
+
+
+CLEAN = Perturbation("clean")
+SECOND_SEED = Perturbation("second_seed")
+
+
+def perturbations(needs: frozenset, noise_levels, transforms, seed: int,
+                  second_seed: bool) -> list[Perturbation]:
+    """The perturbations of the in-set images that the needed measures read, in order."""
+    out = [CLEAN]
+    if "noise" in needs:
+        out += [Perturbation("noise", float(a), seed) for a in noise_levels]
+    if "transforms" in needs:
+        out += [Perturbation("transform", t) for t in transforms]
+    if "degradation" in needs:
+        out += [Perturbation("degrade", m) for m in DEGRADE_MODES]
+    if second_seed:
+        out.append(SECOND_SEED)
+    return out
+
+
+def image_hashes(images: np.ndarray) -> list[str]:
+    """sha256 of each ``(H, W, 3) uint8`` image's shape and pixels."""
+    return [hashlib.sha256(repr(im.shape).encode() + im.tobytes()).hexdigest()
+            for im in images]
+
+
+def model_identity(clf) -> str:
+    """What decides a model's maps besides the image: the file and the preprocessing it
+    is run with (a manifest may override the file's metadata). Names, families and
+    class names do not change a map, so they are left out."""
+    spec = dataclasses.asdict(clf.spec)
+    for key in ("family", "name", "classes"):
+        spec.pop(key)
+    text = json.dumps([clf.sha256, spec], sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One model on images ``start:stop`` of ``part`` (:data:`INSET` or an out-of-set
+    set's name)."""
+
+    model: str
+    part: str
+    start: int
+    stop: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}|{self.part}|{self.start}:{self.stop}"
+
+
+def split_units(model: str, part: str, n: int, shard_size: int) -> list[Unit]:
+    return [Unit(model, part, s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a worker needs to compute a unit's missing groups.
+
+    Attributes:
+        unit: which unit.
+        images: ``(n, H, W, 3) uint8`` the shard's images.
+        hashes: their :func:`image_hashes`.
+        todo: the perturbations to compute, in order.
+        clean: the shard's clean maps when they come from the cache and ``todo`` holds
+            groups that depend on them (explained class, guided blur); else None.
+        salience: the salience settings.
+        seed: the run seed.
+    """
+
+    unit: Unit
+    images: np.ndarray
+    hashes: list[str]
+    todo: list[Perturbation]
+    clean: Perturbed | None
+    salience: SalienceConfig
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """One perturbation of a shard: its maps and outputs, and the forward passes each
+    image cost."""
+
+    maps: Perturbed
+    passes: int

@@ -1,0 +1,99 @@
+"""Computing one unit of work: a shard's maps for each perturbation it lacks.
+
+Perturbed images depend only on the image, the run seed and the perturbation, so every
+model sees the same ones wherever its units run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from harness.errors import NonFiniteOutput
+from harness.execution.plan import CLEAN, SECOND_SEED, Group, Perturbation, Task
+from harness.maps import Perturbed, normalize_upsampled
+from harness.numerics.perturb import degrade, salt_and_pepper, transform
+from harness.numerics.pixels import to_float
+from harness.salience.scoring import class_scores
+
+
+def noisy_image(image: np.ndarray, level: float, seed: int, image_hash: str) -> np.ndarray:
+    """The run's salt-and-pepper copy of one ``(H, W, 3) float32`` image. The noise is
+    drawn from the run seed, the level and the image's own hash, so it is the same
+    whichever shard, order or machine the image is explained in."""
+    key = (1, int(round(float(level) * 1e9)), int(image_hash[:16], 16))
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+    return salt_and_pepper(image[None], float(level), rng)[0]
+
+
+def compute(clf, task: Task) -> dict[Perturbation, Group]:
+    """Compute ``task.todo`` for ``task.images`` with ``clf``.
+
+    Raises:
+        HarnessError: the model failed (non-finite output, timeout); image numbers in
+            the message count from the start of the whole set.
+    """
+    try:
+        return _compute(clf, task)
+    except NonFiniteOutput as exc:
+        raise exc.remapped(np.arange(task.unit.start, task.unit.stop)) from None
+
+
+def _compute(clf, task: Task) -> dict[Perturbation, Group]:
+    config, n = task.salience, len(task.images)
+    x = to_float(task.images)
+    out = {}
+    if CLEAN in task.todo:
+        out[CLEAN] = _group(clf, n, _maps_of, clf, x, None, config)
+    clean = out[CLEAN].maps if CLEAN in out else task.clean
+    q_up = None  # the clean maps at image size, which guide the blur
+    for pert in task.todo:
+        if pert == CLEAN:
+            continue
+        if pert == SECOND_SEED:
+            out[pert] = _group(clf, n, _second_seed, clf, x, clean.predicted, config)
+            continue
+        if pert.kind == "degrade" and q_up is None:
+            q_up = normalize_upsampled(clean.raw, x.shape[1:3])[0]
+        images = perturbed_images(pert, x, task.hashes, task.seed, q_up)
+        out[pert] = _group(clf, n, _maps_of, clf, images, clean.predicted, config)
+    return out
+
+
+def perturbed_images(pert: Perturbation, x, hashes, seed: int, q_up) -> np.ndarray:
+    """The images of ``pert`` (not ``clean``): ``x`` ``(n, H, W, 3) float32``; ``q_up``
+    the clean maps at image size for a degradation."""
+    if pert.kind == "transform":
+        return transform(pert.arg, x)
+    if pert.kind == "degrade":
+        return degrade(x, q_up, pert.arg)
+    if pert.kind == "noise":
+        return np.stack([noisy_image(im, pert.arg, seed, h)
+                         for im, h in zip(x, hashes, strict=True)])
+    raise ValueError(f"no images for perturbation {pert}")
+
+
+def _group(clf, n: int, make, *args) -> Group:
+    """``make(*args)``'s maps with the passes per image they cost."""
+    before = clf.forward_passes
+    maps = make(*args)
+    return Group(maps, (clf.forward_passes - before) // n)
+
+
+def _maps_of(clf, images, targets, config) -> Perturbed:
+    """Maps of ``images`` explained for ``targets`` (None: the predicted classes), with
+    the log-odds and probability of those classes and the predictions."""
+    out, raw = config.explainer.explain_with_outputs(clf, images, config, target=targets)
+    targets = out.argmax(axis=1) if targets is None else targets
+    return Perturbed(raw, class_scores(out, clf.output_kind, targets, "log_odds"),
+                     class_scores(out, clf.output_kind, targets, "probability"),
+                     out.argmax(axis=1))
+
+
+def _second_seed(clf, x, targets, config) -> Perturbed:
+    """Maps from the method's next seed; only the maps are read (explainer floor)."""
+    next_seed = dataclasses.replace(config, seed=config.seed + 1)
+    raw = config.explainer.explain(clf, x, next_seed, target=targets)
+    n = len(x)
+    return Perturbed(raw, np.full(n, np.nan), np.full(n, np.nan), np.asarray(targets, np.int64))

@@ -1,0 +1,124 @@
+"""ONNX Runtime sessions: which providers, how many threads, copies of a model that
+expose inner tensors, and runs bounded by a time limit with failures as one line."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+from harness.errors import HarnessError, ModelTimeout, first_line
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def nvidia_gpu_visible() -> bool:
+    """Cheap check before asking ONNX Runtime for CUDA, which logs a screen of load
+    errors on a machine without a GPU."""
+    if os.name == "nt":
+        return True
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+
+
+def _session_options(threads: int | None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or os.cpu_count() or 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Numba's workers share these cores: a spinning ONNX Runtime pool would starve them.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 4  # failures are raised as one line each, not logged twice
+    return so
+
+
+def default_providers() -> list[str]:
+    """CUDA then CPU when ONNX Runtime has the CUDA provider and a GPU is there, else
+    CPU (with the CUDA and cuDNN libraries of the ``cuda`` extra preloaded)."""
+    import onnxruntime as ort
+
+    if CUDA in ort.get_available_providers() and nvidia_gpu_visible():
+        if hasattr(ort, "preload_dlls"):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+                ort.preload_dlls()
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def create_session(path: Path, providers, threads, model_bytes: bytes | None = None):
+    """A session for the file at ``path`` (or for ``model_bytes``, an in-memory variant
+    of it; ``path`` then only names it in errors). ``providers=None``: see
+    :func:`default_providers`."""
+    import onnxruntime as ort
+
+    providers = default_providers() if providers is None else providers
+    so = _session_options(threads)
+    wants_cuda = any(p == CUDA or (isinstance(p, tuple) and p[0] == CUDA) for p in providers)
+    try:
+        if wants_cuda:
+            # A CUDA provider that fails to load falls back to CPU; we report which one
+            # the session really got instead of printing ONNX Runtime's load errors.
+            ort.set_default_logger_severity(4)
+        try:
+            return ort.InferenceSession(model_bytes if model_bytes is not None else str(path),
+                                        so, providers=providers)
+        finally:
+            if wants_cuda:
+                ort.set_default_logger_severity(2)
+    except Exception as exc:  # ONNX Runtime raises its own untyped errors
+        raise HarnessError(f"{path}: ONNX Runtime cannot load this model: "
+                           f"{first_line(exc)}") from None
+
+
+def with_outputs(path: Path, extra: tuple[str, ...], provider: str, threads):
+    """A session of an in-memory copy of the model at ``path`` with the inner tensors
+    ``extra`` as additional outputs (the file is not touched)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v.type.tensor_type.elem_type for v in
+             list(inferred.graph.value_info) + list(inferred.graph.output)}
+    present = {o.name for o in proto.graph.output}
+    for name in extra:
+        if name not in present:
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(
+                name, types.get(name) or onnx.TensorProto.FLOAT, None))
+    providers = [provider] + ([CPU] if provider != CPU else [])
+    return create_session(path, providers, threads, proto.SerializeToString())
+
+
+def run_bounded(session, names, feed, timeout: float | None, path: Path):
+    """``session.run`` stopped after ``timeout`` seconds (ONNX Runtime's terminate
+    flag), with ONNX Runtime's run-time failures (a shape the graph cannot take, a
+    failing kernel) as one clear line.
+
+    Raises:
+        ModelTimeout: the run did not finish in time.
+        HarnessError: ONNX Runtime failed.
+    """
+    import threading
+
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # we report failures ourselves, in one line
+    timer = None
+    if timeout:
+        timer = threading.Timer(timeout, setattr, (options, "terminate", True))
+        timer.start()
+    try:
+        return session.run(names, feed, options)
+    except Exception as exc:  # ONNX Runtime raises its own untyped errors
+        if options.terminate:
+            raise ModelTimeout(f"{path}: a batch of {len(next(iter(feed.values())))} "
+                               f"did not finish within --model-timeout {timeout:g} s") from None
+        raise HarnessError(f"{path}: ONNX Runtime failed running the model: "
+                           f"{first_line(exc)}") from None
+    finally:
+        if timer is not None:
+            timer.cancel()

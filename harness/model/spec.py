@@ -1,0 +1,112 @@
+"""What a model declares about itself: preprocessing and identity, from a zoo manifest
+or the ONNX ``metadata_props`` keys of SPEC section 5. Imports neither Numba nor ONNX
+Runtime, so reading manifests stays cheap."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+LAYOUTS = ("NCHW", "NHWC")
+COLORS = ("RGB", "BGR", "L")
+OUTPUT_KINDS = ("logits", "probabilities")
+# Ops that pass a tensor through unchanged at inference time, when looking for a Softmax.
+_PASS_THROUGH = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Dropout"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Declared preprocessing and identity of a model; ``None`` fields are read from
+    the ONNX metadata or inferred.
+
+    Attributes:
+        input_size: ``(height, width)`` the model consumes.
+        mean, std: per channel, in [0, 1] pixel units, in the channel order the model
+            consumes (after colour conversion): ``x_model = (x - mean) / std``.
+        layout: ``"NCHW"`` or ``"NHWC"``.
+        color: ``"RGB"``, ``"BGR"`` or ``"L"`` (grey, one channel).
+        classes: class names in output order.
+        output: ``"logits"`` or ``"probabilities"``.
+        output_name: which graph output holds the class scores, for multi-output models.
+        family: models differing only in training seed share a family (measure d).
+        name: display name; the file stem by default.
+    """
+
+    input_size: tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    layout: str | None = None
+    color: str | None = None
+    classes: tuple[str, ...] | None = None
+    output: str | None = None
+    output_name: str | None = None
+    family: str | None = None
+    name: str | None = None
+
+
+def parse_metadata(props: dict[str, str], path: Path) -> ModelSpec:
+    """Read the ``harness.*`` metadata keys (SPEC section 5) into a ModelSpec."""
+
+    def floats(key):
+        try:
+            return tuple(float(v) for v in props[key].split(","))
+        except ValueError:
+            raise HarnessError(
+                f"{path}: metadata {key}={props[key]!r} is not a comma-separated list of numbers"
+            ) from None
+
+    def choice(key, allowed):
+        value = props[key].strip()
+        if value.upper() in {a.upper() for a in allowed}:
+            return next(a for a in allowed if a.upper() == value.upper())
+        raise HarnessError(f"{path}: metadata {key}={value!r} must be one of {', '.join(allowed)}")
+
+    fields = {}
+    if "harness.input_size" in props:
+        size = floats("harness.input_size")
+        if len(size) != 2 or min(size) < 1:
+            raise HarnessError(f"{path}: metadata harness.input_size must be 'height,width'")
+        fields["input_size"] = (int(size[0]), int(size[1]))
+    if "harness.mean" in props:
+        fields["mean"] = floats("harness.mean")
+    if "harness.std" in props:
+        fields["std"] = floats("harness.std")
+    if "harness.layout" in props:
+        fields["layout"] = choice("harness.layout", LAYOUTS)
+    if "harness.color" in props:
+        fields["color"] = choice("harness.color", COLORS)
+    if "harness.output" in props:
+        fields["output"] = choice("harness.output", OUTPUT_KINDS)
+    if "harness.classes" in props:
+        fields["classes"] = tuple(c.strip() for c in props["harness.classes"].split(","))
+    if "harness.family" in props:
+        fields["family"] = props["harness.family"].strip() or None
+    return ModelSpec(**fields)
+
+
+def merge(primary: ModelSpec | None, fallback: ModelSpec) -> ModelSpec:
+    """``primary``'s declared fields over ``fallback``'s."""
+    if primary is None:
+        return fallback
+    return dataclasses.replace(
+        fallback,
+        **{f.name: getattr(primary, f.name) for f in dataclasses.fields(ModelSpec)
+           if getattr(primary, f.name) is not None},
+    )
+
+
+def infer_output_kind(graph, output_name: str) -> str:
+    """``probabilities`` when the graph's output ``output_name`` comes from a Softmax
+    (through reshapes), else ``logits``. Declare ``harness.output`` to override."""
+    producers = {out: node for node in graph.node for out in node.output}
+    name = output_name
+    while name in producers:
+        node = producers[name]
+        if node.op_type == "Softmax":
+            return "probabilities"
+        if node.op_type not in _PASS_THROUGH or not node.input:
+            break
+        name = node.input[0]
+    return "logits"

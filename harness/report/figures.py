@@ -1,0 +1,198 @@
+"""The report's figures, each a PNG data URI drawn with matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import polars as pl
+
+from harness.measures.base import split_stat_name, stat_name
+
+_FAMILY_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+                   "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _colour_of(families: list[str | None]) -> dict:
+    order = sorted({f or "-" for f in families})
+    return {f: _FAMILY_COLOURS[i % len(_FAMILY_COLOURS)] for i, f in enumerate(order)}
+
+
+def _stat(scores: pl.DataFrame, measure: str, kind: str) -> pl.DataFrame:
+    """The detail rows ``kind@...`` of ``measure``."""
+    return scores.filter((pl.col("measure") == measure)
+                         & pl.col("statistic").str.starts_with(stat_name(kind, "")))
+
+
+def _ordered_models(scores) -> list[tuple[str, str]]:
+    """(model, family) of scored models, families grouped."""
+    ok = scores.filter(pl.col("status") == "ok").unique("model", keep="first")
+    return sorted(((r["model"], r["family"] or "-") for r in ok.iter_rows(named=True)),
+                  key=lambda mf: (mf[1], mf[0]))
+
+
+def measure_figure(scores, dirs) -> str:
+    import matplotlib.pyplot as plt
+
+    models = _ordered_models(scores)
+    colours = _colour_of([f for _, f in models])
+    fig, axes = plt.subplots(1, len(dirs), figsize=(3.1 * len(dirs), 0.32 * len(models) + 1.4),
+                             sharey=True, squeeze=False)
+    y = np.arange(len(models))
+    for ax, (measure, higher) in zip(axes[0], dirs.items(), strict=True):
+        heads = {r["model"]: r for r in scores.filter(
+            (pl.col("measure") == measure) & (pl.col("statistic") == "headline")).iter_rows(
+            named=True)}
+        for i, (model, family) in enumerate(models):
+            r = heads.get(model)
+            if r is None or r["value"] is None:
+                continue
+            low = r["ci_low"] if r["ci_low"] is not None else r["value"]
+            high = r["ci_high"] if r["ci_high"] is not None else r["value"]
+            ax.errorbar(r["value"], i, xerr=[[r["value"] - low], [high - r["value"]]], fmt="o",
+                        color=colours[family], ms=4, capsize=2)
+        ax.set_title(f"{measure} {'↑' if higher else '↓'}", fontsize=10)
+        ax.grid(axis="x", alpha=.3)
+        ax.tick_params(labelsize=8)
+    axes[0][0].set_yticks(y, [m for m, _ in models])
+    axes[0][0].invert_yaxis()
+    return _png(fig)
+
+
+def noise_figure(scores) -> str | None:
+    import matplotlib.pyplot as plt
+
+    rows = _stat(scores, "out_of_set", "ssim")
+    if rows.is_empty():
+        return None
+    models = _ordered_models(scores)
+    colours = _colour_of([f for _, f in models])
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for model, family in models:
+        r = rows.filter(pl.col("model") == model)
+        levels = [0.0] + [float(split_stat_name(s)[1]) for s in r["statistic"]]
+        values = [1.0] + r["value"].to_list()
+        ax.plot(levels, values, "-o", ms=3, color=colours[family], alpha=.8, lw=1,
+                label=family)
+    handles = {h.get_label(): h for h in ax.get_lines()}
+    ax.legend(handles.values(), handles.keys(), fontsize=8)
+    ax.set_xlabel("salt-and-pepper level")
+    ax.set_ylabel("SSIM(clean map, noisy map)")
+    ax.grid(alpha=.3)
+    return _png(fig)
+
+
+def transform_figure(scores) -> str | None:
+    import matplotlib.pyplot as plt
+
+    rows = _stat(scores, "transforms", "ssim")
+    if rows.is_empty():
+        return None
+    models = [m for m, _ in _ordered_models(scores)]
+    names = list(dict.fromkeys(split_stat_name(s)[1] for s in rows["statistic"]))
+    grid = np.full((len(models), len(names)), np.nan)
+    for r in rows.iter_rows(named=True):
+        if r["model"] in models and r["value"] is not None:
+            column = names.index(split_stat_name(r["statistic"])[1])
+            grid[models.index(r["model"]), column] = r["value"]
+    fig, ax = plt.subplots(figsize=(0.62 * len(names) + 2.5, 0.3 * len(models) + 1.6))
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(models)), models, fontsize=8)
+    for i in range(len(models)):
+        for j in range(len(names)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if grid[i, j] < 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.03, label="SSIM")
+    return _png(fig)
+
+
+def stability_figures(scores) -> list[tuple[str, str]]:
+    import matplotlib.pyplot as plt
+
+    rows = _stat(scores, "stability", "ssim_with")
+    out = []
+    for family in sorted({f for f in rows["family"].to_list() if f}):
+        fam = rows.filter(pl.col("family") == family)
+        models = sorted(set(fam["model"]))
+        m = np.eye(len(models))
+        for r in fam.iter_rows(named=True):
+            other = split_stat_name(r["statistic"])[1]
+            if other in models and r["value"] is not None:
+                m[models.index(r["model"]), models.index(other)] = r["value"]
+        fig, ax = plt.subplots(figsize=(0.55 * len(models) + 2.2, 0.55 * len(models) + 1.2))
+        im = ax.imshow(m, cmap="magma", vmin=0, vmax=1)
+        ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(models)), models, fontsize=8)
+        for i in range(len(models)):
+            for j in range(len(models)):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if m[i, j] < 0.6 else "black")
+        fig.colorbar(im, ax=ax, fraction=0.04, label="SSIM")
+        out.append((family, _png(fig)))
+    return out
+
+
+def degradation_figure(scores) -> str | None:
+    import matplotlib.pyplot as plt
+
+    rows = _stat(scores, "degradation", "score_drop")
+    if rows.is_empty():
+        return None
+    models = [m for m, _ in _ordered_models(scores)]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(models) + 2), 3.6))
+    width = 0.38
+    for k, (mode, colour) in enumerate((("object", "#d62728"), ("background", "#1f77b4"))):
+        r = {x["model"]: x for x in rows.filter(pl.col("statistic") == stat_name("score_drop", mode)
+                                                ).iter_rows(named=True)}
+        values = [r[m]["value"] if m in r and r[m]["value"] is not None else np.nan
+                  for m in models]
+        low = [v - (r[m]["ci_low"] if m in r and r[m]["ci_low"] is not None else v)
+               for m, v in zip(models, values, strict=True)]
+        high = [(r[m]["ci_high"] if m in r and r[m]["ci_high"] is not None else v) - v
+                for m, v in zip(models, values, strict=True)]
+        ax.bar(np.arange(len(models)) + (k - 0.5) * width, values, width, yerr=[low, high],
+               color=colour, capsize=2, label=f"{mode} blurred")
+    ax.axhline(0, color="black", lw=.6)
+    ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("log-odds drop of the explained class")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=.3)
+    return _png(fig)
+
+
+def overlay_figure(images, maps, models, col_names) -> str:
+    """A grid of salience overlays, one column per model and one row per image (or
+    perturbed copy): ``images[m][j]`` explained by ``maps[m][j]``."""
+    import matplotlib.pyplot as plt
+
+    from harness.maps import scale
+    from harness.report.overlay import overlay
+
+    n_models, n_rows = maps.shape[:2]
+    fig, axes = plt.subplots(n_rows, n_models, figsize=(0.95 * n_models + 1.3, 0.95 * n_rows + .9),
+                             squeeze=False)
+    for m in range(n_models):
+        s_norm = scale(maps[m])[0]
+        for j in range(n_rows):
+            ax = axes[j][m]
+            ax.imshow(overlay(images[m][j], s_norm[j], min_side=96))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_title(models[m], fontsize=7, rotation=45, ha="left", va="bottom")
+            if m == 0:
+                ax.set_ylabel(col_names[j], fontsize=8, rotation=0, ha="right", va="center")
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    return _png(fig)

@@ -1,0 +1,175 @@
+"""A self-contained HTML report of a finished run: the leaderboard, a plot per measure,
+the noise curves, the transform heat map, each family's stability matrix, the
+degradation drops, salience overlays of example images, and the provenance.
+
+Everything is inlined (PNG figures as base64, CSS in the page): it opens from disk in
+any browser with no network. Figures are drawn with matplotlib's Agg backend (the
+``report`` extra).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from harness.errors import HarnessError
+from harness.io import atomic_path
+from harness.rundir import RunDir
+
+_CSS = """
+body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+     max-width:1200px;color:#1d1d1f;padding:0 1em}
+h1{font-size:1.7em;margin-bottom:.2em} h2{margin-top:2em;border-bottom:1px solid #ddd;
+     padding-bottom:.2em} .sub{color:#555;margin-top:0}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0}
+th,td{padding:4px 8px;border-bottom:1px solid #e5e5e5;text-align:left;vertical-align:top}
+th{background:#f5f5f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.failed td{color:#b00}
+dl.measures dt{font-weight:600;margin-top:.5em} dl.measures dd{margin-left:1.2em;color:#333}
+img{max-width:100%} .fig{margin:1em 0} .note{color:#555;font-size:13px}
+.ci{color:#777;font-size:12px} .rank{color:#333;font-weight:600}
+"""
+
+def _img(uri: str, alt: str) -> str:
+    return f'<div class="fig"><img src="{uri}" alt="{html.escape(alt)}"></div>'
+
+
+def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
+    from harness.results.leaderboard import cell_parts
+
+    head = "".join(f"<th>{html.escape(m)} {'↑' if h else '↓'}</th>" for m, h in dirs.items())
+    lines = [f"<table><tr><th>#</th><th>model</th><th>family</th>{head}<th>mean rank</th></tr>"]
+    for r in board.iter_rows(named=True):
+        if r["status"] != "ok":
+            lines.append(f'<tr class="failed"><td>{r["position"]}</td>'
+                         f'<td>{html.escape(r["model"])}</td><td>{html.escape(r["family"] or "-")}'
+                         f'</td><td colspan="{len(dirs) + 1}">{html.escape(r["status"])}</td></tr>')
+            continue
+        cells = []
+        for m in dirs:
+            parts = cell_parts(r, m)
+            if parts is None:
+                cells.append('<td class="num">n/a</td>')
+                continue
+            value, ci, rank = parts
+            ci = f'<br><span class="ci">{ci}</span>' if ci else ""
+            cells.append(f'<td class="num">{value} <span class="rank">{rank}</span>{ci}</td>')
+        mean = "-" if r["mean_rank"] is None else f"{r['mean_rank']:.2f}"
+        lines.append(f'<tr><td>{r["position"]}</td><td>{html.escape(r["model"])}</td>'
+                     f'<td>{html.escape(r["family"] or "-")}</td>{"".join(cells)}'
+                     f'<td class="num">{mean}</td></tr>')
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def build_report(run_dir, images: int = 4) -> str:
+    """The report of the run in ``run_dir`` as one HTML string."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from harness.measures import MEASURES
+    from harness.report.figures import (
+        degradation_figure,
+        measure_figure,
+        noise_figure,
+        overlay_figure,
+        stability_figures,
+        transform_figure,
+    )
+    from harness.results.leaderboard import FOOTNOTE, build, directions
+
+    folder = RunDir(run_dir)
+    run_dir = folder.path
+    scores = folder.scores()
+    info = folder.info()
+    board = build(scores)
+    dirs = directions(scores)
+    first = scores.row(0, named=True)
+    salience = json.loads(first["salience_config"])
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>harness report: "
+             f"{html.escape(str(run_dir.name))}</title><style>{_CSS}</style></head><body>",
+             f"<h1>Which model's decisions are best grounded?</h1><p class='sub'>"
+             f"{len(board)} models, {info.get('images', '?')} images of "
+             f"{html.escape(str(info.get('image_set', '?')))}, salience: "
+             f"{html.escape(salience.get('method', '?'))}, "
+             f"{info.get('forward_passes', 0):,} forward passes in "
+             f"{info.get('seconds', 0):.0f} s</p>",
+             "<h2>Leaderboard</h2>", _leaderboard_html(board, dirs),
+             f"<p class='note'>{html.escape(FOOTNOTE)}</p>", "<dl class='measures'>"]
+    for m, higher in dirs.items():
+        question = MEASURES[m].question if m in MEASURES else ""
+        direction = "↑ higher is better" if higher else "↓ lower is better"
+        parts.append(f"<dt>{html.escape(m)} {direction}</dt><dd>{html.escape(question)}</dd>")
+    parts.append("</dl>")
+    parts += ["<h2>Every model on every measure</h2><p class='note'>Headline with its 95% "
+              "bootstrap interval; colours are families.</p>",
+              _img(measure_figure(scores, dirs), "headline per measure")]
+    noise = noise_figure(scores)
+    if noise:
+        parts += ["<h2>Noise: how fast the salience falls apart</h2><p class='note'>SSIM of "
+                  "each noisy map to the clean one, per salt-and-pepper level; the measure is "
+                  "the area under this curve.</p>", _img(noise, "noise curves")]
+    heat = transform_figure(scores)
+    if heat:
+        parts += ["<h2>Transforms: does the salience move with the image?</h2><p class='note'>"
+                  "SSIM of the moved map and the map of the moved image; 1 = follows "
+                  "exactly.</p>", _img(heat, "transform heat map")]
+    families = stability_figures(scores)
+    if families:
+        parts.append("<h2>Stability within each family</h2><p class='note'>Mean SSIM of "
+                     "two models' maps of the same image.</p>")
+        parts += [f"<h3>{html.escape(f)}</h3>{_img(uri, f)}" for f, uri in families]
+    drops = degradation_figure(scores)
+    if drops:
+        parts += ["<h2>Degradation: blur what the model looked at, or the rest</h2>"
+                  "<p class='note'>A faithful map points at what the decision uses: blurring "
+                  "it (red) should cost much more than blurring the rest (blue).</p>",
+                  _img(drops, "degradation drops")]
+    examples = folder / RunDir.EXAMPLES
+    if examples.is_file():
+        with np.load(examples, allow_pickle=False) as ex:
+            k = min(images, len(ex["images"]))
+            models = [str(m) for m in ex["models"]]
+            imgs = np.repeat(ex["images"][None, :k], len(models), axis=0)
+            parts += ["<h2>What the models look at</h2><p class='note'>Salience over the "
+                      "clean image, one column per model (bright = salient).</p>",
+                      _img(overlay_figure(imgs, ex["clean"][:, :k], models,
+                                          [str(n)[-24:] for n in ex["names"][:k]]),
+                           "overlays")]
+            if len(ex["variant_names"]):
+                parts += ["<h2>One image under the measures' perturbations</h2><p class='note'>"
+                          "The first image flipped, shifted, at the highest noise level and "
+                          "degraded both ways: what each number above compares.</p>",
+                          _img(overlay_figure(ex["variant_images"], ex["variant_maps"], models,
+                                              [str(v) for v in ex["variant_names"]]),
+                               "perturbation overlays")]
+    parts.append("<h2>Provenance</h2><table>")
+    for key in ("harness_version", "onnxruntime_version", "numba_version", "image_set_hash",
+                "salience_config", "seed"):
+        parts.append(f"<tr><th>{key}</th><td>{html.escape(str(first[key]))}</td></tr>")
+    parts.append("</table><table><tr><th>model</th><th>provider</th><th>sha256</th>"
+                 "<th>forward passes</th><th>status</th></tr>")
+    for r in scores.unique("model", keep="first", maintain_order=True).iter_rows(named=True):
+        parts.append(f"<tr><td>{html.escape(r['model'])}</td><td>{r['provider'] or '-'}</td>"
+                     f"<td><code>{r['model_sha256'] or '-'}</code></td>"
+                     f"<td class='num'>{r['forward_passes']:,}</td>"
+                     f"<td>{html.escape(r['status'])}</td></tr>")
+    parts.append("</table></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dir, out, images: int = 4) -> Path:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise HarnessError("harness report needs matplotlib: pip install -e '.[report]'"
+                           ) from None
+    page = build_report(run_dir, images)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out

@@ -1,0 +1,44 @@
+"""The long-format results of SPEC section 4: one row per (model, measure, statistic),
+with an explicit Polars schema and the run's provenance on every row."""
+
+from __future__ import annotations
+
+import polars as pl
+
+SCHEMA = {
+    "model": pl.String,
+    "family": pl.String,
+    "measure": pl.String,
+    "statistic": pl.String,
+    "value": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "n": pl.Int64,
+    "higher_is_better": pl.Boolean,
+    # provenance
+    "harness_version": pl.String,
+    "onnxruntime_version": pl.String,
+    "numba_version": pl.String,
+    "provider": pl.String,
+    "model_sha256": pl.String,
+    "image_set_hash": pl.String,
+    "salience_config": pl.String,
+    "seed": pl.Int64,
+    "forward_passes": pl.Int64,
+    "status": pl.String,
+}
+
+
+def versions() -> dict[str, str]:
+    import numba
+    import onnxruntime
+
+    from harness import __version__
+
+    return {"harness_version": __version__, "onnxruntime_version": onnxruntime.__version__,
+            "numba_version": numba.__version__}
+
+
+def to_frame(records: list[dict]) -> pl.DataFrame:
+    """Records (dicts with the keys of :data:`SCHEMA`) -> the typed long frame."""
+    return pl.DataFrame(records, schema=SCHEMA) if records else pl.DataFrame(schema=SCHEMA)

@@ -1,0 +1,147 @@
+"""A whole ``harness run``: resolve zoos, models and data, score everything into the run
+folder, and report models that could not be loaded or scored as failed instead of
+stopping.
+
+The run folder gets a plan and a journal of finished units as the run goes, and the
+maps go to the salience cache, so a killed run can be resumed and a repeated one
+reuses every map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from harness.errors import HarnessError
+from harness.execution.cache import SalienceCache
+from harness.execution.engines import make_engine
+from harness.execution.plan import model_identity
+from harness.inputs.images import load_image_set
+from harness.inputs.settings import RunConfig, to_json
+from harness.inputs.zoo import builtin_manifest, read_manifest
+from harness.measures import ALL, get_measures
+from harness.model.classifier import OnnxClassifier
+from harness.report.examples import Examples
+from harness.results.leaderboard import build, directions, render
+from harness.results.schema import to_frame, versions
+from harness.rundir import RunDir
+from harness.runner import Evaluation, Spent, failed_records, provenance, score
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """A finished run, as written to its folder.
+
+    Attributes:
+        scores: the long frame (``scores.parquet``).
+        board: the wide leaderboard.
+        info: what ``run.json`` says of the run.
+    """
+
+    scores: pl.DataFrame
+    board: pl.DataFrame
+    info: dict
+
+
+def run(config: RunConfig, progress=None, resume: bool = False, log=None) -> Finished:
+    """Score everything ``config`` names and write the run to ``config.out``.
+
+    Args:
+        config: the settings, with ``out`` set.
+        progress: ``progress(done_units, total_units, unit, computed_passes)``.
+        resume: continue the run already started in ``config.out`` (its inputs must
+            not have changed).
+        log: called with one-line messages for the user (cache use, resuming).
+    """
+    say = log or (lambda message: None)
+    folder = RunDir(config.out)
+    manifests = list(config.zoo) or ([] if config.models else [builtin_manifest()])
+    zoos = [read_manifest(m) for m in manifests]
+    entries = [(m.path, m.spec) for z in zoos for m in z.models]
+    entries += [(path, None) for path in config.models]
+    measures = get_measures(list(config.measures) or list(ALL))
+
+    own = next((z for z in zoos if z.data is not None), None)
+    data_path = config.data or (own.data if own else None)
+    if data_path is None:
+        raise HarnessError("no image set: pass --data IMAGES (a folder, an image or an .npz)")
+    from_zoo = config.data is None
+    split = config.split or (own.split if from_zoo else None)
+    inset = load_image_set(data_path, split=split)
+    if config.limit:
+        inset = inset.subset(np.arange(min(config.limit, len(inset))))
+    config.salience.check_image_size(inset.size, inset.source)
+    oos_paths = list(config.out_of_set) or (list(own.out_of_set) if from_zoo else [])
+    oos = {p.stem: load_image_set(p) for p in oos_paths}
+
+    loaded, failed = [], []
+    for path, spec in entries:
+        try:
+            loaded.append(OnnxClassifier(path, spec, batch_size=config.salience.batch_size,
+                                         timeout=config.model_timeout))
+        except HarnessError as exc:
+            failed.append((spec.name if spec and spec.name else Path(path).stem,
+                           spec.family if spec else None, str(exc)))
+
+    inputs = {"image_set_hash": inset.hash,
+              "models": {c.name: model_identity(c) for c in loaded}}
+    if resume:
+        folder.check_inputs(inputs)
+    # the cluster first: a scheduler that cannot be reached leaves the folder untouched
+    engine = make_engine(config.engine, {c.name: c for c in loaded}, config.scheduler,
+                         config.workers)
+    try:
+        if resume:
+            say(f"resuming {config.out}: {len(folder.finished())} units finished before")
+        else:
+            folder.start(to_json(config), inputs)
+        cache = SalienceCache(config.cache_dir)
+        examples = Examples(inset, config.seed, config.noise_levels)
+        how = Evaluation(measures=[m.name for m in measures], salience=config.salience,
+                         seed=config.seed, noise_levels=config.noise_levels, keep_going=True,
+                         shard_size=config.shard_size, cache=cache, engine=engine,
+                         progress=progress, on_model=examples.add, on_unit=folder.record)
+        start = time.perf_counter()
+        try:
+            scores, spent = score(loaded, inset, how, out_of_set=oos) if loaded \
+                else (to_frame([]), Spent())
+        finally:
+            cache.close()
+    finally:
+        engine.close()
+    seconds = time.perf_counter() - start
+    common = provenance(inset, config.salience, config.seed) | {
+        "provider": None, "model_sha256": None, "forward_passes": 0}
+    extra = [r for name, family, reason in failed
+             for r in failed_records(common | {"model": name, "family": family,
+                                               "status": f"failed: {reason}"}, measures)]
+    if extra:
+        scores = pl.concat([scores, to_frame(extra)])
+    passes = int(scores.unique("model")["forward_passes"].sum())
+    if cache.discarded:
+        say(f"warning: {cache.path}: {cache.discarded} damaged entr"
+            f"{'y' if cache.discarded == 1 else 'ies'} discarded and recomputed")
+    if spent.reused_maps:
+        say(f"cache {config.cache_dir}: reused {spent.reused_maps:,} maps "
+            f"({spent.cached_units} of {spent.units} units whole), computed "
+            f"{spent.computed_passes:,} of {passes:,} forward passes")
+    info = {"config": to_json(config), "image_set": inset.source,
+            "images": len(inset), "image_set_hash": inset.hash,
+            "out_of_set": {k: len(v) for k, v in oos.items()},
+            "models": len(entries), "failed": {n: r for n, _, r in failed},
+            "providers": sorted(set(scores["provider"].drop_nulls().to_list())),
+            "forward_passes": passes, "computed_passes": spent.computed_passes,
+            "reused_maps": spent.reused_maps, "engine": config.engine,
+            "seconds": round(seconds, 2),
+            "passes_per_second": round(spent.computed_passes / seconds, 1)
+            if seconds > 0 else None,
+            **versions()}
+    board = build(scores)
+    dirs = directions(scores)
+    folder.write_results(scores, info, examples.arrays(), board,
+                         {"csv": render(board, dirs, "csv"), "md": render(board, dirs, "md")})
+    return Finished(scores, board, info)

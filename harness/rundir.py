@@ -1,0 +1,126 @@
+"""The run folder: every file a ``harness run`` writes, read back by ``--resume``,
+``leaderboard``, ``gate`` and ``report``.
+
+While the run is under way, ``plan.json`` holds its settings and the identity of its
+inputs (written before any work starts) and ``units.log`` gets one line per finished
+unit, appended and flushed to disk once the unit's maps are safely in the cache; a line
+cut short by a kill is ignored (that unit is simply redone). A finished run adds
+``scores.parquet``, ``examples.npz``, ``run.json`` and the leaderboard files, each
+written atomically (temporary file, then rename), the leaderboard last, so a run that
+dies midway leaves none behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from harness.errors import HarnessError, first_line
+from harness.io import atomic_path
+
+
+class RunDir:
+    """One run folder."""
+
+    PLAN = "plan.json"
+    UNITS = "units.log"
+    SCORES = "scores.parquet"
+    EXAMPLES = "examples.npz"
+    INFO = "run.json"
+    LEADERBOARD = "leaderboard"  # .parquet, .csv and .md
+    REPORT = "report.html"
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # -- while the run is under way ------------------------------------------------
+
+    def start(self, settings: dict, inputs: dict) -> None:
+        """Write the plan: the settings (JSON-ready) and the inputs' identity; a previous
+        run's journal here is dropped, since its units belong to other inputs."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_json(self / self.PLAN, {"settings": settings, "inputs": inputs})
+        (self / self.UNITS).unlink(missing_ok=True)
+
+    def plan(self) -> dict:
+        """The plan of the run started here."""
+        path = self / self.PLAN
+        if not path.is_file():
+            raise HarnessError(f"{self.path}: nothing to resume (no {self.PLAN}; is it the "
+                               "--out folder of a `harness run`?)")
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"{path}: cannot read ({first_line(exc)})") from None
+
+    def check_inputs(self, inputs: dict) -> None:
+        """Refuse to resume when the images or models changed since the run started: the
+        finished units would describe other inputs."""
+        before = self.plan().get("inputs", {})
+        for what in ("image_set_hash", "models"):
+            if before.get(what) != inputs.get(what):
+                raise HarnessError(f"{self.path}: the {what.replace('_', ' ')} changed since "
+                                   "this run started; start a new run instead of resuming")
+
+    def finished(self) -> set[str]:
+        """Ids of the units recorded as finished (a torn last line is skipped)."""
+        path = self / self.UNITS
+        if not path.is_file():
+            return set()
+        lines = path.read_bytes().split(b"\n")
+        return {line.decode("utf-8", "replace") for line in lines[:-1] if line}
+
+    def record(self, unit) -> None:
+        """Journal a finished unit (anything with an ``id``)."""
+        with open(self / self.UNITS, "a", encoding="utf-8") as fh:
+            fh.write(unit.id + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    # -- a finished run ------------------------------------------------------------
+
+    def write_results(self, scores, info: dict, examples: dict | None, board,
+                      rendered: dict[str, str]) -> None:
+        """Write a finished run: the scores, the example maps (if any), run.json, then
+        the leaderboard (``board`` as parquet, and ``rendered``: suffix -> text)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self / self.SCORES) as tmp:
+            scores.write_parquet(tmp)
+        if examples:
+            import numpy as np
+
+            with atomic_path(self / self.EXAMPLES) as tmp:
+                np.savez_compressed(tmp, **examples)
+        _write_json(self / self.INFO, info)
+        with atomic_path(self / f"{self.LEADERBOARD}.parquet") as tmp:
+            board.write_parquet(tmp)
+        for suffix, text in rendered.items():
+            with atomic_path(self / f"{self.LEADERBOARD}.{suffix}") as tmp:
+                tmp.write_text(text)
+
+    def scores(self):
+        """The long scores of a finished run."""
+        import polars as pl
+
+        path = self / self.SCORES
+        if not path.is_file():
+            raise HarnessError(f"{self.path}: no {self.SCORES} here; is it the output folder "
+                               "of a finished `harness run`?")
+        try:
+            return pl.read_parquet(path)
+        except Exception as exc:  # polars raises several error types for a damaged file
+            raise HarnessError(f"{path}: cannot read ({first_line(exc)})") from None
+
+    def info(self) -> dict:
+        """run.json of a finished run ({} when absent)."""
+        path = self / self.INFO
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")

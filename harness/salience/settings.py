@@ -1,0 +1,89 @@
+"""The salience settings of a run, validated once; what they mean for a method is the
+method's to say (:mod:`harness.salience.methods`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from harness.errors import HarnessError
+from harness.salience.methods import METHODS, Method
+from harness.salience.scoring import SCORES
+
+
+@dataclasses.dataclass(frozen=True)
+class SalienceConfig:
+    """How maps are computed; recorded with every result.
+
+    Attributes:
+        method: ``"occlusion"``, ``"rise"`` or ``"cam"`` (class activation maps read
+            from the graph, at the feature map's resolution; the settings below do not
+            apply to it).
+        grid: cells per side of the maps.
+        window: occlusion window in cells.
+        baseline: ``"blur"``, ``"mean"`` or a grey level.
+        score: ``"log_odds"``, ``"logit"`` or ``"probability"``.
+        n_masks, cell, p_keep, seed: RISE's mask bank.
+        batch_size: perturbed copies per ONNX Runtime call.
+    """
+
+    method: str = "occlusion"
+    grid: int = 7
+    window: int = 1
+    baseline: str | float = "blur"
+    score: str = "log_odds"
+    n_masks: int = 1000
+    cell: int = 7
+    p_keep: float = 0.5
+    seed: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self):
+        """Every setting checked once, wherever the config comes from (flags, TOML,
+        Python), before any work starts."""
+
+        def integer(value, low):
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        checks = [
+            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}"),
+            (integer(self.grid, 1), "grid must be an integer >= 1"),
+            (integer(self.window, 1) and self.window <= self.grid,
+             f"window must be an integer in [1, grid={self.grid}]"),
+            (self.score in SCORES, f"score must be one of {', '.join(SCORES)}"),
+            (integer(self.n_masks, 1), "n_masks must be >= 1"),
+            (integer(self.cell, 1), "cell must be an integer >= 1"),
+            (isinstance(self.p_keep, int | float) and 0.0 < self.p_keep <= 1.0,
+             "p_keep must lie in (0, 1]"),
+            (integer(self.batch_size, 1), "batch_size must be >= 1"),
+            (self.baseline in ("blur", "mean") or (
+                isinstance(self.baseline, int | float) and 0.0 <= self.baseline <= 1.0),
+             "baseline must be 'blur', 'mean' or a number; a grey level must lie in [0, 1]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def explainer(self) -> Method:
+        """The method these settings select."""
+        return METHODS[self.method]
+
+    def passes_per_image(self) -> int:
+        """Forward passes for one image's map beyond the image's own forward pass."""
+        return self.explainer.passes_per_image(self)
+
+    def to_json(self) -> str:
+        """The settings that affect the maps, as canonical JSON."""
+        return json.dumps({k: getattr(self, k) for k in self.explainer.key_fields},
+                          sort_keys=True)
+
+    def check_image_size(self, size: tuple[int, int], source: str) -> None:
+        """Refuse a grid with more cells per side than the images have pixels.
+
+        Raises:
+            HarnessError: naming the images and the largest grid they allow.
+        """
+        if not self.explainer.fixed_grid and self.grid > min(size):
+            raise HarnessError(f"grid {self.grid} is larger than the {size[0]}x{size[1]} "
+                               f"images of {source}; use at most {min(size)}")

@@ -1,0 +1,1 @@
+"""Statistics over per-model values: intervals and ranks (SPEC section 4)."""
