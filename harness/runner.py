@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from harness.errors import HarnessError
+from harness.execution.engines import InProcessEngine
 from harness.execution.plan import DEFAULT_SHARD, perturbations
 from harness.execution.scheduler import Scheduler
 from harness.inputs.images import ImageSet, marked
@@ -139,12 +140,7 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
     perts = perturbations(needs, how.noise_levels, TRANSFORMS, how.seed,
                           second_seed=config.explainer.seeded and "family" in needs)
     scheduler = Scheduler(clfs, inset, oos, config, how.seed, perts, how.shard_size, how.cache)
-    if how.engine is None:
-        from harness.execution.engines import InProcessEngine
-
-        engine = InProcessEngine({c.name: c for c in clfs})
-    else:
-        engine = how.engine
+    engine = how.engine or InProcessEngine({c.name: c for c in clfs})
     failed = scheduler.run(engine, how.keep_going, how.progress, how.on_unit)
 
     maps, true_labels = {}, {}

@@ -10,6 +10,7 @@ import click
 
 from harness.cli.common import log_to_stderr, parse_baseline
 from harness.errors import HarnessError
+from harness.execution.engines import ENGINES
 from harness.salience.methods import METHODS
 
 
@@ -70,7 +71,7 @@ def _run_options(f):
                      help="Images per unit of work (default 64)."),
         click.option("--resume", type=click.Path(path_type=Path, file_okay=False),
                      help="Finish the interrupted run in this folder, with its settings."),
-        click.option("--engine", type=click.Choice(["in-process", "dask"]),
+        click.option("--engine", type=click.Choice(ENGINES),
                      help="Where units run (default in-process)."),
         click.option("--scheduler", help="Dask: address of a running scheduler to join."),
         click.option("--workers", type=int,

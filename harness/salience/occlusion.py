@@ -22,7 +22,7 @@ def occlusion(model, images, grid: int = 7, window: int = 1, baseline="blur", ta
     """Occlusion maps: score(x) - score(x with a window replaced by the baseline).
 
     Args:
-        model: an :class:`~harness.model.OnnxClassifier` (or any object with its
+        model: an :class:`~harness.model.classifier.OnnxClassifier` (or any object with its
             ``forward``/``preprocess``/``run_prepared`` interface).
         images: ``(N, H, W, 3) float32 in [0, 1]`` (or uint8) RGB pixel images.
         grid: cells per side (g); the map is g x g. 7 x 7 matches the paper's Grad-CAM.

@@ -68,7 +68,7 @@ def rise(model, images, n_masks: int = 1000, cell: int = 7, p_keep: float = 0.5,
     pooled (cell means) to a ``grid`` x ``grid`` map.
 
     Args:
-        model: an :class:`~harness.model.OnnxClassifier`.
+        model: an :class:`~harness.model.classifier.OnnxClassifier`.
         images: ``(N, H, W, 3) float32 in [0, 1]`` (or uint8) RGB pixel images.
         n_masks, cell, p_keep, seed: the mask bank (see :func:`rise_masks`); ignored when
             ``masks`` is given. The same bank serves every image.
