@@ -38,11 +38,6 @@ class Explained:
     targets: np.ndarray
 
 
-def open_model(model, settings: SalienceConfig) -> OnnxClassifier:
-    """The classifier for the file ``model``, batched as ``settings`` say."""
-    return OnnxClassifier(model, batch_size=settings.batch_size)
-
-
 def explain(clf: OnnxClassifier, images, settings: SalienceConfig,
             limit: int | None = None) -> Explained:
     """Explain ``clf``'s predictions on the image set at ``images`` (first ``limit``).

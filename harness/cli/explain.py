@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from harness.cli.common import existing, parse_baseline
-from harness.errors import HarnessError
 from harness.salience.methods import METHODS
 from harness.salience.scoring import SCORES
 
@@ -42,16 +41,14 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
 
     Writes raw maps, 8-bit maps, the flat-map mask and the explained classes to --out.
     """
-    from harness.explain import explain, open_model, write_maps, write_overlays
+    from harness.explain import explain, write_maps, write_overlays
+    from harness.model.classifier import OnnxClassifier
     from harness.salience.settings import SalienceConfig
 
-    try:
-        settings = SalienceConfig(method=method, grid=grid, window=window,
-                                  baseline=parse_baseline(baseline), score=score,
-                                  n_masks=n_masks, seed=seed, batch_size=batch_size)
-    except ValueError as exc:
-        raise HarnessError(f"salience settings: {exc}") from None
-    clf = open_model(model, settings)
+    settings = SalienceConfig.checked(method=method, grid=grid, window=window,
+                                      baseline=parse_baseline(baseline), score=score,
+                                      n_masks=n_masks, seed=seed, batch_size=batch_size)
+    clf = OnnxClassifier(model, batch_size=settings.batch_size)
     click.echo(f"model {clf.name}: input {clf.input_size[0]}x{clf.input_size[1]} "
                f"{clf.layout} {clf.color}, provider {clf.provider}", err=True)
     maps = explain(clf, images, settings, limit)

@@ -115,7 +115,7 @@ def build_config(**settings) -> RunConfig:
             top[key] = value
         else:
             check_keys([key], _TOP_KEYS, "run settings")
-    salience = _salience(sal)
+    salience = SalienceConfig.checked(**sal)
     config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in top.items()},
                        salience=salience)
     if not isinstance(config.limit, int) or config.limit < 0:
@@ -175,10 +175,3 @@ def from_json(settings: dict) -> RunConfig:
         if doc.get(key) is not None:
             doc[key] = Path(doc[key])
     return build_config(**doc, **{f"salience.{k}": v for k, v in salience.items()})
-
-
-def _salience(values: dict) -> SalienceConfig:
-    try:
-        return SalienceConfig(**values)
-    except (TypeError, ValueError) as exc:
-        raise HarnessError(f"salience settings: {exc}") from None

@@ -64,6 +64,18 @@ class SalienceConfig:
             if not ok:
                 raise ValueError(message)
 
+    @classmethod
+    def checked(cls, **values) -> SalienceConfig:
+        """Settings from a user's values (flags, TOML).
+
+        Raises:
+            HarnessError: a value out of range or of the wrong kind, in one line.
+        """
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise HarnessError(f"salience settings: {exc}") from None
+
     @property
     def explainer(self) -> Method:
         """The method these settings select."""
