@@ -1,6 +1,6 @@
 """What salience hands to the measures: a model's maps of the in-set images and of
 their perturbed copies (:class:`Perturbed`, :class:`ModelMaps`), and the normalisation
-every measure shares (SPEC section 2): ReLU, min-max to [0, 1], 8-bit quantisation,
+every measure shares (docs/measures.md): ReLU, min-max to [0, 1], 8-bit quantisation,
 flat-map detection, and bilinear upsampling for pixel-level use."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Plain NumPy references the Numba kernels and batched paths must match.
 
-Written from SPEC section 2 directly, one image and one perturbation at a time, with no
+Written from docs/measures.md directly, one image and one perturbation at a time, with no
 batching, no model-space shortcut and no incremental buffers.
 """
 

@@ -1,6 +1,6 @@
 """Image sets: a folder of images, a single image, or an ``.npz`` -> arrays and labels.
 
-Folder layout (SPEC section 1)::
+Folder layout (docs/measures.md)::
 
     images/real/a.png  images/synthetic/b.jpg   labels from the sub-folder names
     images/labels.csv                           or from a CSV: ``path,label`` rows

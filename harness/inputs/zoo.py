@@ -11,7 +11,7 @@ path = "faces-xent-1.onnx"          # relative to the manifest
 family = "faces-xent"               # optional
 seed = 1                            # optional, informative
 test_accuracy = 0.95                # optional, informative
-# optional overrides of the ONNX metadata (SPEC section 5):
+# optional overrides of the ONNX metadata (docs/measures.md):
 # input_size = [64, 64], mean = [...], std = [...], layout = "NCHW", color = "RGB",
 # classes = ["face", "non_face"], output = "logits", output_name = "logits"
 ```

@@ -1,4 +1,4 @@
-"""The salience measures of SPEC section 3, one module each.
+"""The salience measures of docs/measures.md, one module each.
 
 ``MEASURES`` maps a name to its :class:`~harness.measures.base.Measure`. Each module
 holds the pure array functions; :func:`harness.runner.evaluate` runs models and

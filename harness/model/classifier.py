@@ -4,7 +4,7 @@ Images come in as pixel-space ``(N, H, W, 3) float32 in [0, 1]`` RGB of any size
 classifier resizes them to its input size, converts the colour order, normalises with
 its own mean/std and lays them out (NCHW or NHWC) before the forward pass. Preprocessing
 is read, in order of precedence, from a :class:`ModelSpec`, the ONNX ``metadata_props``
-keys of SPEC section 5, and the input's declared shape.
+keys of docs/measures.md, and the input's declared shape.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What a model declares about itself: preprocessing and identity, from a zoo manifest
-or the ONNX ``metadata_props`` keys of SPEC section 5. Imports neither Numba nor ONNX
+or the ONNX ``metadata_props`` keys of docs/measures.md. Imports neither Numba nor ONNX
 Runtime, so reading manifests stays cheap."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ModelSpec:
 
 
 def parse_metadata(props: dict[str, str], path: Path) -> ModelSpec:
-    """Read the ``harness.*`` metadata keys (SPEC section 5) into a ModelSpec."""
+    """Read the ``harness.*`` metadata keys (docs/measures.md) into a ModelSpec."""
 
     def floats(key):
         try:

@@ -1,4 +1,4 @@
-"""Pixel-space perturbations of SPEC section 3: the 12 geometric transforms of measure
+"""Pixel-space perturbations of docs/measures.md: the 12 geometric transforms of measure
 (c), salt-and-pepper noise of measure (b), and the salience-guided blur of measure (e).
 
 Transforms act on the two image axes that follow the batch axis, so the same call moves

@@ -1,4 +1,4 @@
-"""SSIM and entropy of salience maps (SPEC section 3), on arrays.
+"""SSIM and entropy of salience maps (docs/measures.md), on arrays.
 
 ``ssim`` reproduces ``skimage.metrics.structural_similarity(a, b, data_range=255)`` with
 its defaults (7 x 7 uniform window, K1 = 0.01, K2 = 0.03, sample covariance): the mean

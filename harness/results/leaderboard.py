@@ -1,4 +1,4 @@
-"""The wide view of a run (SPEC section 4): one row per model, one column per measure's
+"""The wide view of a run (docs/measures.md): one row per model, one column per measure's
 headline with its 95% interval and rank, models ordered by mean rank.
 
 Ranks admit ties: within a measure, a model's rank is 1 + the number of models that

@@ -1,4 +1,4 @@
-"""The long-format results of SPEC section 4: one row per (model, measure, statistic),
+"""The long-format results of docs/measures.md: one row per (model, measure, statistic),
 with an explicit Polars schema and the run's provenance on every row."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Occlusion salience (SPEC section 2): the score drop when a window of grid cells is
+"""Occlusion salience (docs/measures.md): the score drop when a window of grid cells is
 replaced by a baseline, one forward pass per window position."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""RISE salience (Petsiuk et al. 2018; SPEC section 2): the score-weighted average of
+"""RISE salience (Petsiuk et al. 2018; docs/measures.md): the score-weighted average of
 random smooth masks."""
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""From a model's raw outputs to the scalar the salience maps explain (SPEC section 1)."""
+"""From a model's raw outputs to the scalar the salience maps explain (docs/measures.md)."""
 
 import numpy as np
 

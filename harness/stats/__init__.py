@@ -1,1 +1,1 @@
-"""Statistics over per-model values: intervals and ranks (SPEC section 4)."""
+"""Statistics over per-model values: intervals and ranks (docs/measures.md)."""
