@@ -219,7 +219,9 @@ def main() -> int:
             pass
     figures = {"gpu": gpu_description(), "onnxruntime": ort.__version__,
                "available_providers": ort.get_available_providers(),
-               "provider_in_use": probe.provider, "harness": __version__,
+               "provider_in_use": probe.provider,
+               "use_tf32": probe.session.get_provider_options().get(CUDA, {}).get("use_tf32"),
+               "harness": __version__,
                "python": platform.python_version(), "cpu_cores": os.cpu_count()}
     print(json.dumps(figures), flush=True)
     if probe.provider != CUDA:

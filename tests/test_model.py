@@ -136,3 +136,20 @@ def test_bad_metadata_value(tmp_path, linear_weights):
 
 def test_cpu_provider_reported(linear_path):
     assert OnnxClassifier(linear_path).provider == "CPUExecutionProvider"
+
+
+def test_cuda_sessions_compute_in_full_float32(monkeypatch):
+    """TF32 would make scores depend on the card; CUDA is asked for without it, and a
+    CPU-only machine gets the CPU provider alone."""
+    import onnxruntime
+
+    import harness.model.session as session
+
+    monkeypatch.setattr(session, "nvidia_gpu_visible", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: None, raising=False)
+    assert session.default_providers() == [("CUDAExecutionProvider", {"use_tf32": "0"}),
+                                           "CPUExecutionProvider"]
+    monkeypatch.setattr(session, "nvidia_gpu_visible", lambda: False)
+    assert session.default_providers() == ["CPUExecutionProvider"]

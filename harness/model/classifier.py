@@ -278,7 +278,7 @@ class OnnxClassifier:
         """The session exposing ``extra`` (built once per set of names)."""
         key = tuple(extra)
         if key not in self._variants:
-            self._variants[key] = with_outputs(self.path, key, self.provider, self._threads)
+            self._variants[key] = with_outputs(self.path, key, self.session, self._threads)
         return self._variants[key]
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
