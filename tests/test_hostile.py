@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import onnx
+import polars as pl
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -135,8 +136,6 @@ def test_model_timeout_marks_the_model_failed_and_the_run_goes_on(sandbox):
                                    "--model-timeout", "1", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "did not finish within --model-timeout 1 s" in res.output
-    import polars as pl
-
     status = dict(pl.read_parquet(out / "leaderboard.parquet").select("model", "status").rows())
     assert status["model"] == "ok" and status["slow"].startswith("failed: ")
     changed = {p for p, v in snapshot(tmp).items()
@@ -332,3 +331,40 @@ def test_decompression_bomb_mask_is_refused(sandbox, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 8 x 8 images pass, the mask not
     code, errors = run_salience(tmp, model, images)
     assert code == 2 and len(errors) == 1 and "masks/0.png: refused" in errors[0]
+
+
+def test_retrained_weights_behind_a_byte_identical_onnx_file(tmp_path, rng):
+    """A checkpoint saved with external data keeps its .onnx byte for byte when only the
+    weights change: the model's identity must cover the weights file, so the cache
+    misses and --resume refuses the swap."""
+    import json
+    import shutil
+
+    from tests.onnx_models import cnn_model
+
+    for name, seed in (("old", 1), ("new", 2)):
+        proto = onnx.load(str(cnn_model(tmp_path / f"{name}.onnx", 16, (4,), seed=seed)))
+        (tmp_path / name).mkdir()
+        onnx.save_model(proto, str(tmp_path / name / "m.onnx"), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location="m.weights", size_threshold=0)
+    model = tmp_path / "old" / "m.onnx"
+    assert model.read_bytes() == (tmp_path / "new" / "m.onnx").read_bytes()
+    np.savez(tmp_path / "data.npz", images=rng.integers(0, 256, (3, 16, 16, 3), np.uint8))
+    common = ["run", "--model", str(model), "--data", str(tmp_path / "data.npz"),
+              "--measures", "entropy", "--cache", str(tmp_path / "cache"), "--quiet"]
+
+    def run(out):
+        res = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+        info = json.loads((tmp_path / out / "run.json").read_text())
+        sha = pl.read_parquet(tmp_path / out / "scores.parquet")["model_sha256"][0]
+        return info, sha
+
+    first, sha_first = run("first")
+    assert first["computed_passes"] > 0
+    shutil.copyfile(tmp_path / "new" / "m.weights", tmp_path / "old" / "m.weights")
+    resumed = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "first")])
+    assert resumed.exit_code == 2 and "models changed since this run started" in resumed.output
+    second, sha_second = run("second")
+    assert sha_second != sha_first
+    assert second["reused_maps"] == 0 and second["computed_passes"] == first["computed_passes"]

@@ -10,7 +10,6 @@ keys of docs/measures.md, and the input's declared shape.
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,10 @@ from harness.model.session import create_session, run_bounded, with_outputs
 from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata
 from harness.model.vetting import (
     check_domains,
-    check_external_data,
     check_graph,
     check_input_bytes,
+    external_files,
+    file_sha256,
 )
 from harness.numerics.filters import resize, to_model_input
 from harness.numerics.pixels import to_float
@@ -63,7 +63,7 @@ class OnnxClassifier:
                                "an ONNX protobuf)") from None
         if not proto.graph.node:
             raise HarnessError(f"{self.path}: not an ONNX model (its graph has no nodes)")
-        check_external_data(proto, self.path)
+        self.external = external_files(proto, self.path)
         check_domains(proto, self.path)
         check_graph(self.path)
         self.graph = proto.graph
@@ -187,11 +187,8 @@ class OnnxClassifier:
 
     @functools.cached_property
     def sha256(self) -> str:
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        """Identity of every byte the model loads (file and external data)."""
+        return file_sha256(self.path, self.external)
 
     # -- running -------------------------------------------------------------------
 

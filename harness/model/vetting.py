@@ -8,6 +8,7 @@ Runtime implements or one the file defines itself (a model-local function).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from harness.errors import HarnessError, first_line
@@ -21,9 +22,11 @@ KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nc
 MAX_INPUT_BYTES = 1 << 30
 
 
-def check_external_data(proto, path: Path) -> None:
-    """Refuse external-data locations outside the model's folder."""
+def external_files(proto, path: Path) -> list[Path]:
+    """The external-data files the model at ``path`` loads, in a fixed order; refuses a
+    location outside the model's folder."""
     folder = path.parent.resolve()
+    files = set()
     for tensor in _all_tensors(proto):
         if tensor.data_location != tensor.EXTERNAL:
             continue
@@ -36,6 +39,21 @@ def check_external_data(proto, path: Path) -> None:
             raise HarnessError(f"{path}: tensor {tensor.name!r} points its data at "
                                f"{location!r}, which resolves outside the model's folder; "
                                "refused")
+        files.add(folder / target)
+    return sorted(files)
+
+
+def file_sha256(path: Path, external: list[Path]) -> str:
+    """sha256 over every byte a model loads: the ``.onnx`` file, then each external-data
+    file with its name (a retrained checkpoint may keep its ``.onnx`` byte for byte)."""
+    digest = hashlib.sha256()
+    for i, file in enumerate([path, *external]):
+        if i:
+            digest.update(b"\0" + file.name.encode() + b"\0")
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _all_tensors(proto):
