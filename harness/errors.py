@@ -50,6 +50,14 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
 
 
+def excerpt(value, limit: int = 40) -> str:
+    """A piece of a file's content as it may appear in an error: quoted, printable
+    characters only, at most ``limit`` of them (a file may hold secrets)."""
+    text = str(value)
+    shown = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return repr(shown) + ("..." if len(text) > limit else "")
+
+
 def did_you_mean(word: str, options, n: int = 1, quote: bool = True) -> str:
     """``"; did you mean 'x'?"`` with the closest of ``options`` to a misspelt ``word``,
     or ``""`` when none is close."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import polars as pl
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, excerpt
 from harness.execution.engines import InProcessEngine
 from harness.execution.plan import DEFAULT_SHARD, perturbations
 from harness.execution.scheduler import Scheduler
@@ -262,6 +262,6 @@ def _labels_for(clf, inset: ImageSet, labels):
     index = {c: i for i, c in enumerate(clf.spec.classes)}
     missing = sorted(set(inset.label_names) - set(index))
     if missing:
-        raise HarnessError(f"label {missing[0]!r} of {inset.source} is not a class of model "
+        raise HarnessError(f"label {excerpt(missing[0])} of {inset.source} is not a class of model "
                            f"{clf.name} (classes: {', '.join(clf.spec.classes)})")
     return np.array([index[inset.label_names[i]] for i in inset.labels], np.int64)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from harness.errors import HarnessError, did_you_mean
+from harness.errors import HarnessError, did_you_mean, excerpt
 
 
 def read_toml(path, what: str) -> dict:
@@ -24,4 +24,5 @@ def check_keys(found, allowed, where: str) -> None:
     """Refuse a key outside ``allowed``, suggesting the closest valid one."""
     for key in found:
         if key not in allowed:
-            raise HarnessError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}")
+            raise HarnessError(f"{where}: unknown key {excerpt(key)}"
+                               f"{did_you_mean(key, allowed)}")

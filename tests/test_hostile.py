@@ -368,3 +368,28 @@ def test_retrained_weights_behind_a_byte_identical_onnx_file(tmp_path, rng):
     second, sha_second = run("second")
     assert sha_second != sha_first
     assert second["reused_maps"] == 0 and second["computed_passes"] == first["computed_passes"]
+
+
+@pytest.mark.parametrize("link", ["labels.csv", "2.png", "masks/0.png"])
+def test_links_out_of_the_data_folder_are_refused(sandbox, link):
+    """A labels.csv (or image, or mask) linking to a file elsewhere, say the process's
+    environment, is refused without reading it, let alone printing it."""
+    tmp, model, images = sandbox
+    secret = tmp / "secrets.env"
+    secret.write_text("API_TOKEN=hunter2-do-not-print\n")
+    target = images / link
+    target.parent.mkdir(exist_ok=True)
+    target.unlink(missing_ok=True)
+    target.symlink_to(secret)
+    code, errors = run_salience(tmp, model, images)
+    assert code == 2 and len(errors) == 1
+    assert "outside" in errors[0] and "refused" in errors[0] and "hunter2" not in errors[0]
+
+
+def test_a_bad_labels_row_is_quoted_short_and_printable(sandbox):
+    tmp, model, images = sandbox
+    row = "API_TOKEN=" + "x" * 200 + "\x1b[2J"
+    (images / "labels.csv").write_text(f"0.png,real\n{row}\n")
+    code, errors = run_salience(tmp, model, images)
+    assert code == 2 and len(errors) == 1 and "each row must be 'path,label'" in errors[0]
+    assert "x" * 41 not in errors[0] and "\x1b" not in errors[0] and len(errors[0]) < 200

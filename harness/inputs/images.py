@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError, first_line
+from harness.errors import HarnessError, excerpt, first_line
 from harness.inputs.decode import read_image, read_mask
 from harness.numerics.pixels import to_float, to_uint8
 
@@ -139,6 +139,8 @@ def _load_folder(root: Path, labels_csv: Path | None) -> ImageSet:
                    and p.suffix.lower() in IMAGE_SUFFIXES and mask_root not in p.parents)
     if not files:
         raise HarnessError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    for file in files:
+        _check_inside(root, file)
     names = tuple(p.relative_to(root).as_posix() for p in files)
     arrays = [read_image(p) for p in files]
     size = Counter(a.shape[:2] for a in arrays).most_common(1)[0][0]
@@ -147,6 +149,8 @@ def _load_folder(root: Path, labels_csv: Path | None) -> ImageSet:
 
     csv_file = labels_csv or (root / "labels.csv" if (root / "labels.csv").is_file() else None)
     if csv_file is not None:
+        if labels_csv is None:
+            _check_inside(root, csv_file)
         by_name = _read_labels_csv(csv_file)
         missing = [n for n in names if n not in by_name]
         if missing:
@@ -167,8 +171,17 @@ def _load_folder(root: Path, labels_csv: Path | None) -> ImageSet:
             found = [mask_root / (stem.as_posix() + s) for s in IMAGE_SUFFIXES
                      if (mask_root / (stem.as_posix() + s)).is_file()]
             if found:
+                _check_inside(root, found[0])
                 masks[i] = read_mask(found[0], size)
     return ImageSet(images, names, labels, label_names, masks, str(root))
+
+
+def _check_inside(root: Path, file: Path) -> None:
+    """Refuse a file of the data folder that is a link to somewhere outside it: the
+    loaders would read, and could quote, whatever it points at."""
+    if root.resolve() not in file.resolve().parents:
+        raise HarnessError(f"{file}: links to a file outside {root}; refused (copy the file "
+                           "into the folder instead)")
 
 
 def _read_labels_csv(file: Path) -> dict[str, str]:
@@ -181,7 +194,8 @@ def _read_labels_csv(file: Path) -> dict[str, str]:
         rows = rows[1:]
     bad = [r for r in rows if len(r) < 2]
     if bad:
-        raise HarnessError(f"{file}: each row must be 'path,label', got {bad[0]!r}")
+        raise HarnessError(f"{file}: each row must be 'path,label', got "
+                           f"{excerpt(','.join(bad[0]))}")
     return {r[0].strip(): r[1].strip() for r in rows}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, excerpt
 
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("RGB", "BGR", "L")
@@ -54,14 +54,16 @@ def parse_metadata(props: dict[str, str], path: Path) -> ModelSpec:
             return tuple(float(v) for v in props[key].split(","))
         except ValueError:
             raise HarnessError(
-                f"{path}: metadata {key}={props[key]!r} is not a comma-separated list of numbers"
+                f"{path}: metadata {key}={excerpt(props[key])} is not a comma-separated list of "
+                "numbers"
             ) from None
 
     def choice(key, allowed):
         value = props[key].strip()
         if value.upper() in {a.upper() for a in allowed}:
             return next(a for a in allowed if a.upper() == value.upper())
-        raise HarnessError(f"{path}: metadata {key}={value!r} must be one of {', '.join(allowed)}")
+        raise HarnessError(f"{path}: metadata {key}={excerpt(value)} must be one of "
+                           f"{', '.join(allowed)}")
 
     fields = {}
     if "harness.input_size" in props:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from harness.errors import HarnessError, first_line
+from harness.errors import HarnessError, excerpt, first_line
 
 # Operator domains ONNX Runtime's CPU and CUDA builds implement.
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc",
@@ -34,10 +34,10 @@ def external_files(proto, path: Path) -> list[Path]:
         target = Path(location)
         if target.is_absolute() or ".." in target.parts or not location:
             raise HarnessError(f"{path}: tensor {tensor.name!r} points its data at "
-                               f"{location!r}, outside the model's folder; refused")
+                               f"{excerpt(location)}, outside the model's folder; refused")
         if folder not in (folder / target).resolve().parents:
             raise HarnessError(f"{path}: tensor {tensor.name!r} points its data at "
-                               f"{location!r}, which resolves outside the model's folder; "
+                               f"{excerpt(location)}, which resolves outside the model's folder; "
                                "refused")
         files.add(folder / target)
     return sorted(files)
