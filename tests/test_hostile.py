@@ -393,3 +393,38 @@ def test_a_bad_labels_row_is_quoted_short_and_printable(sandbox):
     code, errors = run_salience(tmp, model, images)
     assert code == 2 and len(errors) == 1 and "each row must be 'path,label'" in errors[0]
     assert "x" * 41 not in errors[0] and "\x1b" not in errors[0] and len(errors[0]) < 200
+
+
+@pytest.mark.parametrize("arrays, says", [
+    ({"labels": np.array([0, 10**12, 1])}, "integer labels must lie in [0, 99999]"),
+    ({"labels": np.array([0, -1, 1])}, "integer labels must lie in [0, 99999]"),
+    ({"labels": np.array([0, 5, 1]), "label_names": np.array(["a", "b"])},
+     "integer labels must lie in [0, 1]"),
+    ({"labels": np.zeros((3, 2), np.int64)}, "'labels' must be one value per image"),
+    ({"labels": np.array(1)}, "'labels' must be one value per image"),
+    ({"names": np.array("x")}, "'names' must be one value per image"),
+])
+def test_npz_labels_are_checked_before_anything_is_made_from_them(sandbox, arrays, says):
+    tmp, model, _ = sandbox
+    data = tmp / "data.npz"
+    np.savez(data, images=np.zeros((3, SIZE, SIZE, 3), np.uint8), **arrays)
+    code, errors = run_salience(tmp, model, data)
+    assert code == 2 and len(errors) == 1 and says in errors[0], errors
+
+
+def test_a_huge_label_costs_no_memory(sandbox):
+    """One label of 10**12 once made a class name for every integer below it (22.9 GB);
+    the child that reads it must stay small."""
+    tmp, model, _ = sandbox
+    data = tmp / "data.npz"
+    np.savez(data, images=np.zeros((3, SIZE, SIZE, 3), np.uint8),
+             labels=np.array([0, 10**12, 1]))
+    probe = ("import resource, subprocess, sys\n"
+             "res = subprocess.run([sys.executable, '-m', 'harness.cli', 'salience', "
+             f"{str(model)!r}, {str(data)!r}, '--grid', '4', '--out', "
+             f"{str(tmp / 'out' / 'm.npz')!r}], capture_output=True, text=True, timeout=120)\n"
+             "print(res.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
+    code, peak_kib = int(out[0]), int(out[1])
+    assert code == 2 and peak_kib < 1024 * 1024  # under 1 GiB

@@ -29,6 +29,9 @@ from harness.numerics.pixels import to_float, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MASK_DIR = "masks"
+# Integer labels of an .npz without label_names become the class names "0", "1", ...;
+# more classes than this is a damaged or hostile file, not a classifier's output.
+MAX_CLASSES = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +210,15 @@ def _encode_labels(raw) -> tuple[tuple[str, ...] | None, np.ndarray | None]:
     return names, np.array([index[r] for r in raw], np.int64)
 
 
+def _vector(arrays: dict, key: str, path: Path) -> np.ndarray:
+    """``arrays[key]`` as a one-dimensional array, or one clear error."""
+    value = arrays[key]
+    if value.ndim != 1:
+        raise HarnessError(f"{path}: '{key}' must be one value per image, got an array of "
+                           f"shape {value.shape}")
+    return value
+
+
 def _load_npz(path: Path, split: str | None) -> ImageSet:
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -227,17 +239,24 @@ def _load_npz(path: Path, split: str | None) -> ImageSet:
                                f"{images.dtype}")
         images = to_uint8(images)
     n = len(images)
-    names = tuple(str(s) for s in arrays["names"]) if "names" in arrays else tuple(
-        f"{path.stem}[{i}]" for i in range(n))
+    names = tuple(str(s) for s in _vector(arrays, "names", path)) if "names" in arrays \
+        else tuple(f"{path.stem}[{i}]" for i in range(n))
     labels = label_names = None
     if "labels" in arrays:
-        raw = arrays["labels"]
+        raw = _vector(arrays, "labels", path)
         if len(raw) != n:
             raise HarnessError(f"{path}: {len(raw)} labels for {n} images")
         if np.issubdtype(raw.dtype, np.integer):
             labels = raw.astype(np.int64)
-            label_names = (tuple(str(s) for s in arrays["label_names"]) if "label_names" in arrays
-                           else tuple(str(i) for i in range(int(labels.max()) + 1)))
+            label_names = (tuple(str(s) for s in _vector(arrays, "label_names", path))
+                           if "label_names" in arrays else None)
+            # checked before a name is made for every class up to the largest label
+            limit = MAX_CLASSES if label_names is None else len(label_names)
+            if labels.min() < 0 or labels.max() >= limit:
+                raise HarnessError(f"{path}: integer labels must lie in [0, {limit - 1}]"
+                                   f"{'' if label_names else ' (the class-count limit)'}, "
+                                   f"got {labels.min()}..{labels.max()}")
+            label_names = label_names or tuple(str(i) for i in range(int(labels.max()) + 1))
         else:
             label_names, labels = _encode_labels([str(r) for r in raw])
     masks = arrays["masks"].astype(bool) if "masks" in arrays else None
