@@ -18,7 +18,7 @@ import polars as pl
 
 from harness.errors import HarnessError, excerpt
 from harness.execution.engines import InProcessEngine
-from harness.execution.plan import DEFAULT_SHARD, perturbations
+from harness.execution.plan import DEFAULT_SHARD, perturbations, shard_images
 from harness.execution.scheduler import Scheduler
 from harness.inputs.images import ImageSet, marked
 from harness.measures import ALL, check_grid, get_measures, too_small
@@ -139,7 +139,8 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
 
     perts = perturbations(needs, how.noise_levels, TRANSFORMS, how.seed,
                           second_seed=config.explainer.seeded and "family" in needs)
-    scheduler = Scheduler(clfs, inset, oos, config, how.seed, perts, how.shard_size, how.cache)
+    scheduler = Scheduler(clfs, inset, oos, config, how.seed, perts,
+                          shard_images(how.shard_size, inset.size), how.cache)
     engine = how.engine or InProcessEngine({c.name: c for c in clfs})
     failed = scheduler.run(engine, how.keep_going, how.progress, how.on_unit)
 

@@ -428,3 +428,40 @@ def test_a_huge_label_costs_no_memory(sandbox):
                          check=True).stdout.split()
     code, peak_kib = int(out[0]), int(out[1])
     assert code == 2 and peak_kib < 1024 * 1024  # under 1 GiB
+
+
+@pytest.mark.parametrize("height, width, says", [
+    (2000, 10, "one side over 8 times the other"),
+    (5000, 5000, "over the limit of 16,777,216 (4096 x 4096) per image"),
+])
+def test_images_too_large_or_too_thin_are_refused_before_decoding(sandbox, height, width,
+                                                                   says):
+    """A 20000 x 10 PNG once took 6.3 GB in the guided blur and a 258 KB 9000 x 9000 PNG
+    4.3 GB; a child reading such files must stay small."""
+    tmp, model, images = sandbox
+    Image.fromarray(np.zeros((height, width), np.uint8)).save(images / "big.png")
+    code, errors = run_salience(tmp, model, images)
+    assert code == 2 and len(errors) == 1 and says in errors[0]
+    probe = ("import resource, subprocess, sys\n"
+             "res = subprocess.run([sys.executable, '-m', 'harness.cli', 'salience', "
+             f"{str(model)!r}, {str(images)!r}, '--grid', '4', '--out', "
+             f"{str(tmp / 'out' / 'm.npz')!r}], capture_output=True, text=True, timeout=120)\n"
+             "print(res.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert int(out[0]) == 2 and int(out[1]) < 512 * 1024  # KiB: under 512 MiB
+
+
+def test_large_images_get_smaller_units(tmp_path, rng):
+    from harness.execution.plan import shard_images
+
+    assert shard_images(64, (64, 64)) == 64 and shard_images(64, (224, 224)) == 64
+    assert shard_images(64, (448, 448)) == 16 and shard_images(64, (4096, 4096)) == 1
+    model = linear_model(tmp_path / "model.onnx", rng.normal(size=(2, SIZE, SIZE, 3)))
+    np.savez(tmp_path / "big.npz", images=rng.integers(0, 256, (3, 1200, 1200, 3), np.uint8))
+    res = CliRunner().invoke(cli, ["run", "--model", str(model), "--data",
+                                   str(tmp_path / "big.npz"), "--measures", "entropy",
+                                   "--out", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    units = (tmp_path / "run" / "units.log").read_text().split()
+    assert units == ["model|in-set|0:2", "model|in-set|2:3"]

@@ -24,6 +24,15 @@ DEGRADE_MODES = ("object", "background")
 # Images per unit of work (model x shard): small enough that a killed run loses little
 # and a cluster has units to balance, large enough that batches stay full.
 DEFAULT_SHARD = 64
+# ... and never more pixels than that many 224 x 224 images: a unit's perturbed copies
+# are held at once, so large images get smaller units.
+SHARD_PIXELS = DEFAULT_SHARD * 224 * 224
+
+
+def shard_images(shard_size: int, size: tuple[int, int]) -> int:
+    """Images per unit: ``shard_size``, or fewer so a unit stays within
+    :data:`SHARD_PIXELS`."""
+    return max(1, min(shard_size, SHARD_PIXELS // (size[0] * size[1])))
 
 
 @dataclasses.dataclass(frozen=True)

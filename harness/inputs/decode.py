@@ -9,12 +9,31 @@ import numpy as np
 
 from harness.errors import HarnessError, first_line
 
+# What one image may be: the measures' work and memory grow with its pixels and (the
+# guided blur pads by a radius scaled from the height) with how far its sides differ,
+# neither of which a compressed file's size bounds.
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_ASPECT = 8
+
+
+def check_image_shape(height: int, width: int, where) -> None:
+    """Refuse an image over :data:`MAX_IMAGE_PIXELS` or with one side more than
+    :data:`MAX_ASPECT` times the other, naming the limit."""
+    if height * width > MAX_IMAGE_PIXELS:
+        raise HarnessError(f"{where}: a {width}x{height} image has {height * width:,} pixels, "
+                           f"over the limit of {MAX_IMAGE_PIXELS:,} (4096 x 4096) per image; "
+                           "resize it first")
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        raise HarnessError(f"{where}: a {width}x{height} image has one side over "
+                           f"{MAX_ASPECT} times the other; crop or pad it first")
+
 
 def _decode(file: Path, convert, what: str = "image"):
     """Open one picture and ``convert`` it (a PIL image -> PIL image) safely.
 
     Images over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``,
-    89,478,485 pixels by default) are refused, as are truncated and unreadable files.
+    89,478,485 pixels by default) are refused, as are truncated and unreadable files, and
+    images that :func:`check_image_shape` refuses (before any pixel is decoded).
     """
     import warnings
 
@@ -24,6 +43,7 @@ def _decode(file: Path, convert, what: str = "image"):
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(file) as im:
+                check_image_shape(im.height, im.width, file)
                 im.load()
                 return convert(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError, excerpt, first_line
-from harness.inputs.decode import read_image, read_mask
+from harness.inputs.decode import check_image_shape, read_image, read_mask
 from harness.numerics.pixels import to_float, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -233,6 +233,7 @@ def _load_npz(path: Path, split: str | None) -> ImageSet:
     if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
         raise HarnessError(f"{path}: 'images' must be (N, H, W, 3) or (N, H, W) with N >= 1, "
                            f"got {images.shape}")
+    check_image_shape(images.shape[1], images.shape[2], path)
     if images.dtype != np.uint8:
         if not np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 1:
             raise HarnessError(f"{path}: 'images' must be uint8 or float in [0, 1], got "
