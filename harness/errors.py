@@ -51,11 +51,13 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 
 def excerpt(value, limit: int = 40) -> str:
-    """A piece of a file's content as it may appear in an error: quoted, printable
-    characters only, at most ``limit`` of them (a file may hold secrets)."""
-    text = str(value)
+    """A piece of a file's content as it may appear in an error: printable characters
+    only, at most ``limit`` of them (a file may hold secrets); strings quoted, other
+    values as Python writes them."""
+    text = value if isinstance(value, str) else repr(value)
     shown = "".join(c if c.isprintable() else "?" for c in text[:limit])
-    return repr(shown) + ("..." if len(text) > limit else "")
+    more = "..." if len(text) > limit else ""
+    return (repr(shown) if isinstance(value, str) else shown) + more
 
 
 def did_you_mean(word: str, options, n: int = 1, quote: bool = True) -> str:

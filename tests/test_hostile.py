@@ -253,6 +253,17 @@ def test_no_np_load_allows_pickle():
     ("[salience]\ngrid = 6\n", "grid 6 is too coarse for out_of_set, stability, degradation"),
     ("sed = 1\n", "unknown key 'sed'; did you mean 'seed'?"),
     ("[salience]\nmetod = 'rise'\n", "unknown key 'metod'; did you mean 'method'?"),
+    ("measures = 5\n", "measures must be a list of measure names"),
+    ("seed = 'abc'\n", "seed must be an integer in [0, 2^63)"),
+    ("seed = 18446744073709551616\n", "seed must be an integer in [0, 2^63)"),
+    ("limit = true\n", "limit must be an integer >= 0"),
+    ("noise_levels = [0.5, true]\n", "noise_levels must be increasing numbers in (0, 1]"),
+    ("model_timeout = inf\n", "model_timeout must be a number of seconds > 0"),
+    ("model_timeout = 1e300\n", "model_timeout must be a number of seconds > 0"),
+    ("data = 5\n", "data must be a path (a string)"),
+    ("zoo = [5]\n", "zoo must be a path or a list of paths"),
+    ("[salience]\nseed = 'abc'\n", "seed must be an integer in [0, 2^63 - 1)"),
+    ("[salience]\nbaseline = true\n", "baseline must be 'blur', 'mean' or a number"),
 ])
 def test_settings_out_of_range_are_refused_before_work(sandbox, text, message):
     tmp, model, images = sandbox
@@ -465,3 +476,33 @@ def test_large_images_get_smaller_units(tmp_path, rng):
     assert res.exit_code == 0, res.output
     units = (tmp_path / "run" / "units.log").read_text().split()
     assert units == ["model|in-set|0:2", "model|in-set|2:3"]
+
+
+
+@pytest.mark.parametrize("line, message", [
+    ("path = 5", "path must be a path (a string), got 5"),
+    ("path = 'model.onnx'\noutput = 'PROBS'", "output='PROBS' must be one of logits, "
+                                              "probabilities"),
+    ("path = 'model.onnx'\ninput_size = [8]", "input_size must be [height, width]"),
+    ("path = 'model.onnx'\nclasses = [1, 2]", "classes must be a list of strings"),
+])
+def test_manifest_values_of_the_wrong_kind(sandbox, line, message):
+    tmp, model, images = sandbox
+    manifest = tmp / "zoo.toml"
+    manifest.write_text(f"[[model]]\n{line}\n")
+    res = CliRunner().invoke(cli, ["run", "--zoo", str(manifest), "--data", str(images),
+                                   "--out", str(tmp / "out"), "--quiet"])
+    errors = [x for x in res.output.splitlines() if x.startswith("error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and message in errors[0], res.output
+    assert "Traceback" not in res.output and not (tmp / "out").exists()
+
+
+def test_manifest_choices_ignore_case(sandbox):
+    """``color = "bgr"`` once aborted the whole run; it means BGR."""
+    tmp, model, images = sandbox
+    manifest = tmp / "zoo.toml"
+    manifest.write_text("[[model]]\npath = 'model.onnx'\ncolor = 'bgr'\nlayout = 'nchw'\n")
+    from harness.inputs.zoo import read_manifest
+
+    spec = read_manifest(manifest).models[0].spec
+    assert (spec.color, spec.layout) == ("BGR", "NCHW")

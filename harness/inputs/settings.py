@@ -33,9 +33,10 @@ batch_size = 64
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, excerpt
 from harness.execution.plan import DEFAULT_SHARD
 from harness.numerics.perturb import NOISE_LEVELS
 from harness.salience.settings import SalienceConfig
@@ -73,6 +74,19 @@ class RunConfig:
 
 
 _TOP_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
+_PATH_LISTS = ("zoo", "models", "out_of_set")  # settings that name files
+_PATH_KEYS = ("data", "out", "cache")
+# A time limit beyond this (11.6 days) is no limit, and inf or 1e300 overflow the timer.
+MAX_TIMEOUT = 10**6
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
 def read_config(path) -> dict:
@@ -86,12 +100,16 @@ def read_config(path) -> dict:
         raise HarnessError(f"{path}: [salience] must be a table")
     check_keys(salience, _SALIENCE_KEYS, f"{path} [salience]")
     root = path.parent
-    for key in ("zoo", "models", "out_of_set"):
+    for key in _PATH_LISTS:
         if key in doc:
             values = doc[key] if isinstance(doc[key], list) else [doc[key]]
+            if not all(isinstance(v, str) for v in values):
+                raise HarnessError(f"{path}: {key} must be a path or a list of paths")
             doc[key] = tuple(root / v for v in values)
-    for key in ("data", "out", "cache"):
+    for key in _PATH_KEYS:
         if key in doc:
+            if not isinstance(doc[key], str):
+                raise HarnessError(f"{path}: {key} must be a path (a string)")
             doc[key] = root / doc[key]
     if "measures" in doc and isinstance(doc["measures"], str):
         doc["measures"] = tuple(m.strip() for m in doc["measures"].split(","))
@@ -118,24 +136,38 @@ def build_config(**settings) -> RunConfig:
     salience = SalienceConfig.checked(**sal)
     config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in top.items()},
                        salience=salience)
-    if not isinstance(config.limit, int) or config.limit < 0:
-        raise HarnessError(f"limit must be an integer >= 0, got {config.limit!r}")
+    if not _integer(config.limit) or config.limit < 0:
+        raise HarnessError(f"limit must be an integer >= 0, got {excerpt(config.limit)}")
+    # a seed past int64 fails only when the results are written, after all the work
+    if not _integer(config.seed) or not 0 <= config.seed < 2**63:
+        raise HarnessError(f"seed must be an integer in [0, 2^63), got {excerpt(config.seed)}")
+    if not isinstance(config.measures, tuple) or not all(
+            isinstance(m, str) for m in config.measures):
+        raise HarnessError(f"measures must be a list of measure names, got "
+                           f"{excerpt(config.measures)}")
     levels = config.noise_levels
-    if not levels or any(not isinstance(a, int | float) or not 0 < a <= 1 for a in levels) \
+    if not isinstance(levels, tuple) or not levels \
+            or any(not _number(a) or not 0 < a <= 1 for a in levels) \
             or list(levels) != sorted(set(levels)):
-        raise HarnessError(f"noise_levels must be increasing numbers in (0, 1], got {levels!r}")
+        raise HarnessError(f"noise_levels must be increasing numbers in (0, 1], got "
+                           f"{excerpt(levels)}")
     if config.model_timeout is not None and not (
-            isinstance(config.model_timeout, int | float) and config.model_timeout > 0):
-        raise HarnessError(f"model_timeout must be a number of seconds > 0, got "
-                           f"{config.model_timeout!r}")
-    if not isinstance(config.shard_size, int) or config.shard_size < 1:
-        raise HarnessError(f"shard_size must be an integer >= 1, got {config.shard_size!r}")
+            _number(config.model_timeout) and 0 < config.model_timeout <= MAX_TIMEOUT):
+        raise HarnessError(f"model_timeout must be a number of seconds > 0 and at most "
+                           f"{MAX_TIMEOUT:,}, got {excerpt(config.model_timeout)}")
+    if not _integer(config.shard_size) or config.shard_size < 1:
+        raise HarnessError(f"shard_size must be an integer >= 1, got "
+                           f"{excerpt(config.shard_size)}")
     from harness.execution.engines import ENGINES
 
     if config.engine not in ENGINES:
-        raise HarnessError(f"engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")
-    if config.workers is not None and (not isinstance(config.workers, int) or config.workers < 1):
-        raise HarnessError(f"workers must be an integer >= 1, got {config.workers!r}")
+        raise HarnessError(f"engine must be one of {', '.join(ENGINES)}, got "
+                           f"{excerpt(config.engine)}")
+    if config.workers is not None and (not _integer(config.workers) or config.workers < 1):
+        raise HarnessError(f"workers must be an integer >= 1, got {excerpt(config.workers)}")
+    for key in ("split", "scheduler"):
+        if getattr(config, key) is not None and not isinstance(getattr(config, key), str):
+            raise HarnessError(f"{key} must be a string, got {excerpt(getattr(config, key))}")
     if config.engine != "dask" and (config.scheduler or config.workers):
         raise HarnessError("scheduler and workers need engine = \"dask\" (--engine dask)")
     from harness.measures import ALL, check_grid, get_measures
@@ -144,8 +176,6 @@ def build_config(**settings) -> RunConfig:
     return config
 
 
-_PATH_LISTS = ("zoo", "models", "out_of_set")  # settings that name files
-_PATH_KEYS = ("data", "out", "cache")
 
 
 def to_json(config: RunConfig) -> dict:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.model.spec import ModelSpec
+from harness.errors import HarnessError, excerpt
+from harness.model.spec import COLORS, LAYOUTS, OUTPUT_KINDS, ModelSpec, pick
 from harness.tomlfile import check_keys, read_toml
 
 _TOP_KEYS = {"data", "split", "out_of_set", "model"}
@@ -65,6 +65,29 @@ def builtin_manifest() -> Path:
     return path
 
 
+def _check_types(entry: dict, where: str) -> None:
+    """Refuse a manifest entry's value of the wrong kind, naming the key."""
+
+    def numbers(v):
+        return isinstance(v, list) and all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+
+    kinds = {"path": (lambda v: isinstance(v, str), "a path (a string)"),
+             "name": (lambda v: isinstance(v, str), "a string"),
+             "family": (lambda v: isinstance(v, str), "a string"),
+             "output_name": (lambda v: isinstance(v, str), "a string"),
+             "classes": (lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+                         "a list of strings"),
+             "mean": (numbers, "a list of numbers"), "std": (numbers, "a list of numbers"),
+             "input_size": (lambda v: numbers(v) and len(v) == 2 and all(
+                 isinstance(x, int) and x >= 1 for x in v), "[height, width] in pixels"),
+             "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+             "test_accuracy": (lambda v: numbers([v]), "a number")}
+    for key, (ok, kind) in kinds.items():
+        if key in entry and not ok(entry[key]):
+            raise HarnessError(f"{where}: {key} must be {kind}, got {excerpt(entry[key])}")
+
+
 def read_manifest(path) -> Zoo:
     """Parse and validate a zoo manifest.
 
@@ -84,18 +107,28 @@ def read_manifest(path) -> Zoo:
         check_keys(entry, _MODEL_KEYS, where)
         if "path" not in entry:
             raise HarnessError(f"{where}: needs a 'path'")
+        _check_types(entry, where)
         file = root / entry["path"]
         if not file.is_file():
             raise HarnessError(f"{where}: {file} does not exist")
+        choices = {key: pick(entry[key], allowed, f"{where}: {key}")
+                   for key, allowed in (("layout", LAYOUTS), ("color", COLORS),
+                                        ("output", OUTPUT_KINDS)) if key in entry}
         spec = ModelSpec(
             input_size=tuple(entry["input_size"]) if "input_size" in entry else None,
             mean=tuple(entry["mean"]) if "mean" in entry else None,
             std=tuple(entry["std"]) if "std" in entry else None,
-            layout=entry.get("layout"), color=entry.get("color"),
+            layout=choices.get("layout"), color=choices.get("color"),
             classes=tuple(entry["classes"]) if "classes" in entry else None,
-            output=entry.get("output"), output_name=entry.get("output_name"),
+            output=choices.get("output"), output_name=entry.get("output_name"),
             family=entry.get("family"), name=entry.get("name", file.stem))
         models.append(ZooModel(file, spec, entry.get("seed"), entry.get("test_accuracy")))
+    for key in ("data", "split"):
+        if key in doc and not isinstance(doc[key], str):
+            raise HarnessError(f"{path}: {key} must be a string")
+    if not isinstance(doc.get("out_of_set", []), list) or not all(
+            isinstance(p, str) for p in doc.get("out_of_set", [])):
+        raise HarnessError(f"{path}: out_of_set must be a list of paths")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise HarnessError(f"{path}: model names repeat")

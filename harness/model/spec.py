@@ -46,6 +46,19 @@ class ModelSpec:
     name: str | None = None
 
 
+def pick(value, allowed, what: str) -> str:
+    """``value`` as spelt in ``allowed`` (case and surrounding space ignored).
+
+    Raises:
+        HarnessError: not one of them; ``what`` names the setting.
+    """
+    if isinstance(value, str):
+        found = [a for a in allowed if a.upper() == value.strip().upper()]
+        if found:
+            return found[0]
+    raise HarnessError(f"{what}={excerpt(value)} must be one of {', '.join(allowed)}")
+
+
 def parse_metadata(props: dict[str, str], path: Path) -> ModelSpec:
     """Read the ``harness.*`` metadata keys (docs/measures.md) into a ModelSpec."""
 
@@ -59,11 +72,7 @@ def parse_metadata(props: dict[str, str], path: Path) -> ModelSpec:
             ) from None
 
     def choice(key, allowed):
-        value = props[key].strip()
-        if value.upper() in {a.upper() for a in allowed}:
-            return next(a for a in allowed if a.upper() == value.upper())
-        raise HarnessError(f"{path}: metadata {key}={excerpt(value)} must be one of "
-                           f"{', '.join(allowed)}")
+        return pick(props[key], allowed, f"{path}: metadata {key}")
 
     fields = {}
     if "harness.input_size" in props:

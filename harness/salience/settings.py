@@ -45,6 +45,9 @@ class SalienceConfig:
         def integer(value, low):
             return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
+        def number(value):
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
         checks = [
             (self.method in METHODS, f"method must be one of {', '.join(METHODS)}"),
             (integer(self.grid, 1), "grid must be an integer >= 1"),
@@ -53,11 +56,12 @@ class SalienceConfig:
             (self.score in SCORES, f"score must be one of {', '.join(SCORES)}"),
             (integer(self.n_masks, 1), "n_masks must be >= 1"),
             (integer(self.cell, 1), "cell must be an integer >= 1"),
-            (isinstance(self.p_keep, int | float) and 0.0 < self.p_keep <= 1.0,
-             "p_keep must lie in (0, 1]"),
+            (number(self.p_keep) and 0.0 < self.p_keep <= 1.0, "p_keep must lie in (0, 1]"),
+            (integer(self.seed, 0) and self.seed < 2**63 - 1,
+             "seed must be an integer in [0, 2^63 - 1)"),
             (integer(self.batch_size, 1), "batch_size must be >= 1"),
             (self.baseline in ("blur", "mean") or (
-                isinstance(self.baseline, int | float) and 0.0 <= self.baseline <= 1.0),
+                number(self.baseline) and 0.0 <= self.baseline <= 1.0),
              "baseline must be 'blur', 'mean' or a number; a grey level must lie in [0, 1]"),
         ]
         for ok, message in checks:
