@@ -201,3 +201,44 @@ def test_json_output(tiny_zoo, tmp_path):
     assert {r["model"] for r in rows} == {"a", "b", "c"}
     # the family is the model's identity, shown even when stability is not measured
     assert {r["model"]: r["family"] for r in rows} == {"a": "centre", "b": "centre", "c": None}
+
+
+def _variant(finished, tmp_path, name, change):
+    """A copy of the finished run's scores, changed by ``change(frame) -> frame``."""
+    (tmp_path / name).mkdir()
+    change(pl.read_parquet(finished / "scores.parquet")).write_parquet(
+        tmp_path / name / "scores.parquet")
+    return tmp_path / name
+
+
+def test_gate_refuses_what_it_cannot_check(finished, tmp_path):
+    """A malformed rule, an incomparable or damaged baseline, or nothing to check is a
+    usage error (exit 2, one line), never a traceback or a pass; a model the baseline
+    lacks fails."""
+    rules = _rules(tmp_path, "no_regression = true\n")
+    cases = [
+        (_variant(finished, tmp_path, "cam", lambda f: f.with_columns(
+            salience_config=pl.lit('{"method": "cam"}'))), "other salience settings"),
+        (_variant(finished, tmp_path, "images", lambda f: f.with_columns(
+            image_set_hash=pl.lit("0" * 64))), "another image set"),
+        (_variant(finished, tmp_path, "fewer", lambda f: f.filter(
+            pl.col("measure") != "agreement")), "the baseline has no agreement"),
+        (_variant(finished, tmp_path, "column", lambda f: f.drop("ci_low")),
+         "lack the column(s) ci_low"),
+        (_variant(finished, tmp_path, "nulls", lambda f: f.with_columns(
+            ci_low=pl.lit(None, pl.Float64), ci_high=pl.lit(None, pl.Float64))),
+         "has a value but no interval"),
+    ]
+    for baseline, message in cases:
+        res = invoke("gate", finished, "--rules", rules, "--baseline", baseline)
+        errors = [x for x in res.output.splitlines() if x.startswith("error:")]
+        assert res.exit_code == 2 and len(errors) == 1 and message in errors[0], res.output
+    lacking = _variant(finished, tmp_path, "lacking", lambda f: f.filter(pl.col("model") != "c"))
+    res = invoke("gate", finished, "--rules", rules, "--baseline", lacking)
+    assert res.exit_code == 1 and "model missing from the baseline" in res.output, res.output
+    empty = _variant(finished, tmp_path, "empty", lambda f: f.clear())
+    res = invoke("gate", empty, "--rules", rules, "--baseline", finished)
+    assert res.exit_code == 2 and "the gate checked nothing" in res.output, res.output
+    for text in ('rules = ["entropy <= 1.2.3"]\n', 'rules = ["entropy <= ."]\n'):
+        res = invoke("gate", finished, "--rules", _rules(tmp_path, text))
+        assert res.exit_code == 2 and "write it as" in res.output, res.output

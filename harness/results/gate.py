@@ -20,11 +20,15 @@ from pathlib import Path
 
 import polars as pl
 
-from harness.errors import HarnessError, did_you_mean
+from harness.errors import HarnessError, did_you_mean, excerpt
 from harness.tomlfile import check_keys, read_toml
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
-_RULE = re.compile(r"^\s*([A-Za-z_]+)(?:\.(\S+))?\s*(<=|>=|<|>)\s*(-?[0-9.]+(?:[eE]-?\d+)?)\s*$")
+_RULE = re.compile(r"^\s*([A-Za-z_]+)(?:\.(\S+))?\s*(<=|>=|<|>)\s*"
+                   r"(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+# What the gate reads of a scores file; a file without them is not a run's scores.
+_COLUMNS = ("model", "measure", "statistic", "value", "ci_low", "ci_high",
+            "higher_is_better", "image_set_hash", "salience_config")
 _KEYS = {"rules", "applies_to", "no_regression"}
 
 
@@ -84,9 +88,16 @@ def read_rules(path) -> Rules:
 
 def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = None
           ) -> list[Check]:
-    """Every rule for every model it applies to, then the regression checks."""
+    """Every rule for every model it applies to, then the regression checks.
+
+    Raises:
+        HarnessError: a rule names what the run lacks, a scores file is not a run's, the
+            baseline was made on other images, settings or measures, or nothing at all
+            was checked (a gate that checks nothing must not pass).
+    """
     from harness.results.leaderboard import build
 
+    _require_columns(scores, "the run")
     available = set(zip(scores["measure"].to_list(), scores["statistic"].to_list(), strict=True))
     measures = sorted({m for m, _ in available})
     for rule in rules.rules:
@@ -102,6 +113,9 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
     models = board["model"].to_list()
     if rules.applies_to == "best":
         models = models[:1]
+    if not models:
+        raise HarnessError("the gate checked nothing: the run has no model to apply the "
+                           "rules to")
     value = {(r["model"], r["measure"], r["statistic"]): r["value"]
              for r in scores.select("model", "measure", "statistic", "value").iter_rows(named=True)}
     checks = []
@@ -113,24 +127,68 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
     if rules.no_regression:
         if baseline is None:
             raise HarnessError("no_regression is on: pass --baseline RUN_DIR")
+        _require_columns(baseline, "the baseline")
+        _check_comparable(scores, baseline)
         checks += _regressions(scores, baseline, models)
+    if not checks:
+        raise HarnessError("the gate checked nothing: no rule applied to the run's models")
     return checks
 
 
+def _require_columns(frame: pl.DataFrame, what: str) -> None:
+    missing = [c for c in _COLUMNS if c not in frame.columns]
+    if missing:
+        raise HarnessError(f"{what}'s scores lack the column(s) {', '.join(missing)}: not "
+                           "the scores.parquet of a harness run")
+
+
+def _check_comparable(scores: pl.DataFrame, baseline: pl.DataFrame) -> None:
+    """A regression is judged only against a baseline of the same images, salience
+    settings and measures."""
+    for column, what in (("image_set_hash", "another image set"),
+                         ("salience_config", "other salience settings")):
+        ours = set(scores[column].drop_nulls().to_list())
+        theirs = set(baseline[column].drop_nulls().to_list())
+        if ours != theirs:
+            def shown(values):
+                return ", ".join(excerpt(v, 60) for v in sorted(values)) or "none"
+
+            raise HarnessError(f"the baseline was made with {what} ({shown(theirs)} against "
+                               f"{shown(ours)}); no_regression compares runs of the same "
+                               "images and salience settings")
+    missing = sorted(set(scores["measure"].to_list()) - set(baseline["measure"].to_list()))
+    if missing:
+        raise HarnessError(f"the baseline has no {', '.join(missing)}: it was run with other "
+                           "measures")
+
+
 def _regressions(scores, baseline, models) -> list[Check]:
-    """A headline is a regression when it is worse than the baseline's 95% interval."""
+    """A headline is a regression when it is worse than the baseline's 95% interval; a
+    model the baseline does not have (or could not score) fails, since nothing could
+    be checked for it."""
     base = {(r["model"], r["measure"]): r for r in
             baseline.filter(pl.col("statistic") == "headline").iter_rows(named=True)}
     out = []
     for r in scores.filter(pl.col("statistic") == "headline").iter_rows(named=True):
-        b = base.get((r["model"], r["measure"]))
-        if r["model"] not in models or b is None or b["value"] is None:
+        if r["model"] not in models:
             continue
+        what = f"{r['measure']} no regression"
+        b = base.get((r["model"], r["measure"]))
+        if b is not None and b["value"] is None and r["value"] is None:
+            continue  # the measure applies to neither (e.g. stability without a family)
+        if b is None or b["value"] is None:
+            why = "model missing from the baseline" if b is None else "no baseline value"
+            out.append(Check(r["model"], what, r["value"], f"({why})", False))
+            continue
+        bound = b["ci_low"] if r["higher_is_better"] else b["ci_high"]
+        if bound is None:
+            raise HarnessError(f"the baseline's {r['measure']} of {r['model']} has a value but "
+                               "no interval: not the scores of a harness run")
         if r["higher_is_better"]:
-            bound, ok = b["ci_low"], r["value"] is not None and r["value"] >= b["ci_low"]
+            ok = r["value"] is not None and r["value"] >= bound
             text = f">= {bound:.4g} (baseline low)"
         else:
-            bound, ok = b["ci_high"], r["value"] is not None and r["value"] <= b["ci_high"]
+            ok = r["value"] is not None and r["value"] <= bound
             text = f"<= {bound:.4g} (baseline high)"
-        out.append(Check(r["model"], f"{r['measure']} no regression", r["value"], text, ok))
+        out.append(Check(r["model"], what, r["value"], text, ok))
     return out
