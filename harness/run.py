@@ -59,6 +59,8 @@ def run(config: RunConfig, progress=None, resume: bool = False, log=None) -> Fin
     """
     say = log or (lambda message: None)
     folder = RunDir(config.out)
+    if not resume:
+        folder.clear_results()
     manifests = list(config.zoo) or ([] if config.models else [builtin_manifest()])
     zoos = [read_manifest(m) for m in manifests]
     entries = [(m.path, m.spec) for z in zoos for m in z.models]

@@ -39,6 +39,13 @@ class RunDir:
 
     # -- while the run is under way ------------------------------------------------
 
+    def clear_results(self) -> None:
+        """Remove a previous run's results, so a new run that fails or is killed leaves
+        no leaderboard of other inputs behind to be gated."""
+        for name in (self.SCORES, self.EXAMPLES, self.INFO, self.REPORT,
+                     *(f"{self.LEADERBOARD}.{suffix}" for suffix in ("parquet", "csv", "md"))):
+            (self / name).unlink(missing_ok=True)
+
     def start(self, settings: dict, inputs: dict) -> None:
         """Write the plan: the settings (JSON-ready) and the inputs' identity; a previous
         run's journal here is dropped, since its units belong to other inputs."""

@@ -107,6 +107,31 @@ def test_killed_run_leaves_no_leaderboard(tiny_zoo, tmp_path, monkeypatch):
     assert not list(out.glob(".*tmp*"))  # no half-written temporary file either
 
 
+def test_failed_rerun_leaves_no_stale_leaderboard(tiny_zoo, tmp_path, monkeypatch):
+    """A second run into a finished run's folder that crashes, or that stops at a user's
+    mistake, must not leave the first run's leaderboard there to be gated."""
+    import harness.run
+
+    out = tmp_path / "run"
+    assert invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", "entropy",
+                  "--quiet").exit_code == 0
+    assert (out / "leaderboard.csv").is_file() and (out / "scores.parquet").is_file()
+    bad = invoke("run", "--zoo", tiny_zoo, "--data", tmp_path / "missing", "--out", out,
+                 "--measures", "entropy", "--quiet")
+    assert bad.exit_code == 2
+    assert not list(out.glob("leaderboard.*")) and not (out / "scores.parquet").exists()
+    assert invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", "entropy",
+                  "--quiet").exit_code == 0
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.run, "build", crash)
+    assert invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", "entropy",
+                  "--quiet").exit_code != 0
+    assert not list(out.glob("leaderboard.*")) and not (out / "run.json").exists()
+
+
 def test_leaderboard_rerenders(tiny_zoo, tmp_path):
     out = tmp_path / "run"
     invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", FAST, "--quiet")
