@@ -23,6 +23,7 @@ from harness.execution.plan import model_identity
 from harness.inputs.images import load_image_set
 from harness.inputs.settings import RunConfig, to_json
 from harness.inputs.zoo import builtin_manifest, read_manifest
+from harness.io import check_writable
 from harness.measures import ALL, get_measures
 from harness.model.classifier import OnnxClassifier
 from harness.report.examples import Examples
@@ -59,6 +60,8 @@ def run(config: RunConfig, progress=None, resume: bool = False, log=None) -> Fin
     """
     say = log or (lambda message: None)
     folder = RunDir(config.out)
+    check_writable(config.out, "output folder")
+    check_writable(config.cache_dir, "cache folder")
     if not resume:
         folder.clear_results()
     manifests = list(config.zoo) or ([] if config.models else [builtin_manifest()])

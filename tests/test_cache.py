@@ -123,3 +123,24 @@ def test_damaged_entries_are_recomputed_in_a_run(cnn_zoo, tmp_path):
     assert pl.read_parquet(tmp_path / "r1" / "scores.parquet").equals(
         pl.read_parquet(tmp_path / "r2" / "scores.parquet"))
     assert clean["reused_maps"] == 0
+
+
+def test_a_database_damaged_inside_is_set_aside_and_rebuilt(cnn_zoo, tmp_path):
+    """Flipped bytes in the database's pages (not just in one entry) made every rerun
+    fail until the file was deleted by hand; the run now sets it aside, recomputes, and
+    the next run is served from the rebuilt cache."""
+    run(cnn_zoo, tmp_path / "r1")
+    path = tmp_path / "r1" / "cache" / CACHE_FILE
+    blob = bytearray(path.read_bytes())
+    assert len(blob) > 3 * 4096
+    blob[4096:len(blob) - 4096] = b"\xff" * (len(blob) - 8192)
+    path.write_bytes(bytes(blob))
+    res = invoke("run", "--zoo", cnn_zoo, "--out", tmp_path / "r1")
+    assert res.exit_code == 0, res.output
+    assert "not a usable cache" in res.output and "Traceback" not in res.output
+    assert list(path.parent.glob(f"{CACHE_FILE}.damaged-*"))
+    again = run(cnn_zoo, tmp_path / "r1")
+    assert again["computed_passes"] == 0
+    run(cnn_zoo, tmp_path / "clean")
+    assert pl.read_parquet(tmp_path / "r1" / "scores.parquet").equals(
+        pl.read_parquet(tmp_path / "clean" / "scores.parquet"))

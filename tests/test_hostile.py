@@ -506,3 +506,55 @@ def test_manifest_choices_ignore_case(sandbox):
 
     spec = read_manifest(manifest).models[0].spec
     assert (spec.color, spec.layout) == ("BGR", "NCHW")
+
+
+def test_unwritable_outputs_are_refused_before_any_work(sandbox, monkeypatch):
+    """An --out or --cache that cannot be created, or a read-only place, is one line
+    before any forward pass; so is harness salience's --out."""
+    tmp, model, images = sandbox
+    blocker = tmp / "a-file"
+    blocker.write_text("")
+
+    def run(*extra):
+        res = CliRunner().invoke(cli, ["run", "--model", str(model), "--data", str(images),
+                                       "--grid", "4", "--measures", "entropy", "--quiet",
+                                       *map(str, extra)])
+        errors = [x for x in res.output.splitlines() if x.startswith("error:")]
+        assert res.exit_code == 2 and len(errors) == 1 and "Traceback" not in res.output
+        return errors[0]
+
+    assert "cannot create the output folder" in run("--out", blocker / "out")
+    assert "cannot create the cache folder" in run("--out", tmp / "o1", "--cache", blocker / "c")
+    assert not (tmp / "o1").exists()
+    code, errors = run_salience(tmp, model, images)  # a writable --out works
+    assert code == 0
+    res = CliRunner().invoke(cli, ["salience", str(model), str(images), "--out",
+                                   str(blocker / "m.npz")])
+    assert res.exit_code == 2 and "cannot create the folder of --out" in res.output
+    readonly = tmp / "readonly"
+    readonly.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(readonly)
+                        else real_access(p, mode))
+    assert "is read-only" in run("--out", readonly / "out")
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(sandbox, monkeypatch):
+    import errno
+
+    tmp, model, images = sandbox
+    out = tmp / "out"
+    real_replace = os.replace
+
+    def full(src, dst):
+        if str(dst).endswith("leaderboard.parquet"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    res = CliRunner().invoke(cli, ["run", "--model", str(model), "--data", str(images),
+                                   "--grid", "4", "--measures", "entropy", "--out", str(out),
+                                   "--quiet"])
+    errors = [x for x in res.output.splitlines() if x.startswith("error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "No space left" in errors[0]
+    assert not list(out.glob("leaderboard.*")) and not list(out.glob(".*tmp*"))

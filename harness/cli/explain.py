@@ -42,12 +42,16 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
     Writes raw maps, 8-bit maps, the flat-map mask and the explained classes to --out.
     """
     from harness.explain import explain, write_maps, write_overlays
+    from harness.io import check_writable
     from harness.model.classifier import OnnxClassifier
     from harness.salience.settings import SalienceConfig
 
     settings = SalienceConfig.checked(method=method, grid=grid, window=window,
                                       baseline=parse_baseline(baseline), score=score,
                                       n_masks=n_masks, seed=seed, batch_size=batch_size)
+    check_writable(out.parent, "folder of --out")
+    if png is not None:
+        check_writable(png, "--png folder")
     clf = OnnxClassifier(model, batch_size=settings.batch_size)
     click.echo(f"model {clf.name}: input {clf.input_size[0]}x{clf.input_size[1]} "
                f"{clf.layout} {clf.color}, provider {clf.provider}", err=True)

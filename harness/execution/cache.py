@@ -91,11 +91,23 @@ class SalienceCache:
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{CACHE_FILE}.damaged-{int(time.time())}")
+            self._db = None
+            self._set_aside(exc)
+
+    def _set_aside(self, exc: Exception) -> None:
+        """Move a damaged database aside with a warning and start a new one: losing a
+        cache costs time, never correctness, and no later run trips over it."""
+        if self._db is not None:
+            self._db.close()
+        aside = self.path.with_name(f"{CACHE_FILE}.damaged-{time.time_ns()}")
+        try:
             self.path.rename(aside)
-            log.warning("%s: not a usable cache (%s); moved to %s and starting a new one",
-                        self.path, first_line(exc), aside.name)
-            self._db = self._open()
+        except OSError as err:
+            raise HarnessError(f"{self.path}: damaged ({first_line(exc)}) and cannot be moved "
+                               f"aside ({first_line(err)}); delete it") from None
+        log.warning("%s: not a usable cache (%s); moved to %s and starting a new one",
+                    self.path, first_line(exc), aside.name)
+        self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -110,7 +122,15 @@ class SalienceCache:
         return db
 
     def get_many(self, keys: list[str]) -> dict[str, Entry]:
-        """The valid entries among ``keys``; damaged ones are deleted and left out."""
+        """The valid entries among ``keys``; damaged ones are deleted and left out, and
+        a database damaged beyond that is set aside (every key then misses)."""
+        try:
+            return self._get_many(keys)
+        except sqlite3.DatabaseError as exc:
+            self._set_aside(exc)
+            return {}
+
+    def _get_many(self, keys: list[str]) -> dict[str, Entry]:
         found, damaged = {}, []
         for start in range(0, len(keys), 500):  # SQLite caps bound parameters per query
             chunk = keys[start:start + 500]
@@ -137,6 +157,16 @@ class SalienceCache:
         for key, entry in items.items():
             blob = _pack(entry)
             rows.append((key, blob, entry.provider, _checksum(blob, entry.provider)))
+        try:
+            self._insert(rows)
+        except sqlite3.DatabaseError as exc:
+            if "full" in str(exc):
+                raise HarnessError(f"{self.path}: cannot store maps ({first_line(exc)})"
+                                   ) from None
+            self._set_aside(exc)
+            self._insert(rows)
+
+    def _insert(self, rows) -> None:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR REPLACE INTO maps VALUES (?, ?, ?, ?)", rows)
