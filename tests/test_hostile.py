@@ -558,3 +558,58 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(sandbox, monkey
     errors = [x for x in res.output.splitlines() if x.startswith("error:")]
     assert res.exit_code == 2 and len(errors) == 1 and "No space left" in errors[0]
     assert not list(out.glob("leaderboard.*")) and not list(out.glob(".*tmp*"))
+
+
+def _one_bad_model(tmp, kind):
+    """A model that cannot be scored, each in its own way."""
+    ins, outs = _io()
+    path = tmp / f"{kind}.onnx"
+    if kind in ("nan_size", "inf_size"):
+        linear_model(path, np.ones((2, SIZE, SIZE, 3)), batch="N",
+                     metadata={"harness.input_size": "nan,nan" if kind == "nan_size"
+                               else "inf,8"})
+    elif kind == "nul_location":
+        weight = numpy_helper.from_array(np.ones((SIZE * SIZE * 3, 2), np.float32), "W")
+        weight.ClearField("raw_data")
+        weight.data_location = TensorProto.EXTERNAL
+        entry = weight.external_data.add()
+        entry.key, entry.value = "location", "w\0.bin"
+        _raw_model(path, [helper.make_node("Flatten", ["image"], ["f"]),
+                          helper.make_node("MatMul", ["f", "W"], ["logits"])], ins, outs,
+                   [weight])
+    elif kind == "one_row":  # (1, 2) whatever the batch
+        _raw_model(path, [helper.make_node("ReduceMean", ["image"], ["m"], keepdims=0),
+                          helper.make_node("Reshape", ["m", "one"], ["m1"]),
+                          helper.make_node("Concat", ["m1", "m1"], ["logits"], axis=1)],
+                   ins, outs, [numpy_helper.from_array(np.array([1, 1], np.int64), "one")])
+    elif kind == "strings":
+        string_out = [helper.make_tensor_value_info("logits", TensorProto.STRING, ["N", 2])]
+        _raw_model(path, [helper.make_node("Flatten", ["image"], ["f"]),
+                          helper.make_node("Slice", ["f", "s", "e", "a"], ["two"]),
+                          helper.make_node("Cast", ["two"], ["logits"], to=TensorProto.STRING)],
+                   ins, string_out,
+                   [numpy_helper.from_array(np.array([v], np.int64), n)
+                    for n, v in (("s", 0), ("e", 2), ("a", 1))])
+    return path
+
+
+BAD_KINDS = {"nan_size": "harness.input_size must be 'height,width' in whole pixels",
+             "inf_size": "harness.input_size must be 'height,width' in whole pixels",
+             "nul_location": "names no file; refused",
+             "one_row": "for a batch of 3; it must have one row per image",
+             "strings": "holds object values, not numbers"}
+
+
+def test_every_per_model_failure_marks_that_model_failed_and_the_run_goes_on(sandbox):
+    tmp, model, images = sandbox
+    bad = [_one_bad_model(tmp, kind) for kind in BAD_KINDS]
+    out = tmp / "out"
+    args = ["run", "--model", str(model), *[a for p in bad for a in ("--model", str(p))],
+            "--data", str(images), "--grid", "4", "--measures", "entropy", "--out", str(out),
+            "--quiet"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    status = dict(pl.read_parquet(out / "leaderboard.parquet").select("model", "status").rows())
+    assert status["model"] == "ok"
+    for kind, says in BAD_KINDS.items():
+        assert status[kind].startswith("failed: ") and says in status[kind], (kind, status[kind])

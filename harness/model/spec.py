@@ -5,6 +5,7 @@ Runtime, so reading manifests stays cheap."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from harness.errors import HarnessError, excerpt
@@ -77,8 +78,10 @@ def parse_metadata(props: dict[str, str], path: Path) -> ModelSpec:
     fields = {}
     if "harness.input_size" in props:
         size = floats("harness.input_size")
-        if len(size) != 2 or min(size) < 1:
-            raise HarnessError(f"{path}: metadata harness.input_size must be 'height,width'")
+        if len(size) != 2 or not all(math.isfinite(v) and v == int(v) and 1 <= v <= 1 << 16
+                                     for v in size):
+            raise HarnessError(f"{path}: metadata harness.input_size must be 'height,width' in "
+                               "whole pixels (1 to 65536)")
         fields["input_size"] = (int(size[0]), int(size[1]))
     if "harness.mean" in props:
         fields["mean"] = floats("harness.mean")

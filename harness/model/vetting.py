@@ -31,8 +31,11 @@ def external_files(proto, path: Path) -> list[Path]:
         if tensor.data_location != tensor.EXTERNAL:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if not location or "\0" in location:
+            raise HarnessError(f"{path}: tensor {excerpt(tensor.name)} has an external-data "
+                               f"location {excerpt(location)} that names no file; refused")
         target = Path(location)
-        if target.is_absolute() or ".." in target.parts or not location:
+        if target.is_absolute() or ".." in target.parts:
             raise HarnessError(f"{path}: tensor {tensor.name!r} points its data at "
                                f"{excerpt(location)}, outside the model's folder; refused")
         if folder not in (folder / target).resolve().parents:
