@@ -135,6 +135,12 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
     if not isinstance(how.shard_size, int) or how.shard_size < 1:
         raise HarnessError(f"shard_size must be an integer >= 1, got {how.shard_size!r}")
     min_map = check_grid(chosen, config)
+    for measure in chosen:
+        if min(inset.size) < measure.min_image:
+            raise HarnessError(f"{measure.name} compares maps at image size with SSIM, which "
+                               f"needs images of at least {measure.min_image}x"
+                               f"{measure.min_image}; these are {inset.size[0]}x"
+                               f"{inset.size[1]}: leave {measure.name} out or use larger images")
     family_of = _families(clfs, families, check="family" in needs)
 
     perts = perturbations(needs, how.noise_levels, TRANSFORMS, how.seed,
@@ -232,7 +238,7 @@ def _as_image_set(images, what) -> ImageSet:
     if arr.ndim != 4 or arr.shape[-1] != 3 or not len(arr):
         raise HarnessError(f"{what}: expected (N, H, W, 3) images, got shape {arr.shape}")
     if arr.dtype != np.uint8:
-        if arr.min() < 0 or arr.max() > 1:
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
             raise HarnessError(f"{what}: float images must lie in [0, 1]")
         arr = to_uint8(arr)
     return ImageSet(arr, tuple(str(i) for i in range(len(arr))), source=what)

@@ -613,3 +613,20 @@ def test_every_per_model_failure_marks_that_model_failed_and_the_run_goes_on(san
     assert status["model"] == "ok"
     for kind, says in BAD_KINDS.items():
         assert status[kind].startswith("failed: ") and says in status[kind], (kind, status[kind])
+
+
+def test_tiny_images_nan_pixels_and_wrong_class_names(sandbox):
+    tmp, model, images = sandbox
+    data = tmp / "tiny.npz"
+    np.savez(data, images=np.zeros((3, 1, 1, 3), np.uint8))
+    res = CliRunner().invoke(cli, ["run", "--model", str(model), "--data", str(data),
+                                   "--method", "cam", "--measures", "transforms", "--out",
+                                   str(tmp / "out"), "--quiet"])
+    assert res.exit_code == 2 and "needs images of at least 7x7" in res.output, res.output
+    np.savez(tmp / "nan.npz", images=np.full((3, SIZE, SIZE, 3), np.nan, np.float32))
+    code, errors = run_salience(tmp, model, tmp / "nan.npz")
+    assert code == 2 and len(errors) == 1 and "without NaN or infinity" in errors[0]
+    named = linear_model(tmp / "named.onnx", np.ones((2, SIZE, SIZE, 3)),
+                         metadata={"harness.classes": "a,b,c"})
+    code, errors = run_salience(tmp, named, images)
+    assert code == 2 and "3 class names declared for an output of 2 classes" in errors[0]

@@ -235,9 +235,10 @@ def _load_npz(path: Path, split: str | None) -> ImageSet:
                            f"got {images.shape}")
     check_image_shape(images.shape[1], images.shape[2], path)
     if images.dtype != np.uint8:
-        if not np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 1:
-            raise HarnessError(f"{path}: 'images' must be uint8 or float in [0, 1], got "
-                               f"{images.dtype}")
+        if not np.issubdtype(images.dtype, np.floating) or not np.isfinite(images).all() \
+                or images.min() < 0 or images.max() > 1:
+            raise HarnessError(f"{path}: 'images' must be uint8, or float in [0, 1] without NaN "
+                               f"or infinity (got {images.dtype})")
         images = to_uint8(images)
     n = len(images)
     names = tuple(str(s) for s in _vector(arrays, "names", path)) if "names" in arrays \

@@ -79,6 +79,7 @@ class Measure:
         compute: ``MeasureInputs -> MeasureResult``.
         question: one line saying what the measure asks.
         min_map: the smallest map side it can score (SSIM of grid maps needs its window).
+        min_image: the smallest image side it can score (SSIM of maps at image size).
     """
 
     name: str
@@ -87,6 +88,7 @@ class Measure:
     compute: Callable[[MeasureInputs], MeasureResult]
     question: str
     min_map: int = 1
+    min_image: int = 1
 
 
 def stat_name(kind: str, qualifier) -> str:

@@ -5,7 +5,7 @@ import numpy as np
 
 from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat, stat_name
 from harness.numerics.perturb import TRANSFORMS, transform
-from harness.numerics.similarity import ssim
+from harness.numerics.similarity import WIN, ssim
 
 
 def follow_ssim(q_up: np.ndarray, flat: np.ndarray, q_up_transformed: np.ndarray,
@@ -45,4 +45,4 @@ def compute(inp: MeasureInputs) -> MeasureResult:
 
 MEASURE = Measure("transforms", True, frozenset({"clean", "transforms"}), compute,
                   "Does the salience follow flips, quarter turns and shifts of the image? "
-                  "Mean SSIM of the moved map and the map of the moved image.")
+                  "Mean SSIM of the moved map and the map of the moved image.", min_image=WIN)

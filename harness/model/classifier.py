@@ -172,6 +172,10 @@ class OnnxClassifier:
         if self.num_classes is not None and self.num_classes < 2:
             raise HarnessError(f"{self.path}: output {chosen.name!r} has {k} class(es); "
                                "the harness needs K >= 2 class scores")
+        if self.spec.classes is not None and self.num_classes is not None \
+                and len(self.spec.classes) != self.num_classes:
+            raise HarnessError(f"{self.path}: {len(self.spec.classes)} class names declared for "
+                               f"an output of {self.num_classes} classes")
         self.output_kind = self.spec.output or infer_output_kind(self.graph, chosen.name)
 
     @property
