@@ -630,3 +630,59 @@ def test_tiny_images_nan_pixels_and_wrong_class_names(sandbox):
                          metadata={"harness.classes": "a,b,c"})
     code, errors = run_salience(tmp, named, images)
     assert code == 2 and "3 class names declared for an output of 2 classes" in errors[0]
+
+
+def test_declared_weights_and_constants_are_capped(sandbox, monkeypatch):
+    """A few hundred bytes can declare gigabytes: a weight behind a sparse external file,
+    or a ConstantOfShape of constant shape. Both are refused before ONNX Runtime
+    allocates anything, and the limits can be raised."""
+    tmp, _, images = sandbox
+    ins, outs = _io()
+    (tmp / "models").mkdir()
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[SIZE * SIZE * 3, 2 * 10**6])
+    weight.data_location = TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "w.bin"
+    with open(tmp / "models" / "w.bin", "wb") as fh:  # sparse: no disk used
+        fh.truncate(SIZE * SIZE * 3 * 2 * 10**6 * 4)
+    heavy = _raw_model(tmp / "models" / "heavy.onnx",
+                       [helper.make_node("Flatten", ["image"], ["f"]),
+                        helper.make_node("MatMul", ["f", "W"], ["logits"])], ins, outs, [weight])
+    code, errors = run_salience(tmp, heavy, images)
+    assert code == 2 and "GiB of weights, over the limit of 1 GiB" in errors[0]
+    assert "HARNESS_MAX_WEIGHT_BYTES" in errors[0]
+    filler = _raw_model(tmp / "filler.onnx", [
+        helper.make_node("ConstantOfShape", ["shape"], ["big"]),
+        helper.make_node("ReduceMean", ["big"], ["m"], keepdims=0),
+        helper.make_node("Flatten", ["image"], ["f"]),
+        helper.make_node("Slice", ["f", "s", "e", "a"], ["two"]),
+        helper.make_node("Add", ["two", "m"], ["logits"])], ins, outs,
+        [numpy_helper.from_array(np.array([1 << 14, 1 << 14], np.int64), "shape")]
+        + [numpy_helper.from_array(np.array([v], np.int64), n)
+           for n, v in (("s", 0), ("e", 2), ("a", 1))])
+    code, errors = run_salience(tmp, filler, images)
+    assert code == 2 and "would fill 1.00 GiB, over the limit of 0.25 GiB" in errors[0]
+    monkeypatch.setenv("HARNESS_MAX_CONSTANT_BYTES", "abc")
+    code, errors = run_salience(tmp, filler, images)
+    assert code == 2 and "must be a whole number of bytes" in errors[0]
+
+
+def test_model_timeout_covers_loading(sandbox):
+    """Folding a large constant product happens while ONNX Runtime loads the model,
+    before any batch; the time limit covers it."""
+    tmp, _, images = sandbox
+    ins, outs = _io()
+    side = 3072
+    rng = np.random.default_rng(0)
+    mats = [numpy_helper.from_array(rng.random((side, side), np.float32), n) for n in "AB"]
+    model = _raw_model(tmp / "folding.onnx", [
+        helper.make_node("MatMul", ["A", "B"], ["AB"]),
+        helper.make_node("ReduceMean", ["AB"], ["m"], keepdims=0),
+        helper.make_node("Flatten", ["image"], ["f"]),
+        helper.make_node("Slice", ["f", "s", "e", "a"], ["two"]),
+        helper.make_node("Add", ["two", "m"], ["logits"])], ins, outs,
+        mats + [numpy_helper.from_array(np.array([v], np.int64), n)
+                for n, v in (("s", 0), ("e", 2), ("a", 1))])
+    code, errors = run_salience(tmp, model, images, "--model-timeout", "0.05")
+    assert code == 2 and "did not finish loading the model within --model-timeout 0.05 s" \
+        in errors[0], errors

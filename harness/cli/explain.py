@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from harness.cli.common import existing, parse_baseline
+from harness.model.session import DEFAULT_TIMEOUT
 from harness.salience.methods import METHODS
 from harness.salience.scoring import SCORES
 
@@ -29,6 +30,9 @@ from harness.salience.scoring import SCORES
 @click.option("--seed", type=int, default=0, show_default=True, help="RISE: mask seed.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
               help="Perturbed copies per ONNX Runtime call.")
+@click.option("--model-timeout", type=click.FloatRange(0, 10**6, min_open=True),
+              default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds loading the model, then one batch, may take.")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Explain only the first N images.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default="maps.npz",
@@ -36,7 +40,7 @@ from harness.salience.scoring import SCORES
 @click.option("--png", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Also write one overlay picture per image into this folder.")
 def salience(model, images, method, grid, window, baseline, score, n_masks, seed, batch_size,
-             limit, out, png):
+             model_timeout, limit, out, png):
     """Explain MODEL's predictions on IMAGES (folder, image file or .npz).
 
     Writes raw maps, 8-bit maps, the flat-map mask and the explained classes to --out.
@@ -52,7 +56,7 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
     check_writable(out.parent, "folder of --out")
     if png is not None:
         check_writable(png, "--png folder")
-    clf = OnnxClassifier(model, batch_size=settings.batch_size)
+    clf = OnnxClassifier(model, batch_size=settings.batch_size, timeout=model_timeout)
     click.echo(f"model {clf.name}: input {clf.input_size[0]}x{clf.input_size[1]} "
                f"{clf.layout} {clf.color}, provider {clf.provider}", err=True)
     maps = explain(clf, images, settings, limit)

@@ -62,7 +62,8 @@ def _run_options(f):
         click.option("--limit", type=int, help="Score only the first N images."),
         click.option("--seed", type=int, help="Seed for noise, RISE and bootstrap (0)."),
         click.option("--model-timeout", "model_timeout", type=float,
-                     help="Seconds one batch may take before the model is marked failed."),
+                     help="Seconds loading a model, then one batch, may take before the "
+                          "model is marked failed (default 300)."),
         click.option("--out", type=click.Path(path_type=Path, file_okay=False),
                      help="Output folder (default results/<timestamp>)."),
         click.option("--cache", type=click.Path(path_type=Path, file_okay=False),

@@ -11,7 +11,7 @@ measures = ["entropy", "out_of_set", "transforms", "stability", "degradation", "
 limit = 0                                 # score only the first N images (0: all)
 seed = 0
 noise_levels = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0]   # salt-and-pepper levels of (b)
-model_timeout = 60                        # seconds one batch may take (default: none)
+model_timeout = 300                       # seconds loading a model, then one batch, may take
 out = "results/run1"
 cache = "results/cache"                  # salience cache (default: <out>/cache)
 shard_size = 64                           # images per unit of work (model x shard)
@@ -38,6 +38,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError, excerpt
 from harness.execution.plan import DEFAULT_SHARD
+from harness.model.session import DEFAULT_TIMEOUT
 from harness.numerics.perturb import NOISE_LEVELS
 from harness.salience.settings import SalienceConfig
 from harness.tomlfile import check_keys, read_toml
@@ -59,7 +60,7 @@ class RunConfig:
     seed: int = 0
     out: Path | None = None
     noise_levels: tuple[float, ...] = NOISE_LEVELS
-    model_timeout: float | None = None
+    model_timeout: float | None = DEFAULT_TIMEOUT
     cache: Path | None = None
     shard_size: int = DEFAULT_SHARD
     engine: str = "in-process"

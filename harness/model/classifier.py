@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError, NonFiniteOutput, excerpt
-from harness.model.session import create_session, run_bounded, with_outputs
+from harness.model.session import create_bounded, run_bounded, with_outputs
 from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata
 from harness.model.vetting import (
     check_domains,
     check_graph,
     check_input_bytes,
+    check_sizes,
     external_files,
     file_sha256,
 )
@@ -41,8 +42,9 @@ class OnnxClassifier:
             really gets it, else CPU.
         threads: intra-op threads (default: all cores).
         batch_size: images per ``session.run`` for a model with a dynamic batch axis.
-        timeout: seconds one batch may take; a batch still running then is stopped
-            (ONNX Runtime's terminate flag) and :class:`ModelTimeout` raised.
+        timeout: seconds loading the model may take, and then each batch; a batch still
+            running then is stopped (ONNX Runtime's terminate flag) and
+            :class:`ModelTimeout` raised.
 
     Raises:
         HarnessError: the file is missing, not ONNX, or its input is not an image.
@@ -64,6 +66,7 @@ class OnnxClassifier:
         if not proto.graph.node:
             raise HarnessError(f"{self.path}: not an ONNX model (its graph has no nodes)")
         self.external = external_files(proto, self.path)
+        check_sizes(proto, self.path)
         check_domains(proto, self.path)
         check_graph(self.path)
         self.graph = proto.graph
@@ -72,7 +75,7 @@ class OnnxClassifier:
         self.name = self.spec.name or self.path.stem
         self.batch_size = int(batch_size)
         self.timeout = timeout
-        self.session = create_session(self.path, providers, threads)
+        self.session = create_bounded(self.path, providers, threads, timeout)
         self.provider = self.session.get_providers()[0]
         self._threads = threads
         self._variants = {}  # extra output names -> session of an in-memory copy
@@ -290,7 +293,8 @@ class OnnxClassifier:
         """The session exposing ``extra`` (built once per set of names)."""
         key = tuple(extra)
         if key not in self._variants:
-            self._variants[key] = with_outputs(self.path, key, self.session, self._threads)
+            self._variants[key] = with_outputs(self.path, key, self.session, self._threads,
+                                                 self.timeout)
         return self._variants[key]
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

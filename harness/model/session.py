@@ -16,6 +16,9 @@ CUDA = "CUDAExecutionProvider"
 # to 0.015 against CPU; in full float32 the difference fell to 0.0009. Scores that
 # depend on the card a run lands on would make the gate flaky, so full precision it is.
 CUDA_OPTIONS = {"use_tf32": "0"}
+# Seconds one model may spend loading, and then on one batch, unless the user says
+# otherwise (--model-timeout): a hostile or broken model must not hang a CI job.
+DEFAULT_TIMEOUT = 300.0
 
 
 def nvidia_gpu_visible() -> bool:
@@ -79,7 +82,40 @@ def create_session(path: Path, providers, threads, model_bytes: bytes | None = N
                            f"{first_line(exc)}") from None
 
 
-def with_outputs(path: Path, extra: tuple[str, ...], session, threads):
+def create_bounded(path: Path, providers, threads, timeout: float | None,
+                   model_bytes: bytes | None = None):
+    """:func:`create_session` given at most ``timeout`` seconds (ONNX Runtime cannot
+    stop a session's optimisation, e.g. the folding of a huge constant product: the
+    work is left to finish in a background thread and the model is refused).
+
+    Raises:
+        ModelTimeout: the session was not ready in time.
+    """
+    if not timeout:
+        return create_session(path, providers, threads, model_bytes)
+    import threading
+
+    made = {}
+
+    def create():
+        try:
+            made["session"] = create_session(path, providers, threads, model_bytes)
+        except Exception as exc:  # handed to the caller's thread below
+            made["error"] = exc
+
+    worker = threading.Thread(target=create, daemon=True, name=f"load {path.name}")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise ModelTimeout(f"{path}: ONNX Runtime did not finish loading the model within "
+                           f"--model-timeout {timeout:g} s")
+    if "error" in made:
+        raise made["error"]
+    return made["session"]
+
+
+def with_outputs(path: Path, extra: tuple[str, ...], session, threads,
+                 timeout: float | None = None):
     """A session of an in-memory copy of the model at ``path`` with the inner tensors
     ``extra`` as additional outputs (the file is not touched), on the providers, with
     their options, that ``session`` got."""
@@ -96,7 +132,7 @@ def with_outputs(path: Path, extra: tuple[str, ...], session, threads):
                 name, types.get(name) or onnx.TensorProto.FLOAT, None))
     options = session.get_provider_options()
     providers = [(p, options.get(p, {})) for p in session.get_providers()]
-    return create_session(path, providers, threads, proto.SerializeToString())
+    return create_bounded(path, providers, threads, timeout, proto.SerializeToString())
 
 
 def run_bounded(session, names, feed, timeout: float | None, path: Path):

@@ -9,7 +9,11 @@ Runtime implements or one the file defines itself (a model-local function).
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from pathlib import Path
+
+import numpy as np
 
 from harness.errors import HarnessError, excerpt, first_line
 
@@ -20,6 +24,11 @@ KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nc
 
 # One preprocessed image may take at most this much memory as model input.
 MAX_INPUT_BYTES = 1 << 30
+# The weights a model declares (initializers and constants, in the file or in external
+# data), and any tensor a ConstantOfShape of constant shape would fill; both are
+# allocated before a single image runs. Raised with these environment variables.
+WEIGHT_LIMIT = ("HARNESS_MAX_WEIGHT_BYTES", 1 << 30)
+CONSTANT_LIMIT = ("HARNESS_MAX_CONSTANT_BYTES", 1 << 28)
 
 
 def external_files(proto, path: Path) -> list[Path]:
@@ -65,6 +74,59 @@ def _all_tensors(proto):
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
+
+
+def limit(setting: tuple[str, int]) -> int:
+    """A byte limit: its environment variable when set (a whole number), else the
+    default."""
+    name, default = setting
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise HarnessError(f"{name}={excerpt(text)} must be a whole number of bytes")
+    return int(text)
+
+
+def _itemsize(tensor) -> int:
+    """Bytes per element of an ONNX tensor's type (0 for strings and undefined types)."""
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def check_sizes(proto, path: Path) -> None:
+    """Refuse a model whose declared weights, or a constant-shaped ConstantOfShape,
+    exceed the limits (:data:`WEIGHT_LIMIT`, :data:`CONSTANT_LIMIT`): a file of a few
+    hundred bytes can declare gigabytes."""
+    weights = sum(_itemsize(t) * math.prod(t.dims) for t in _all_tensors(proto))
+    most = limit(WEIGHT_LIMIT)
+    if weights > most:
+        raise HarnessError(f"{path}: declares {weights / 2**30:,.2f} GiB of weights, over the "
+                           f"limit of {most / 2**30:g} GiB; raise it with {WEIGHT_LIMIT[0]}")
+    shapes = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    shapes[node.output[0]] = attr.t
+    most = limit(CONSTANT_LIMIT)
+    for node in proto.graph.node:
+        if node.op_type != "ConstantOfShape" or node.input[0] not in shapes:
+            continue
+        from onnx import numpy_helper
+
+        dims = numpy_helper.to_array(shapes[node.input[0]]).reshape(-1)
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        itemsize = 4 if value is None else _itemsize(value)  # float32 zeros by default
+        need = itemsize * math.prod(int(d) for d in dims) if (dims >= 0).all() else 0
+        if need > most:
+            raise HarnessError(f"{path}: ConstantOfShape {excerpt(node.name or node.output[0])} "
+                               f"would fill {need / 2**30:,.2f} GiB, over the limit of "
+                               f"{most / 2**30:g} GiB; raise it with {CONSTANT_LIMIT[0]}")
 
 
 def check_domains(proto, path: Path) -> None:
