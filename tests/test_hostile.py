@@ -443,7 +443,7 @@ def test_a_huge_label_costs_no_memory(sandbox):
 
 @pytest.mark.parametrize("height, width, says", [
     (2000, 10, "one side over 8 times the other"),
-    (5000, 5000, "over the limit of 16,777,216 (4096 x 4096) per image"),
+    (5000, 5000, "over the limit of 16,777,216 per image (HARNESS_MAX_IMAGE_PIXELS)"),
 ])
 def test_images_too_large_or_too_thin_are_refused_before_decoding(sandbox, height, width,
                                                                    says):
@@ -664,7 +664,7 @@ def test_declared_weights_and_constants_are_capped(sandbox, monkeypatch):
     assert code == 2 and "would fill 1.00 GiB, over the limit of 0.25 GiB" in errors[0]
     monkeypatch.setenv("HARNESS_MAX_CONSTANT_BYTES", "abc")
     code, errors = run_salience(tmp, filler, images)
-    assert code == 2 and "must be a whole number of bytes" in errors[0]
+    assert code == 2 and "HARNESS_MAX_CONSTANT_BYTES='abc' must be a whole number" in errors[0]
 
 
 def test_model_timeout_covers_loading(sandbox):

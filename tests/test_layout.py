@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 
 # Bottom to top: a module may import from its own layer's packages or lower layers only.
 LAYERS = [
-    ("harness", "errors", "io", "tomlfile", "rundir"),
+    ("harness", "errors", "limits", "io", "tomlfile", "rundir"),
     ("numerics",),
     ("maps", "stats"),
     ("model",),

@@ -8,24 +8,20 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError, first_line
-
-# What one image may be: the measures' work and memory grow with its pixels and (the
-# guided blur pads by a radius scaled from the height) with how far its sides differ,
-# neither of which a compressed file's size bounds.
-MAX_IMAGE_PIXELS = 4096 * 4096
-MAX_ASPECT = 8
-
+from harness.limits import IMAGE_ASPECT, IMAGE_PIXELS
 
 def check_image_shape(height: int, width: int, where) -> None:
-    """Refuse an image over :data:`MAX_IMAGE_PIXELS` or with one side more than
-    :data:`MAX_ASPECT` times the other, naming the limit."""
-    if height * width > MAX_IMAGE_PIXELS:
+    """Refuse an image over the pixel limit, or with one side too many times the other:
+    the measures' work and memory grow with both (the guided blur pads by a radius
+    scaled from the height), and a compressed file's size bounds neither."""
+    pixels, aspect = IMAGE_PIXELS.value(), IMAGE_ASPECT.value()
+    if height * width > pixels:
         raise HarnessError(f"{where}: a {width}x{height} image has {height * width:,} pixels, "
-                           f"over the limit of {MAX_IMAGE_PIXELS:,} (4096 x 4096) per image; "
+                           f"over the limit of {pixels:,} per image ({IMAGE_PIXELS.env}); "
                            "resize it first")
-    if max(height, width) > MAX_ASPECT * min(height, width):
-        raise HarnessError(f"{where}: a {width}x{height} image has one side over "
-                           f"{MAX_ASPECT} times the other; crop or pad it first")
+    if max(height, width) > aspect * min(height, width):
+        raise HarnessError(f"{where}: a {width}x{height} image has one side over {aspect} "
+                           f"times the other ({IMAGE_ASPECT.env}); crop or pad it first")
 
 
 def _decode(file: Path, convert, what: str = "image"):

@@ -25,13 +25,12 @@ import numpy as np
 
 from harness.errors import HarnessError, excerpt, first_line
 from harness.inputs.decode import check_image_shape, read_image, read_mask
+from harness.limits import CLASSES
 from harness.numerics.pixels import to_float, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MASK_DIR = "masks"
-# Integer labels of an .npz without label_names become the class names "0", "1", ...;
-# more classes than this is a damaged or hostile file, not a classifier's output.
-MAX_CLASSES = 100_000
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,10 +252,10 @@ def _load_npz(path: Path, split: str | None) -> ImageSet:
             label_names = (tuple(str(s) for s in _vector(arrays, "label_names", path))
                            if "label_names" in arrays else None)
             # checked before a name is made for every class up to the largest label
-            limit = MAX_CLASSES if label_names is None else len(label_names)
+            limit = CLASSES.value() if label_names is None else len(label_names)
             if labels.min() < 0 or labels.max() >= limit:
                 raise HarnessError(f"{path}: integer labels must lie in [0, {limit - 1}]"
-                                   f"{'' if label_names else ' (the class-count limit)'}, "
+                                   f"{'' if label_names else f' ({CLASSES.env})'}, "
                                    f"got {labels.min()}..{labels.max()}")
             label_names = label_names or tuple(str(i) for i in range(int(labels.max()) + 1))
         else:

@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import HarnessError, excerpt, first_line
+from harness.limits import CONSTANT_BYTES, INPUT_BYTES, WEIGHT_BYTES
 
 # Operator domains ONNX Runtime's CPU and CUDA builds implement.
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc",
                  "com.microsoft.experimental", "ai.onnx.preview.training",
                  "ai.onnx.training", "com.ms.internal.nhwc", "org.pytorch.aten"}
 
-# One preprocessed image may take at most this much memory as model input.
-MAX_INPUT_BYTES = 1 << 30
-# The weights a model declares (initializers and constants, in the file or in external
-# data), and any tensor a ConstantOfShape of constant shape would fill; both are
-# allocated before a single image runs. Raised with these environment variables.
-WEIGHT_LIMIT = ("HARNESS_MAX_WEIGHT_BYTES", 1 << 30)
-CONSTANT_LIMIT = ("HARNESS_MAX_CONSTANT_BYTES", 1 << 28)
 
 
 def external_files(proto, path: Path) -> list[Path]:
@@ -76,18 +69,6 @@ def _all_tensors(proto):
                 yield attr.t
 
 
-def limit(setting: tuple[str, int]) -> int:
-    """A byte limit: its environment variable when set (a whole number), else the
-    default."""
-    name, default = setting
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit():
-        raise HarnessError(f"{name}={excerpt(text)} must be a whole number of bytes")
-    return int(text)
-
-
 def _itemsize(tensor) -> int:
     """Bytes per element of an ONNX tensor's type (0 for strings and undefined types)."""
     from onnx import helper
@@ -100,20 +81,20 @@ def _itemsize(tensor) -> int:
 
 def check_sizes(proto, path: Path) -> None:
     """Refuse a model whose declared weights, or a constant-shaped ConstantOfShape,
-    exceed the limits (:data:`WEIGHT_LIMIT`, :data:`CONSTANT_LIMIT`): a file of a few
-    hundred bytes can declare gigabytes."""
+    exceed their limits: a file of a few hundred bytes can declare gigabytes, all
+    allocated before a single image runs."""
     weights = sum(_itemsize(t) * math.prod(t.dims) for t in _all_tensors(proto))
-    most = limit(WEIGHT_LIMIT)
+    most = WEIGHT_BYTES.value()
     if weights > most:
         raise HarnessError(f"{path}: declares {weights / 2**30:,.2f} GiB of weights, over the "
-                           f"limit of {most / 2**30:g} GiB; raise it with {WEIGHT_LIMIT[0]}")
+                           f"limit of {most / 2**30:g} GiB; raise it with {WEIGHT_BYTES.env}")
     shapes = {t.name: t for t in proto.graph.initializer}
     for node in proto.graph.node:
         if node.op_type == "Constant":
             for attr in node.attribute:
                 if attr.HasField("t"):
                     shapes[node.output[0]] = attr.t
-    most = limit(CONSTANT_LIMIT)
+    most = CONSTANT_BYTES.value()
     for node in proto.graph.node:
         if node.op_type != "ConstantOfShape" or node.input[0] not in shapes:
             continue
@@ -126,7 +107,7 @@ def check_sizes(proto, path: Path) -> None:
         if need > most:
             raise HarnessError(f"{path}: ConstantOfShape {excerpt(node.name or node.output[0])} "
                                f"would fill {need / 2**30:,.2f} GiB, over the limit of "
-                               f"{most / 2**30:g} GiB; raise it with {CONSTANT_LIMIT[0]}")
+                               f"{most / 2**30:g} GiB; raise it with {CONSTANT_BYTES.env}")
 
 
 def check_domains(proto, path: Path) -> None:
@@ -156,8 +137,9 @@ def check_input_bytes(path: Path, shape: tuple[int, ...], itemsize: int) -> None
     need = itemsize
     for d in shape:
         need *= d
-    if need > MAX_INPUT_BYTES:
+    most = INPUT_BYTES.value()
+    if need > most:
         dims = " x ".join(str(d) for d in shape)
         raise HarnessError(f"{path}: one input image of {dims} would take "
-                           f"{need / 2**30:,.1f} GiB (limit {MAX_INPUT_BYTES / 2**30:g} GiB); "
-                           "refused")
+                           f"{need / 2**30:,.1f} GiB (limit {most / 2**30:g} GiB, raised with "
+                           f"{INPUT_BYTES.env}); refused")
