@@ -10,6 +10,7 @@ import numpy as np
 from harness.errors import HarnessError, first_line
 from harness.limits import IMAGE_ASPECT, IMAGE_PIXELS
 
+
 def check_image_shape(height: int, width: int, where) -> None:
     """Refuse an image over the pixel limit, or with one side too many times the other:
     the measures' work and memory grow with both (the guided blur pads by a radius
