@@ -59,6 +59,21 @@ def run_salience(tmp_path, model, images, *extra):
     return res.exit_code, [line for line in res.output.splitlines() if line.startswith("error:")]
 
 
+def invoke_in(root, args):
+    """Run the CLI and check that nothing under ``root`` changed outside the folders
+    named by ``--out`` and ``--cache``, and that no traceback was printed."""
+    args = [str(a) for a in args]
+    outputs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--out", "--cache")]
+    before = snapshot(root)
+    res = CliRunner().invoke(cli, args)
+    after = snapshot(root)
+    changed = {p for p in set(before) | set(after)
+               if before.get(p) != after.get(p) and not any(p.startswith(o) for o in outputs)}
+    assert not changed, changed
+    assert "Traceback" not in res.output
+    return res
+
+
 def _raw_model(path, nodes, inputs, outputs, inits=(), opsets=(("", OPSET),)):
     """Save a model without running the checker (hostile files are not checked)."""
     model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, list(inits)),
@@ -365,7 +380,7 @@ def test_retrained_weights_behind_a_byte_identical_onnx_file(tmp_path, rng):
               "--measures", "entropy", "--cache", str(tmp_path / "cache"), "--quiet"]
 
     def run(out):
-        res = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / out)])
+        res = invoke_in(tmp_path, [*common, "--out", str(tmp_path / out)])
         assert res.exit_code == 0, res.output
         info = json.loads((tmp_path / out / "run.json").read_text())
         sha = pl.read_parquet(tmp_path / out / "scores.parquet")["model_sha256"][0]
@@ -374,7 +389,7 @@ def test_retrained_weights_behind_a_byte_identical_onnx_file(tmp_path, rng):
     first, sha_first = run("first")
     assert first["computed_passes"] > 0
     shutil.copyfile(tmp_path / "new" / "m.weights", tmp_path / "old" / "m.weights")
-    resumed = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "first")])
+    resumed = invoke_in(tmp_path, ["run", "--resume", str(tmp_path / "first")])
     assert resumed.exit_code == 2 and "models changed since this run started" in resumed.output
     second, sha_second = run("second")
     assert sha_second != sha_first
@@ -470,7 +485,7 @@ def test_large_images_get_smaller_units(tmp_path, rng):
     assert shard_images(64, (448, 448)) == 16 and shard_images(64, (4096, 4096)) == 1
     model = linear_model(tmp_path / "model.onnx", rng.normal(size=(2, SIZE, SIZE, 3)))
     np.savez(tmp_path / "big.npz", images=rng.integers(0, 256, (3, 1200, 1200, 3), np.uint8))
-    res = CliRunner().invoke(cli, ["run", "--model", str(model), "--data",
+    res = invoke_in(tmp_path, ["run", "--model", str(model), "--data",
                                    str(tmp_path / "big.npz"), "--measures", "entropy",
                                    "--out", str(tmp_path / "run"), "--quiet"])
     assert res.exit_code == 0, res.output
@@ -490,7 +505,7 @@ def test_manifest_values_of_the_wrong_kind(sandbox, line, message):
     tmp, model, images = sandbox
     manifest = tmp / "zoo.toml"
     manifest.write_text(f"[[model]]\n{line}\n")
-    res = CliRunner().invoke(cli, ["run", "--zoo", str(manifest), "--data", str(images),
+    res = invoke_in(tmp, ["run", "--zoo", str(manifest), "--data", str(images),
                                    "--out", str(tmp / "out"), "--quiet"])
     errors = [x for x in res.output.splitlines() if x.startswith("error:")]
     assert res.exit_code == 2 and len(errors) == 1 and message in errors[0], res.output
@@ -516,7 +531,7 @@ def test_unwritable_outputs_are_refused_before_any_work(sandbox, monkeypatch):
     blocker.write_text("")
 
     def run(*extra):
-        res = CliRunner().invoke(cli, ["run", "--model", str(model), "--data", str(images),
+        res = invoke_in(tmp, ["run", "--model", str(model), "--data", str(images),
                                        "--grid", "4", "--measures", "entropy", "--quiet",
                                        *map(str, extra)])
         errors = [x for x in res.output.splitlines() if x.startswith("error:")]
@@ -528,7 +543,7 @@ def test_unwritable_outputs_are_refused_before_any_work(sandbox, monkeypatch):
     assert not (tmp / "o1").exists()
     code, errors = run_salience(tmp, model, images)  # a writable --out works
     assert code == 0
-    res = CliRunner().invoke(cli, ["salience", str(model), str(images), "--out",
+    res = invoke_in(tmp, ["salience", str(model), str(images), "--out",
                                    str(blocker / "m.npz")])
     assert res.exit_code == 2 and "cannot create the folder of --out" in res.output
     readonly = tmp / "readonly"
@@ -552,7 +567,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(sandbox, monkey
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", full)
-    res = CliRunner().invoke(cli, ["run", "--model", str(model), "--data", str(images),
+    res = invoke_in(tmp, ["run", "--model", str(model), "--data", str(images),
                                    "--grid", "4", "--measures", "entropy", "--out", str(out),
                                    "--quiet"])
     errors = [x for x in res.output.splitlines() if x.startswith("error:")]
@@ -607,7 +622,7 @@ def test_every_per_model_failure_marks_that_model_failed_and_the_run_goes_on(san
     args = ["run", "--model", str(model), *[a for p in bad for a in ("--model", str(p))],
             "--data", str(images), "--grid", "4", "--measures", "entropy", "--out", str(out),
             "--quiet"]
-    res = CliRunner().invoke(cli, args)
+    res = invoke_in(tmp, args)
     assert res.exit_code == 0, res.output
     status = dict(pl.read_parquet(out / "leaderboard.parquet").select("model", "status").rows())
     assert status["model"] == "ok"
@@ -619,7 +634,7 @@ def test_tiny_images_nan_pixels_and_wrong_class_names(sandbox):
     tmp, model, images = sandbox
     data = tmp / "tiny.npz"
     np.savez(data, images=np.zeros((3, 1, 1, 3), np.uint8))
-    res = CliRunner().invoke(cli, ["run", "--model", str(model), "--data", str(data),
+    res = invoke_in(tmp, ["run", "--model", str(model), "--data", str(data),
                                    "--method", "cam", "--measures", "transforms", "--out",
                                    str(tmp / "out"), "--quiet"])
     assert res.exit_code == 2 and "needs images of at least 7x7" in res.output, res.output
