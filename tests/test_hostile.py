@@ -484,9 +484,10 @@ def test_large_images_get_smaller_units(tmp_path, rng):
     assert shard_images(64, (64, 64)) == 64 and shard_images(64, (224, 224)) == 64
     assert shard_images(64, (448, 448)) == 16 and shard_images(64, (4096, 4096)) == 1
     model = linear_model(tmp_path / "model.onnx", rng.normal(size=(2, SIZE, SIZE, 3)))
-    np.savez(tmp_path / "big.npz", images=rng.integers(0, 256, (3, 1200, 1200, 3), np.uint8))
+    np.savez(tmp_path / "big.npz", images=rng.integers(0, 256, (3, 1100, 1100, 3), np.uint8))
     res = invoke_in(tmp_path, ["run", "--model", str(model), "--data",
                                    str(tmp_path / "big.npz"), "--measures", "entropy",
+                                   "--baseline", "0.5",
                                    "--out", str(tmp_path / "run"), "--quiet"])
     assert res.exit_code == 0, res.output
     units = (tmp_path / "run" / "units.log").read_text().split()
