@@ -702,3 +702,13 @@ def test_model_timeout_covers_loading(sandbox):
     code, errors = run_salience(tmp, model, images, "--model-timeout", "0.05")
     assert code == 2 and "did not finish loading the model within --model-timeout 0.05 s" \
         in errors[0], errors
+
+
+def test_runs_have_a_time_limit_by_default(sandbox):
+    """Without --model-timeout a run still bounds each model (300 s), and so does
+    harness salience."""
+    from harness.inputs.settings import build_config
+
+    assert build_config().model_timeout == 300
+    res = CliRunner().invoke(cli, ["salience", "--help"])
+    assert "--model-timeout" in res.output and "300" in res.output
