@@ -32,7 +32,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 MASK_DIR = "masks"
 
 
-
 @dataclasses.dataclass(frozen=True)
 class ImageSet:
     """Images with optional labels and human maps.

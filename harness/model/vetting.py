@@ -2,8 +2,10 @@
 
 Models under evaluation often come from outside the team. Before a session is created:
 ``onnx.checker`` must accept the graph; external-data references must stay inside the
-model's folder (no absolute paths, no ``..``); every operator domain must be one ONNX
-Runtime implements or one the file defines itself (a model-local function).
+model's folder (no absolute paths, no ``..``); the weights and constant-shaped
+tensors it declares must stay within :mod:`harness.limits`; every operator domain must
+be one ONNX Runtime implements or one the file defines itself (a model-local function).
+The model's identity hashes every byte it loads, external data included.
 """
 
 from __future__ import annotations
