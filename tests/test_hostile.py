@@ -74,6 +74,18 @@ def invoke_in(root, args):
     return res
 
 
+def child_peak(*args) -> tuple[int, int]:
+    """Run ``harness ARGS`` in a child process: its exit code and peak resident memory
+    in KiB (RUSAGE_CHILDREN of a fresh parent, so only this child counts)."""
+    command = [sys.executable, "-m", "harness.cli", *map(str, args)]
+    probe = ("import resource, subprocess\n"
+             f"res = subprocess.run({command!r}, capture_output=True, text=True, timeout=120)\n"
+             "print(res.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
 def _raw_model(path, nodes, inputs, outputs, inits=(), opsets=(("", OPSET),)):
     """Save a model without running the checker (hostile files are not checked)."""
     model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, list(inits)),
@@ -445,14 +457,8 @@ def test_a_huge_label_costs_no_memory(sandbox):
     data = tmp / "data.npz"
     np.savez(data, images=np.zeros((3, SIZE, SIZE, 3), np.uint8),
              labels=np.array([0, 10**12, 1]))
-    probe = ("import resource, subprocess, sys\n"
-             "res = subprocess.run([sys.executable, '-m', 'harness.cli', 'salience', "
-             f"{str(model)!r}, {str(data)!r}, '--grid', '4', '--out', "
-             f"{str(tmp / 'out' / 'm.npz')!r}], capture_output=True, text=True, timeout=120)\n"
-             "print(res.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True).stdout.split()
-    code, peak_kib = int(out[0]), int(out[1])
+    code, peak_kib = child_peak("salience", model, data, "--grid", 4, "--out",
+                                tmp / "out" / "m.npz")
     assert code == 2 and peak_kib < 1024 * 1024  # under 1 GiB
 
 
@@ -468,14 +474,9 @@ def test_images_too_large_or_too_thin_are_refused_before_decoding(sandbox, heigh
     Image.fromarray(np.zeros((height, width), np.uint8)).save(images / "big.png")
     code, errors = run_salience(tmp, model, images)
     assert code == 2 and len(errors) == 1 and says in errors[0]
-    probe = ("import resource, subprocess, sys\n"
-             "res = subprocess.run([sys.executable, '-m', 'harness.cli', 'salience', "
-             f"{str(model)!r}, {str(images)!r}, '--grid', '4', '--out', "
-             f"{str(tmp / 'out' / 'm.npz')!r}], capture_output=True, text=True, timeout=120)\n"
-             "print(res.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert int(out[0]) == 2 and int(out[1]) < 512 * 1024  # KiB: under 512 MiB
+    code, peak_kib = child_peak("salience", model, images, "--grid", 4, "--out",
+                                tmp / "out" / "m.npz")
+    assert code == 2 and peak_kib < 512 * 1024  # under 512 MiB
 
 
 def test_large_images_get_smaller_units(tmp_path, rng):
@@ -678,6 +679,10 @@ def test_declared_weights_and_constants_are_capped(sandbox, monkeypatch):
            for n, v in (("s", 0), ("e", 2), ("a", 1))])
     code, errors = run_salience(tmp, filler, images)
     assert code == 2 and "would fill 1.00 GiB, over the limit of 0.25 GiB" in errors[0]
+    for hostile in (heavy, filler):  # refused before anything is allocated
+        code, peak_kib = child_peak("salience", hostile, images, "--grid", 4, "--out",
+                                    tmp / "out" / "m.npz")
+        assert code == 2 and peak_kib < 512 * 1024
     monkeypatch.setenv("HARNESS_MAX_CONSTANT_BYTES", "abc")
     code, errors = run_salience(tmp, filler, images)
     assert code == 2 and "HARNESS_MAX_CONSTANT_BYTES='abc' must be a whole number" in errors[0]
