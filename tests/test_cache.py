@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.execution.cache import CACHE_FILE, Entry, SalienceCache, entry_key
+from tests.test_hostile import invoke_in
 
 
 def invoke(*args):
@@ -136,7 +137,7 @@ def test_a_database_damaged_inside_is_set_aside_and_rebuilt(cnn_zoo, tmp_path):
     assert len(blob) > 3 * 4096
     blob[4096:len(blob) - 4096] = b"\xff" * (len(blob) - 8192)
     path.write_bytes(bytes(blob))
-    res = invoke("run", "--zoo", cnn_zoo, "--out", tmp_path / "r1")
+    res = invoke_in(tmp_path, ["run", "--zoo", cnn_zoo, "--out", tmp_path / "r1"])
     assert res.exit_code == 0, res.output
     assert "not a usable cache" in res.output and "Traceback" not in res.output
     assert list(path.parent.glob(f"{CACHE_FILE}.damaged-*"))

@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
+from tests.test_hostile import invoke_in
 from tests.test_measures import SIZE, centre_only, checkerboard, model_from_weights, pattern_images
 
 FAST = "entropy,stability,agreement"
@@ -116,8 +117,8 @@ def test_failed_rerun_leaves_no_stale_leaderboard(tiny_zoo, tmp_path, monkeypatc
     assert invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", "entropy",
                   "--quiet").exit_code == 0
     assert (out / "leaderboard.csv").is_file() and (out / "scores.parquet").is_file()
-    bad = invoke("run", "--zoo", tiny_zoo, "--data", tmp_path / "missing", "--out", out,
-                 "--measures", "entropy", "--quiet")
+    bad = invoke_in(tmp_path, ["run", "--zoo", tiny_zoo, "--data", tmp_path / "missing",
+                               "--out", out, "--measures", "entropy", "--quiet"])
     assert bad.exit_code == 2
     assert not list(out.glob("leaderboard.*")) and not (out / "scores.parquet").exists()
     assert invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", "entropy",
@@ -127,8 +128,8 @@ def test_failed_rerun_leaves_no_stale_leaderboard(tiny_zoo, tmp_path, monkeypatc
         raise KeyboardInterrupt
 
     monkeypatch.setattr(harness.run, "build", crash)
-    assert invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", "entropy",
-                  "--quiet").exit_code != 0
+    assert invoke_in(tmp_path, ["run", "--zoo", tiny_zoo, "--out", out, "--measures",
+                                "entropy", "--quiet"]).exit_code != 0
     assert not list(out.glob("leaderboard.*")) and not (out / "run.json").exists()
 
 
@@ -255,15 +256,15 @@ def test_gate_refuses_what_it_cannot_check(finished, tmp_path):
          "has a value but no interval"),
     ]
     for baseline, message in cases:
-        res = invoke("gate", finished, "--rules", rules, "--baseline", baseline)
+        res = invoke_in(tmp_path, ["gate", finished, "--rules", rules, "--baseline", baseline])
         errors = [x for x in res.output.splitlines() if x.startswith("error:")]
         assert res.exit_code == 2 and len(errors) == 1 and message in errors[0], res.output
     lacking = _variant(finished, tmp_path, "lacking", lambda f: f.filter(pl.col("model") != "c"))
-    res = invoke("gate", finished, "--rules", rules, "--baseline", lacking)
+    res = invoke_in(tmp_path, ["gate", finished, "--rules", rules, "--baseline", lacking])
     assert res.exit_code == 1 and "model missing from the baseline" in res.output, res.output
     empty = _variant(finished, tmp_path, "empty", lambda f: f.clear())
-    res = invoke("gate", empty, "--rules", rules, "--baseline", finished)
+    res = invoke_in(tmp_path, ["gate", empty, "--rules", rules, "--baseline", finished])
     assert res.exit_code == 2 and "the gate checked nothing" in res.output, res.output
     for text in ('rules = ["entropy <= 1.2.3"]\n', 'rules = ["entropy <= ."]\n'):
-        res = invoke("gate", finished, "--rules", _rules(tmp_path, text))
+        res = invoke_in(tmp_path, ["gate", finished, "--rules", _rules(tmp_path, text)])
         assert res.exit_code == 2 and "write it as" in res.output, res.output
