@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError, NonFiniteOutput, excerpt
-from harness.model.session import create_bounded, run_bounded, with_outputs
+from harness.errors import HarnessError, NonFiniteOutput
+from harness.model.session import create_bounded, numeric_output, run_bounded, with_outputs
 from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata
 from harness.model.vetting import (
     check_domains,
@@ -266,7 +266,7 @@ class OnnxClassifier:
             feed = {self.input_name: part.astype(self.input_dtype, copy=False)}
             values = run_bounded(session, names, feed, self.timeout, self.path)
             for name, chunk, value in zip(names, chunks, values, strict=True):
-                chunk.append(self._numeric(name, value, len(part)))
+                chunk.append(numeric_output(value, len(part), name, self.path))
         arrays = [np.concatenate(c)[:rows] for c in chunks]
         out = arrays[0].reshape(rows, -1)
         self.forward_passes += rows
@@ -277,17 +277,6 @@ class OnnxClassifier:
         if bad.any():
             raise NonFiniteOutput(self.name, np.flatnonzero(bad))
         return (out, arrays[1:]) if extra else out
-
-    def _numeric(self, name: str, value, rows: int) -> np.ndarray:
-        """An output as float32 with one row per input row, or one clear error."""
-        value = np.asarray(value)
-        if value.dtype.kind not in "biuf":
-            raise HarnessError(f"{self.path}: output {excerpt(name)} holds {value.dtype} values, "
-                               "not numbers")
-        if value.ndim == 0 or len(value) != rows:
-            raise HarnessError(f"{self.path}: output {excerpt(name)} has shape {value.shape} "
-                               f"for a batch of {rows}; it must have one row per image")
-        return value.astype(np.float32)
 
     def _variant(self, extra: tuple[str, ...]):
         """The session exposing ``extra`` (built once per set of names)."""

@@ -8,7 +8,7 @@ import io
 import os
 from pathlib import Path
 
-from harness.errors import HarnessError, ModelTimeout, first_line
+from harness.errors import HarnessError, ModelTimeout, excerpt, first_line
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -165,3 +165,21 @@ def run_bounded(session, names, feed, timeout: float | None, path: Path):
     finally:
         if timer is not None:
             timer.cancel()
+
+
+def numeric_output(value, rows: int, name: str, path: Path):
+    """A session output as float32 with one row per input row.
+
+    Raises:
+        HarnessError: the output holds no numbers, or not one row per image.
+    """
+    import numpy as np
+
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+        raise HarnessError(f"{path}: output {excerpt(name)} holds {value.dtype} values, "
+                           "not numbers")
+    if value.ndim == 0 or len(value) != rows:
+        raise HarnessError(f"{path}: output {excerpt(name)} has shape {value.shape} "
+                           f"for a batch of {rows}; it must have one row per image")
+    return value.astype(np.float32)
