@@ -27,10 +27,11 @@ from harness.io import check_writable
 from harness.measures import ALL, get_measures
 from harness.model.classifier import OnnxClassifier
 from harness.report.examples import Examples
+from harness.results.comparisons import family_pairs, model_pairs, values
 from harness.results.leaderboard import build, directions, render
-from harness.results.schema import to_frame, versions
+from harness.results.schema import per_image_frame, to_frame, versions
 from harness.rundir import RunDir
-from harness.runner import Evaluation, Spent, failed_records, provenance, score
+from harness.runner import Evaluation, Scored, Spent, failed_records, provenance, score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +40,17 @@ class Finished:
 
     Attributes:
         scores: the long frame (``scores.parquet``).
+        per_image: every headline's per-image values (``per_image.parquet``).
+        pairs: every pair of models per measure (``pairs.parquet``).
+        families: every pair of families per measure (``families.parquet``).
         board: the wide leaderboard.
         info: what ``run.json`` says of the run.
     """
 
     scores: pl.DataFrame
+    per_image: pl.DataFrame
+    pairs: pl.DataFrame
+    families: pl.DataFrame
     board: pl.DataFrame
     info: dict
 
@@ -112,13 +119,14 @@ def run(config: RunConfig, progress=None, resume: bool = False, log=None) -> Fin
                          progress=progress, on_model=examples.add, on_unit=folder.record)
         start = time.perf_counter()
         try:
-            scores, spent = score(loaded, inset, how, out_of_set=oos) if loaded \
-                else (to_frame([]), Spent())
+            scored = score(loaded, inset, how, out_of_set=oos) if loaded \
+                else Scored(to_frame([]), per_image_frame([], []), Spent())
         finally:
             cache.close()
     finally:
         engine.close()
     seconds = time.perf_counter() - start
+    scores, spent = scored.scores, scored.spent
     common = provenance(inset, config.salience, config.seed) | {
         "provider": None, "model_sha256": None, "forward_passes": 0}
     extra = [r for name, family, reason in failed
@@ -145,8 +153,12 @@ def run(config: RunConfig, progress=None, resume: bool = False, log=None) -> Fin
             "passes_per_second": round(spent.computed_passes / seconds, 1)
             if seconds > 0 else None,
             **versions()}
-    board = build(scores)
+    vals = values(scores, scored.per_image)
+    pairs, families = model_pairs(vals), family_pairs(vals)
+    board = build(scores, scored.per_image, pairs)
     dirs = directions(scores)
-    folder.write_results(scores, info, examples.arrays(), board,
+    folder.write_results({RunDir.SCORES: scores, RunDir.PER_IMAGE: scored.per_image,
+                          RunDir.PAIRS: pairs, RunDir.FAMILIES: families},
+                         info, examples.arrays(), board,
                          {"csv": render(board, dirs, "csv"), "md": render(board, dirs, "md")})
-    return Finished(scores, board, info)
+    return Finished(scores, scored.per_image, pairs, families, board, info)

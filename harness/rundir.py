@@ -1,13 +1,14 @@
 """The run folder: every file a ``harness run`` writes, read back by ``--resume``,
-``leaderboard``, ``gate`` and ``report``.
+``leaderboard``, ``compare``, ``gate`` and ``report``.
 
 While the run is under way, ``plan.json`` holds its settings and the identity of its
 inputs (written before any work starts) and ``units.log`` gets one line per finished
 unit, appended and flushed to disk once the unit's maps are safely in the cache; a line
 cut short by a kill is ignored (that unit is simply redone). A finished run adds
-``scores.parquet``, ``examples.npz``, ``run.json`` and the leaderboard files, each
-written atomically (temporary file, then rename), the leaderboard last, so a run that
-dies midway leaves none behind.
+``scores.parquet``, ``per_image.parquet``, ``pairs.parquet``, ``families.parquet``,
+``examples.npz``, ``run.json`` and the leaderboard files, each written atomically
+(temporary file, then rename), the leaderboard last, so a run that dies midway leaves
+none behind.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class RunDir:
     PLAN = "plan.json"
     UNITS = "units.log"
     SCORES = "scores.parquet"
+    PER_IMAGE = "per_image.parquet"
+    PAIRS = "pairs.parquet"
+    FAMILIES = "families.parquet"
     EXAMPLES = "examples.npz"
     INFO = "run.json"
     LEADERBOARD = "leaderboard"  # .parquet, .csv and .md
@@ -42,7 +46,8 @@ class RunDir:
     def clear_results(self) -> None:
         """Remove a previous run's results, so a new run that fails or is killed leaves
         no leaderboard of other inputs behind to be gated."""
-        for name in (self.SCORES, self.EXAMPLES, self.INFO, self.REPORT,
+        for name in (self.SCORES, self.PER_IMAGE, self.PAIRS, self.FAMILIES, self.EXAMPLES,
+                     self.INFO, self.REPORT,
                      *(f"{self.LEADERBOARD}.{suffix}" for suffix in ("parquet", "csv", "md"))):
             (self / name).unlink(missing_ok=True)
 
@@ -90,13 +95,15 @@ class RunDir:
 
     # -- a finished run ------------------------------------------------------------
 
-    def write_results(self, scores, info: dict, examples: dict | None, board,
+    def write_results(self, tables: dict, info: dict, examples: dict | None, board,
                       rendered: dict[str, str]) -> None:
-        """Write a finished run: the scores, the example maps (if any), run.json, then
-        the leaderboard (``board`` as parquet, and ``rendered``: suffix -> text)."""
+        """Write a finished run: ``tables`` (file name -> Polars frame: the scores, the
+        per-image values, the pairs), the example maps (if any), run.json, then the
+        leaderboard (``board`` as parquet, and ``rendered``: suffix -> text)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self / self.SCORES) as tmp:
-            scores.write_parquet(tmp)
+        for name, frame in tables.items():
+            with atomic_path(self / name) as tmp:
+                frame.write_parquet(tmp)
         if examples:
             import numpy as np
 
@@ -111,12 +118,19 @@ class RunDir:
 
     def scores(self):
         """The long scores of a finished run."""
+        return self.table(self.SCORES)
+
+    def table(self, name: str):
+        """One of the Parquet files of a finished run, as a Polars frame."""
         import polars as pl
 
-        path = self / self.SCORES
+        path = self / name
         if not path.is_file():
-            raise HarnessError(f"{self.path}: no {self.SCORES} here; is it the output folder "
-                               "of a finished `harness run`?")
+            if name != self.SCORES and (self / self.SCORES).is_file():
+                raise HarnessError(f"{self.path}: no {name}; the run was made by an older "
+                                   "harness: run it again")
+            raise HarnessError(f"{self.path}: no {name} here; is it the output folder of a "
+                               "finished `harness run`?")
         try:
             return pl.read_parquet(path)
         except Exception as exc:  # polars raises several error types for a damaged file

@@ -18,16 +18,17 @@ import polars as pl
 
 from harness.errors import HarnessError, excerpt
 from harness.execution.engines import InProcessEngine
-from harness.execution.plan import DEFAULT_SHARD, perturbations, shard_images
+from harness.execution.plan import DEFAULT_SHARD, image_keys, perturbations, shard_images
 from harness.execution.scheduler import Scheduler
 from harness.inputs.images import ImageSet, marked
-from harness.measures import ALL, check_grid, get_measures, too_small
-from harness.measures.base import MeasureInputs, measure_rng
+from harness.measures import ALL, accuracy, check_grid, get_measures, too_small
+from harness.measures.base import MeasureInputs
 from harness.model.classifier import OnnxClassifier
 from harness.numerics.perturb import NOISE_LEVELS, TRANSFORMS
 from harness.numerics.pixels import to_uint8
-from harness.results.schema import to_frame, versions
+from harness.results.schema import per_image_frame, to_frame, versions
 from harness.salience.settings import SalienceConfig
+from harness.stats.bootstrap import Bootstrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,16 @@ class Evaluation:
 
 
 @dataclasses.dataclass(frozen=True)
+class Scored:
+    """What :func:`score` returns: the long scores, every headline's per-image values
+    (:data:`harness.results.schema.PER_IMAGE`), and what the maps cost."""
+
+    scores: pl.DataFrame
+    per_image: pl.DataFrame
+    spent: Spent
+
+
+@dataclasses.dataclass(frozen=True)
 class Spent:
     """What producing the maps cost: forward passes computed in this call, maps reused
     from the cache, units in all and units served whole by the cache."""
@@ -100,13 +111,13 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
         its maps were computed now or read from the cache.
     """
     return score(models, images, Evaluation(**settings), labels, out_of_set, families,
-                 masks)[0]
+                 masks).scores
 
 
 def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=None,
-          families=None, masks=None) -> tuple[pl.DataFrame, Spent]:
-    """:func:`evaluate` with its settings in one object, also returning what the maps
-    cost."""
+          families=None, masks=None) -> Scored:
+    """:func:`evaluate` with its settings in one object, also returning the per-image
+    values and what the maps cost."""
     chosen = get_measures(how.measures)
     needs = frozenset().union(*(m.needs for m in chosen))
     config = how.salience or SalienceConfig()
@@ -173,8 +184,11 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
         if how.on_model is not None:
             how.on_model(clf, maps[clf.name])
 
+    keys = image_keys(inset.images)
+    boot = Bootstrap(how.seed, keys)
+    set_boots = {name: Bootstrap(how.seed, image_keys(s.images)) for name, s in oos.items()}
     common = provenance(inset, config, how.seed)
-    records = []
+    records, per_image = [], []
     for clf in clfs:
         family = family_of.get(clf.name)
         member_names = [n for n in family_of if family_of[n] == family and n in maps] \
@@ -187,15 +201,20 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
         if clf.name not in maps:
             records += failed_records(base, chosen)
             continue
-        for measure in chosen:
-            inp = MeasureInputs(maps[clf.name], members, member_names, true_labels[clf.name],
-                                masks, has_mask, measure_rng(how.seed, clf.name, measure.name))
-            result = measure.compute(inp)
+        results = [m.compute(MeasureInputs(maps[clf.name], members, member_names,
+                                           true_labels[clf.name], masks, has_mask, boot,
+                                           set_boots)) for m in chosen]
+        results.append(accuracy.compute(maps[clf.name].clean.predicted,
+                                        true_labels[clf.name], boot))
+        for result in filter(None, results):
             for stat in result.stats:
                 records.append(base | dataclasses.asdict(stat) | {
-                    "measure": measure.name, "higher_is_better": measure.higher_is_better})
-    return to_frame(records), Spent(scheduler.computed_passes, scheduler.reused_maps,
-                                    len(scheduler.units), scheduler.cached_units)
+                    "measure": result.measure, "higher_is_better": result.higher_is_better})
+            if result.per_image is not None:
+                per_image.append((clf.name, result.measure, result.per_image))
+    spent = Spent(scheduler.computed_passes, scheduler.reused_maps, len(scheduler.units),
+                  scheduler.cached_units)
+    return Scored(to_frame(records), per_image_frame(per_image, keys), spent)
 
 
 def provenance(inset: ImageSet, salience: SalienceConfig, seed: int) -> dict:

@@ -62,8 +62,8 @@ def test_zoo_models_run_every_measure_with_cam():
     scores = evaluate(models, data, out_of_set=oos, salience=SalienceConfig(method="cam"))
     heads = scores.filter(scores["statistic"] == "headline")
     assert heads["value"].is_not_null().all()
-    assert set(heads["measure"]) == {"entropy", "out_of_set", "transforms", "stability",
-                                     "degradation", "agreement"}
+    assert set(heads["measure"]) == {"accuracy", "entropy", "out_of_set", "transforms",
+                                     "stability", "degradation", "agreement"}
     passes = required_passes(6, salience=SalienceConfig(method="cam"),
                              out_of_set_sizes=[len(v) for v in oos.values()])
     assert passes == 22 * 6 + 15  # one pass per image and perturbation

@@ -43,8 +43,8 @@ def test_run_writes_everything(tiny_zoo, tmp_path):
     out = tmp_path / "run"
     res = invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", FAST, "--quiet")
     assert res.exit_code == 0, res.output
-    for name in ("scores.parquet", "leaderboard.parquet", "leaderboard.csv", "leaderboard.md",
-                 "run.json"):
+    for name in ("scores.parquet", "per_image.parquet", "pairs.parquet", "families.parquet",
+                 "leaderboard.parquet", "leaderboard.csv", "leaderboard.md", "run.json"):
         assert (out / name).is_file(), name
     scores = pl.read_parquet(out / "scores.parquet")
     assert set(scores["model"]) == {"a", "b", "c"}
@@ -53,7 +53,7 @@ def test_run_writes_everything(tiny_zoo, tmp_path):
     assert (scores["n"].filter(scores["statistic"] == "headline") <= 6).all()  # test split
     info = json.loads((out / "run.json").read_text())
     assert info["images"] == 6 and info["forward_passes"] == 3 * 6 * 50
-    assert "entropy ↓" in res.output and "agreement ↑" in res.output
+    assert "entropy↓" in res.output and "agreement↑" in res.output
     assert len(pl.read_csv(out / "leaderboard.csv")) == 3
 
 
@@ -62,7 +62,7 @@ def test_all_measures_default_sets(tiny_zoo, tmp_path):
     assert res.exit_code == 0, res.output
     scores = pl.read_parquet(tmp_path / "r" / "scores.parquet")
     assert set(scores["measure"]) == {"entropy", "out_of_set", "transforms", "stability",
-                                      "degradation", "agreement"}
+                                      "degradation", "agreement", "accuracy"}
     assert "wasserstein@other" in scores["statistic"].to_list()  # the zoo's out-of-set set
 
 
@@ -71,7 +71,8 @@ def test_two_runs_are_byte_identical(tiny_zoo, tmp_path):
         res = invoke("run", "--zoo", tiny_zoo, "--out", tmp_path / name, "--measures", FAST,
                      "--seed", 7, "--quiet")
         assert res.exit_code == 0, res.output
-    for file in ("scores.parquet", "leaderboard.csv"):
+    for file in ("scores.parquet", "per_image.parquet", "pairs.parquet", "families.parquet",
+                 "leaderboard.csv"):
         assert (tmp_path / "r1" / file).read_bytes() == (tmp_path / "r2" / file).read_bytes()
 
 
@@ -191,13 +192,13 @@ def test_gate_regression_against_baseline(finished, tmp_path):
     rules = _rules(tmp_path, "no_regression = true\n")
     res = invoke("gate", finished, "--rules", rules, "--baseline", finished)
     assert res.exit_code == 0, res.output
-    worse = pl.read_parquet(finished / "scores.parquet").with_columns(
-        pl.when((pl.col("measure") == "agreement") & (pl.col("statistic") == "headline"))
-        .then(pl.col("value") - 10).otherwise(pl.col("value")).alias("value"))
-    (tmp_path / "worse").mkdir()
-    worse.write_parquet(tmp_path / "worse" / "scores.parquet")
-    res = invoke("gate", tmp_path / "worse", "--rules", rules, "--baseline", finished)
-    assert res.exit_code == 1 and "agreement no regression" in res.output
+    assert "entropy vs baseline" in res.output and "no worse" in res.output
+    worse = _variant(finished, tmp_path, "worse", lambda f: f, per_image=lambda f: f.with_columns(
+        pl.when(pl.col("measure") == "entropy").then(pl.col("value") + 0.2)
+        .otherwise(pl.col("value")).alias("value")))
+    res = invoke("gate", worse, "--rules", rules, "--baseline", finished)
+    # six images cannot make a sign-flip test separable (p >= 1/32): the gate says so
+    assert res.exit_code == 0 and "not separably worse" in res.output, res.output
 
 
 def test_config_file_and_validation(tiny_zoo, tmp_path):
@@ -207,7 +208,7 @@ def test_config_file_and_validation(tiny_zoo, tmp_path):
     assert res.exit_code == 0, res.output
     scores = pl.read_parquet(tmp_path / "r" / "scores.parquet")
     assert json.loads(scores["salience_config"][0])["grid"] == 7  # the flag wins
-    assert set(scores["measure"]) == {"entropy"}
+    assert set(scores["measure"]) == {"entropy", "accuracy"}
     config.write_text(f'zoo = ["{tiny_zoo}"]\nmesures = ["entropy"]\n')
     res = invoke("run", "--config", config, "--quiet")
     assert res.exit_code == 2 and "unknown key 'mesures'; did you mean 'measures'" in res.output
@@ -229,11 +230,16 @@ def test_json_output(tiny_zoo, tmp_path):
     assert {r["model"]: r["family"] for r in rows} == {"a": "centre", "b": "centre", "c": None}
 
 
-def _variant(finished, tmp_path, name, change):
-    """A copy of the finished run's scores, changed by ``change(frame) -> frame``."""
-    (tmp_path / name).mkdir()
-    change(pl.read_parquet(finished / "scores.parquet")).write_parquet(
-        tmp_path / name / "scores.parquet")
+def _variant(finished, tmp_path, name, change, per_image=None):
+    """A copy of the finished run, its scores changed by ``change(frame) -> frame`` (and
+    its per-image values by ``per_image``)."""
+    import shutil
+
+    shutil.copytree(finished, tmp_path / name, ignore=shutil.ignore_patterns("cache"))
+    for file, how in (("scores.parquet", change), ("per_image.parquet", per_image)):
+        if how is not None:
+            path = tmp_path / name / file
+            how(pl.read_parquet(path)).write_parquet(path)
     return tmp_path / name
 
 
@@ -242,6 +248,8 @@ def test_gate_refuses_what_it_cannot_check(finished, tmp_path):
     usage error (exit 2, one line), never a traceback or a pass; a model the baseline
     lacks fails."""
     rules = _rules(tmp_path, "no_regression = true\n")
+    old = _variant(finished, tmp_path, "old", lambda f: f)
+    (old / "per_image.parquet").unlink()
     cases = [
         (_variant(finished, tmp_path, "cam", lambda f: f.with_columns(
             salience_config=pl.lit('{"method": "cam"}'))), "other salience settings"),
@@ -251,9 +259,9 @@ def test_gate_refuses_what_it_cannot_check(finished, tmp_path):
             pl.col("measure") != "agreement")), "the baseline has no agreement"),
         (_variant(finished, tmp_path, "column", lambda f: f.drop("ci_low")),
          "lack the column(s) ci_low"),
-        (_variant(finished, tmp_path, "nulls", lambda f: f.with_columns(
-            ci_low=pl.lit(None, pl.Float64), ci_high=pl.lit(None, pl.Float64))),
-         "has a value but no interval"),
+        (_variant(finished, tmp_path, "seed", lambda f: f.with_columns(seed=pl.lit(99))),
+         "another seed"),
+        (old, "no per_image.parquet; the run was made by an older harness"),
     ]
     for baseline, message in cases:
         res = invoke_in(tmp_path, ["gate", finished, "--rules", rules, "--baseline", baseline])

@@ -32,7 +32,8 @@ def cli():
 
 
 for command in (explain_commands.salience, run_commands.run, results_commands.leaderboard,
-                results_commands.gate, results_commands.report, zoo_commands.zoo):
+                results_commands.compare, results_commands.gate, results_commands.report,
+                zoo_commands.zoo):
     cli.add_command(command)
 
 

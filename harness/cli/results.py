@@ -15,17 +15,20 @@ from harness.errors import HarnessError
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]),
               default="table", show_default=True)
 @click.option("--by", help="Order by this measure's rank instead of the mean rank.")
-def leaderboard(run_dir, fmt, by):
-    """Re-render the leaderboard of a finished run (no recomputation)."""
+@click.option("--wide", is_flag=True, help="Add the intervals, rank intervals and families.")
+def leaderboard(run_dir, fmt, by, wide):
+    """Re-render the leaderboard of a finished run (no new maps; the ranks are rebuilt
+    from its per-image values and pairs)."""
     from harness.results.leaderboard import build, directions, render
     from harness.rundir import RunDir
 
-    scores = RunDir(run_dir).scores()
+    folder = RunDir(run_dir)
+    scores = folder.scores()
     try:
-        board = build(scores, by=by)
+        board = build(scores, folder.table(RunDir.PER_IMAGE), folder.table(RunDir.PAIRS), by=by)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
-    click.echo(render(board, directions(scores), fmt), nl=False)
+    click.echo(render(board, directions(scores), fmt, wide=wide), nl=False)
 
 
 @click.command()
@@ -40,13 +43,20 @@ def gate(run_dir, rules_file, baseline):
     from harness.rundir import RunDir
 
     rules = read_rules(rules_file)
-    checks = check(RunDir(run_dir).scores(), rules,
-                   RunDir(baseline).scores() if baseline else None)
+    run = RunDir(run_dir)
+    scores = run.scores()
+    order = run.table(f"{RunDir.LEADERBOARD}.parquet")["model"].to_list() \
+        if rules.applies_to == "best" else None
+    regression = rules.no_regression and baseline is not None
+    checks = check(scores, rules, RunDir(baseline).scores() if baseline else None,
+                   per_image=run.table(RunDir.PER_IMAGE) if regression else None,
+                   baseline_per_image=RunDir(baseline).table(RunDir.PER_IMAGE)
+                   if regression else None, order=order)
     width = max(len(c.model) for c in checks) if checks else 0
     for c in checks:
         value = "n/a" if c.value is None else f"{c.value:.4g}"
         verdict = "PASS" if c.passed else "FAIL"
-        click.echo(f"{verdict}  {c.model.ljust(width)}  {c.what}: {value} {c.bound}")
+        click.echo(f"{verdict}  {c.model.ljust(width)}  {c.what}: {value} {c.detail}")
     failed = sum(not c.passed for c in checks)
     click.echo(f"{len(checks) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
@@ -65,3 +75,30 @@ def report(run_dir, out, images):
 
     path = write_report(run_dir, out or Path(run_dir) / RunDir.REPORT, images)
     click.echo(f"report: {path}", err=True)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--measure", help="Only this measure.")
+@click.option("--families", is_flag=True,
+              help="Compare families (two-level bootstrap) instead of models.")
+@click.option("--all", "undecided", is_flag=True,
+              help="Also list the pairs the data cannot tell apart.")
+def compare(run_dir, measure, families, undecided):
+    """Say, pair by pair, which model (or family) is separably better on each measure."""
+    from harness.results.leaderboard import headlines
+    from harness.results.verdicts import verdicts
+    from harness.rundir import RunDir
+
+    folder = RunDir(run_dir)
+    scores = folder.scores()
+    pairs = folder.table(RunDir.FAMILIES if families else RunDir.PAIRS)
+    higher = dict(headlines(scores).select("measure", "higher_is_better").unique().rows())
+    if measure is not None and measure not in higher:
+        raise HarnessError(f"--measure {measure!r}: not a measure of this run "
+                           f"({', '.join(sorted(higher))})")
+    lines = verdicts(pairs, higher, measure, undecided, "family" if families else "model")
+    if not lines:
+        raise HarnessError(f"{folder.path}: nothing to compare (no two "
+                           f"{'families' if families else 'models'} with values)")
+    click.echo("\n".join(lines))

@@ -82,6 +82,8 @@ def _run_options(f):
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print the leaderboard as JSON (for machines)."),
+        click.option("--wide", is_flag=True,
+                     help="Print the leaderboard with intervals and rank intervals."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -92,7 +94,7 @@ def _run_options(f):
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, window, baseline,
         n_masks, batch_size, limit, seed, model_timeout, out, cache, shard_size, resume, engine,
-        scheduler, workers, config_file, quiet, as_json):
+        scheduler, workers, config_file, quiet, as_json, wide):
     """Score every model, rank them, and write the run to --out.
 
     With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
@@ -153,5 +155,5 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, window, ba
         click.echo(f"{info['models']} models, {info['images']} images, "
                    f"{info['computed_passes']:,} forward passes in {info['seconds']:.0f} s on "
                    f"{', '.join(info['providers']) or 'no provider'}", err=True)
-    click.echo(render(done.board, dirs, "table"))
+    click.echo(render(done.board, dirs, "table", wide=wide))
     click.echo(f"results: {config.out}/", err=True)

@@ -86,6 +86,17 @@ def image_hashes(images: np.ndarray) -> list[str]:
             for im in images]
 
 
+def image_keys(images: np.ndarray) -> list[str]:
+    """One distinct key per image: its content hash, with ``:2``, ``:3``... for the
+    second and later copies of an image that appears more than once."""
+    seen: dict[str, int] = {}
+    keys = []
+    for h in image_hashes(images):
+        seen[h] = seen.get(h, 0) + 1
+        keys.append(h if seen[h] == 1 else f"{h}:{seen[h]}")
+    return keys
+
+
 def model_identity(clf) -> str:
     """What decides a model's maps besides the image: the file and the preprocessing it
     is run with (a manifest may override the file's metadata). Names, families and

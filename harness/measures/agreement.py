@@ -4,7 +4,13 @@ inside the region a person marked, relative to that region's area. Higher is bet
 
 import numpy as np
 
-from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat, plain_stat
+from harness.measures.base import (
+    Measure,
+    MeasureInputs,
+    MeasureResult,
+    headline_result,
+    plain_stat,
+)
 
 
 def relevance_ratio(s_up: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -38,10 +44,8 @@ def compute(inp: MeasureInputs) -> MeasureResult:
     if use.any():
         s_up = upsample(m.s_norm[use], inp.masks.shape[1:])
         values[use] = relevance_ratio(s_up, inp.masks[use])
-    return MeasureResult("agreement", True, (
-        mean_stat("headline", values, inp.rng),
-        plain_stat("images_with_mask", float(inp.has_mask.sum()), int(inp.has_mask.sum())),
-    ))
+    return headline_result("agreement", True, values, inp.boot, (
+        plain_stat("images_with_mask", float(inp.has_mask.sum()), int(inp.has_mask.sum())),))
 
 
 MEASURE = Measure("agreement", True, frozenset({"clean", "masks"}), compute,

@@ -8,14 +8,12 @@ that declares its name, direction, the salience it needs, and turns the arrays o
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Callable
 
 import numpy as np
 
 from harness.maps import ModelMaps
-
-BOOTSTRAP_RESAMPLES = 1000
+from harness.stats.bootstrap import Bootstrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +29,8 @@ class MeasureInputs:
             or None.
         masks: ``(N, H, W) bool`` human maps, or None; ``has_mask`` says which are real.
         has_mask: ``(N,) bool``.
-        rng: seeded generator for this (model, measure), for bootstrap intervals.
+        boot: the run's bootstrap resamples of the in-set images (every interval).
+        set_boots: out-of-set set name -> the resamples of that set's images.
     """
 
     maps: ModelMaps
@@ -40,7 +39,8 @@ class MeasureInputs:
     labels: np.ndarray | None = None
     masks: np.ndarray | None = None
     has_mask: np.ndarray | None = None
-    rng: np.random.Generator | None = None
+    boot: Bootstrap | None = None
+    set_boots: dict[str, Bootstrap] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +56,14 @@ class Stat:
 
 @dataclasses.dataclass(frozen=True)
 class MeasureResult:
-    """A measure's rows for one model; ``stats[0]`` is the headline."""
+    """A measure's rows for one model; ``stats[0]`` is the headline, the mean of
+    ``per_image`` (``(N,)`` in-set values, NaN where an image gives none; None when the
+    measure has no value for this model)."""
 
     measure: str
     higher_is_better: bool
     stats: tuple[Stat, ...]
+    per_image: np.ndarray | None = None
 
     @property
     def headline(self) -> Stat:
@@ -105,32 +108,32 @@ def split_stat_name(name: str) -> tuple[str, str | None]:
     return (kind, qualifier) if at else (name, None)
 
 
-def mean_stat(statistic: str, values, rng: np.random.Generator | None) -> Stat:
+def mean_stat(statistic: str, values, boot: Bootstrap | None) -> Stat:
     """Mean of per-image values (NaN = excluded) with a percentile bootstrap 95% interval
-    over images (1000 resamples)."""
+    from the run's resamples of these images (``boot``; None: no interval)."""
     v = np.asarray(values, np.float64).reshape(-1)
-    v = v[~np.isnan(v)]
-    if not len(v):
+    kept = v[~np.isnan(v)]
+    if not len(kept):
         return Stat(statistic, None, None, None, 0)
-    mean = float(v.mean())
-    if rng is None or len(v) == 1:
-        return Stat(statistic, mean, mean, mean, len(v))
-    means = v[rng.integers(0, len(v), (BOOTSTRAP_RESAMPLES, len(v)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return Stat(statistic, mean, float(low), float(high), len(v))
+    mean = float(kept.mean())
+    if boot is None or len(kept) == 1:
+        return Stat(statistic, mean, mean, mean, len(kept))
+    low, high = boot.interval(v)
+    return Stat(statistic, mean, low, high, len(kept))
+
+
+def headline_result(name: str, higher: bool, per_image, boot: Bootstrap | None,
+                    details=()) -> MeasureResult:
+    """A result whose headline is the mean of ``per_image`` (kept for paired tests)."""
+    values = np.asarray(per_image, np.float64).reshape(-1)
+    return MeasureResult(name, higher, (mean_stat("headline", values, boot), *details),
+                         values)
 
 
 def plain_stat(statistic: str, value, n: int) -> Stat:
     """A value that is not a mean over images (no interval)."""
     value = None if value is None or not np.isfinite(value) else float(value)
     return Stat(statistic, value, None, None, n)
-
-
-def measure_rng(seed: int, *names: str) -> np.random.Generator:
-    """A generator for one (model, measure) that does not depend on the order in which
-    models and measures run."""
-    key = [zlib.crc32(name.encode()) for name in names]
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 def masked(values: np.ndarray, keep: np.ndarray) -> np.ndarray:

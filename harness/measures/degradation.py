@@ -6,8 +6,10 @@ from harness.measures.base import (
     Measure,
     MeasureInputs,
     MeasureResult,
+    headline_result,
     masked,
     mean_stat,
+    plain_stat,
     stat_name,
 )
 from harness.numerics.similarity import WIN, ssim
@@ -33,15 +35,17 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         drop, drop_p = score_drops(m.clean.target_score, m.clean.target_prob, d.target_score,
                                    d.target_prob)
         drops[mode] = masked(drop, keep)
-        details.append(mean_stat(stat_name("score_drop", mode), drops[mode], inp.rng))
-        details.append(mean_stat(stat_name("prob_drop", mode), masked(drop_p, keep), inp.rng))
+        details.append(mean_stat(stat_name("score_drop", mode), drops[mode], inp.boot))
+        details.append(mean_stat(stat_name("prob_drop", mode), masked(drop_p, keep), inp.boot))
         q_d, _ = normalize(d.raw)
-        details.append(mean_stat(stat_name("ssim", mode), masked(ssim(m.q, q_d), keep), inp.rng))
+        details.append(mean_stat(stat_name("ssim", mode), masked(ssim(m.q, q_d), keep), inp.boot))
         if inp.labels is not None:
             details.append(mean_stat(stat_name("accuracy", mode),
-                                     masked(d.predicted == inp.labels, keep), inp.rng))
-    gap = drops["object"] - drops["background"] if len(drops) == 2 else []
-    return MeasureResult("degradation", True, (mean_stat("headline", gap, inp.rng), *details))
+                                     masked(d.predicted == inp.labels, keep), inp.boot))
+    if len(drops) != 2:
+        return MeasureResult("degradation", True, (plain_stat("headline", None, 0), *details))
+    return headline_result("degradation", True, drops["object"] - drops["background"], inp.boot,
+                           details)
 
 
 MEASURE = Measure("degradation", True, frozenset({"clean", "degradation"}), compute,

@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat, plain_stat
+from harness.measures.base import (
+    Measure,
+    MeasureInputs,
+    MeasureResult,
+    headline_result,
+    mean_stat,
+    plain_stat,
+)
 from harness.numerics.similarity import entropy, spatial_entropy
 
 
@@ -25,10 +32,9 @@ def salience_entropy(q: np.ndarray, flat: np.ndarray, s_norm: np.ndarray):
 def compute(inp: MeasureInputs) -> MeasureResult:
     m = inp.maps
     h_hat, spatial = salience_entropy(m.q, m.flat, m.s_norm)
-    return MeasureResult("entropy", False, (
-        mean_stat("headline", h_hat, inp.rng),
-        mean_stat("spatial_entropy", spatial, inp.rng),
-        mean_stat("flat_fraction", m.flat.astype(float), inp.rng),
+    return headline_result("entropy", False, h_hat, inp.boot, (
+        mean_stat("spatial_entropy", spatial, inp.boot),
+        mean_stat("flat_fraction", m.flat.astype(float), inp.boot),
         plain_stat("flat_maps", float(m.flat.sum()), len(m.flat)),
     ))
 

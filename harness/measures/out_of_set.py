@@ -8,6 +8,7 @@ from harness.measures.base import (
     Measure,
     MeasureInputs,
     MeasureResult,
+    headline_result,
     mean_stat,
     plain_stat,
     stat_name,
@@ -46,29 +47,29 @@ def set_shift(h_in: np.ndarray, h_out: np.ndarray) -> float:
 def compute(inp: MeasureInputs) -> MeasureResult:
     m = inp.maps
     levels = sorted(m.noisy)
-    stats = []
+    stats, area = [], None
     if levels:
         q_noisy = np.stack([normalize(m.noisy[a].raw)[0] for a in levels])
         per_level = noise_ssim(m.q, m.flat, q_noisy)
-        stats.append(mean_stat("headline", curve_area(levels, per_level), inp.rng))
+        area = curve_area(levels, per_level)
         for a, s in zip(levels, per_level, strict=True):
-            stats.append(mean_stat(stat_name("ssim", a), s, inp.rng))
-            stats.append(mean_stat(stat_name("score", a), m.noisy[a].target_score, inp.rng))
+            stats.append(mean_stat(stat_name("ssim", a), s, inp.boot))
+            stats.append(mean_stat(stat_name("score", a), m.noisy[a].target_score, inp.boot))
             if inp.labels is not None:
                 stats.append(mean_stat(stat_name("accuracy", a),
                                        (m.noisy[a].predicted == inp.labels).astype(float),
-                                       inp.rng))
-    else:
-        stats.append(plain_stat("headline", None, 0))
+                                       inp.boot))
     h_in, _ = salience_entropy(m.q, m.flat, m.s_norm)
     for name in sorted(m.out_of_set):
         raw = m.out_of_set[name]
         q, flat = normalize(raw)
         h_out, _ = salience_entropy(q, flat, scale(raw)[0])
-        stats.append(mean_stat(stat_name("entropy", name), h_out, inp.rng))
+        stats.append(mean_stat(stat_name("entropy", name), h_out, inp.set_boots.get(name)))
         stats.append(plain_stat(stat_name("wasserstein", name), set_shift(h_in, h_out),
                                 int((~np.isnan(h_out)).sum())))
-    return MeasureResult("out_of_set", True, tuple(stats))
+    if area is None:
+        return MeasureResult("out_of_set", True, (plain_stat("headline", None, 0), *stats))
+    return headline_result("out_of_set", True, area, inp.boot, stats)
 
 
 MEASURE = Measure("out_of_set", True, frozenset({"clean", "noise", "out_of_set"}), compute,

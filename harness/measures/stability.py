@@ -7,11 +7,13 @@ from harness.measures.base import (
     Measure,
     MeasureInputs,
     MeasureResult,
+    headline_result,
     mean_stat,
     plain_stat,
     stat_name,
 )
 from harness.numerics.similarity import WIN, ssim
+from harness.stats.bootstrap import column_means
 
 
 def pairwise_ssim(q: np.ndarray, flat: np.ndarray) -> np.ndarray:
@@ -33,37 +35,31 @@ def pairwise_ssim(q: np.ndarray, flat: np.ndarray) -> np.ndarray:
     return out
 
 
-def _nanmean(a, axis):
-    count = (~np.isnan(a)).sum(axis=axis)
-    total = np.nansum(a, axis=axis)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 def compute(inp: MeasureInputs) -> MeasureResult:
     from harness.maps import normalize
 
     m = inp.maps
-    stats = []
-    if inp.family is None:
-        stats.append(plain_stat("headline", None, 0))
-    else:
+    stats, per_image = [], None
+    if inp.family is not None:
         me = next(i for i, f in enumerate(inp.family) if f is m)
         names = inp.family_names or [str(i) for i in range(len(inp.family))]
         pairs = pairwise_ssim(np.stack([f.q for f in inp.family]),
                               np.stack([f.flat for f in inp.family]))
         k = len(inp.family)
         upper = pairs[np.triu_indices(k, 1)]  # (pairs, N)
-        stats.append(mean_stat("headline", _nanmean(upper, 0), inp.rng))
-        stats.append(mean_stat("vs_rest", _nanmean(np.delete(pairs[me], me, axis=0), 0), inp.rng))
+        per_image = column_means(upper)
+        stats.append(mean_stat("vs_rest", column_means(np.delete(pairs[me], me, axis=0)), inp.boot))
         stats.append(plain_stat("family_size", k, k))
         for j in range(k):
             if j != me:
-                stats.append(mean_stat(stat_name("ssim_with", names[j]), pairs[me, j], inp.rng))
+                stats.append(mean_stat(stat_name("ssim_with", names[j]), pairs[me, j], inp.boot))
     if m.second_seed is not None:
         q2, flat2 = normalize(m.second_seed)
         floor = np.where(m.flat | flat2, np.nan, ssim(m.q, q2))
-        stats.append(mean_stat("explainer_floor", floor, inp.rng))
-    return MeasureResult("stability", True, tuple(stats))
+        stats.append(mean_stat("explainer_floor", floor, inp.boot))
+    if per_image is None:
+        return MeasureResult("stability", True, (plain_stat("headline", None, 0), *stats))
+    return headline_result("stability", True, per_image, inp.boot, stats)
 
 
 MEASURE = Measure("stability", True, frozenset({"clean", "family"}), compute,

@@ -3,7 +3,15 @@ Higher is better."""
 
 import numpy as np
 
-from harness.measures.base import Measure, MeasureInputs, MeasureResult, mean_stat, stat_name
+from harness.measures.base import (
+    Measure,
+    MeasureInputs,
+    MeasureResult,
+    headline_result,
+    mean_stat,
+    plain_stat,
+    stat_name,
+)
 from harness.numerics.perturb import TRANSFORMS, transform
 from harness.numerics.similarity import WIN, ssim
 
@@ -34,13 +42,14 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         h, w = transform(name, m.q_up[:1]).shape[1:]
         s = follow_ssim(m.q_up, m.flat, normalize_upsampled(out.raw, (h, w))[0], name)
         per_transform.append(s)
-        details.append(mean_stat(stat_name("ssim", name), s, inp.rng))
+        details.append(mean_stat(stat_name("ssim", name), s, inp.boot))
         details.append(mean_stat(stat_name("unchanged", name),
-                                 (out.predicted == m.clean.predicted).astype(float), inp.rng))
+                                 (out.predicted == m.clean.predicted).astype(float), inp.boot))
     # A flat clean map is NaN under every transform, so it stays NaN (excluded) here.
-    per_image = np.stack(per_transform).mean(axis=0) if per_transform else []
-    headline = mean_stat("headline", per_image, inp.rng)
-    return MeasureResult("transforms", True, (headline, *details))
+    if not per_transform:
+        return MeasureResult("transforms", True, (plain_stat("headline", None, 0),))
+    return headline_result("transforms", True, np.stack(per_transform).mean(axis=0), inp.boot,
+                           details)
 
 
 MEASURE = Measure("transforms", True, frozenset({"clean", "transforms"}), compute,

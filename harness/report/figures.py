@@ -196,3 +196,41 @@ def overlay_figure(images, maps, models, col_names) -> str:
                 ax.set_ylabel(col_names[j], fontsize=8, rotation=0, ha="right", va="center")
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return _png(fig)
+
+
+def win_matrix_figure(pairs: pl.DataFrame, models: list[str], dirs: dict[str, bool]
+                      ) -> str | None:
+    """One heat map per measure: the cell (row, column) is how much better the row model
+    is than the column model (the paired mean difference, signed so that better is
+    positive), coloured only where the pair is separable (Holm-adjusted p < 0.05)."""
+    import matplotlib.pyplot as plt
+
+    from harness.results.comparisons import SEPARABLE
+
+    measures = [m for m in dirs if not pairs.filter(pl.col("measure") == m).is_empty()]
+    if not measures or len(models) < 2:
+        return None
+    at = {m: i for i, m in enumerate(models)}
+    cols = min(3, len(measures))
+    rows = -(-len(measures) // cols)
+    side = 0.28 * len(models) + 1.6
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False)
+    for ax, measure in zip(axes.flat, measures, strict=False):
+        grid = np.full((len(models), len(models)), np.nan)
+        for a, b, diff, p in pairs.filter(pl.col("measure") == measure).select(
+                "model_a", "model_b", "diff", "p_adjusted").iter_rows():
+            if p is None or p >= SEPARABLE or a not in at or b not in at:
+                continue
+            better = diff if dirs[measure] else -diff
+            grid[at[a], at[b]], grid[at[b], at[a]] = better, -better
+        span = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+        ax.set_facecolor("#f2f2f2")
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu", vmin=-span, vmax=span)
+        ax.set_title(f"{measure} {'↑' if dirs[measure] else '↓'}", fontsize=10)
+        ax.set_xticks(range(len(models)), models, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(models)), models, fontsize=7)
+        fig.colorbar(image, ax=ax, shrink=0.7).ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(measures):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _png(fig)

@@ -39,29 +39,34 @@ def _img(uri: str, alt: str) -> str:
 
 
 def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
-    from harness.results.leaderboard import cell_parts
+    from harness.results.leaderboard import ACCURACY, cell_parts
 
-    head = "".join(f"<th>{html.escape(m)} {'↑' if h else '↓'}</th>" for m, h in dirs.items())
-    lines = [f"<table><tr><th>#</th><th>model</th><th>family</th>{head}<th>mean rank</th></tr>"]
+    shown = [*dirs, *([ACCURACY] if ACCURACY in board.columns else [])]
+    head = "".join(f"<th>{html.escape(m)} {'↑' if dirs.get(m, True) else '↓'}</th>"
+                   for m in shown)
+    lines = [f"<table><tr><th>#</th><th>model</th><th>family</th>{head}<th>mean rank</th>"
+             "<th>pareto</th></tr>"]
     for r in board.iter_rows(named=True):
         if r["status"] != "ok":
             lines.append(f'<tr class="failed"><td>{r["position"]}</td>'
                          f'<td>{html.escape(r["model"])}</td><td>{html.escape(r["family"] or "-")}'
-                         f'</td><td colspan="{len(dirs) + 1}">{html.escape(r["status"])}</td></tr>')
+                         f'</td><td colspan="{len(shown) + 2}">'
+                         f'{html.escape(r["status"])}</td></tr>')
             continue
         cells = []
-        for m in dirs:
+        for m in shown:
             parts = cell_parts(r, m)
             if parts is None:
                 cells.append('<td class="num">n/a</td>')
                 continue
-            value, ci, rank = parts
-            ci = f'<br><span class="ci">{ci}</span>' if ci else ""
+            value, ci, rank, spread = parts
+            spread = f" ({spread})" if spread else ""
+            ci = f'<br><span class="ci">{ci}{spread}</span>' if ci or spread else ""
             cells.append(f'<td class="num">{value} <span class="rank">{rank}</span>{ci}</td>')
         mean = "-" if r["mean_rank"] is None else f"{r['mean_rank']:.2f}"
         lines.append(f'<tr><td>{r["position"]}</td><td>{html.escape(r["model"])}</td>'
                      f'<td>{html.escape(r["family"] or "-")}</td>{"".join(cells)}'
-                     f'<td class="num">{mean}</td></tr>')
+                     f'<td class="num">{mean}</td><td>{"yes" if r["pareto"] else ""}</td></tr>')
     lines.append("</table>")
     return "\n".join(lines)
 
@@ -79,14 +84,16 @@ def build_report(run_dir, images: int = 4) -> str:
         overlay_figure,
         stability_figures,
         transform_figure,
+        win_matrix_figure,
     )
-    from harness.results.leaderboard import FOOTNOTE, build, directions
+    from harness.results.leaderboard import build, directions, footnote
 
     folder = RunDir(run_dir)
     run_dir = folder.path
     scores = folder.scores()
     info = folder.info()
-    board = build(scores)
+    pairs = folder.table(RunDir.PAIRS)
+    board = build(scores, folder.table(RunDir.PER_IMAGE), pairs)
     dirs = directions(scores)
     first = scores.row(0, named=True)
     salience = json.loads(first["salience_config"])
@@ -99,7 +106,7 @@ def build_report(run_dir, images: int = 4) -> str:
              f"{info.get('forward_passes', 0):,} forward passes in "
              f"{info.get('seconds', 0):.0f} s</p>",
              "<h2>Leaderboard</h2>", _leaderboard_html(board, dirs),
-             f"<p class='note'>{html.escape(FOOTNOTE)}</p>", "<dl class='measures'>"]
+             f"<p class='note'>{html.escape(footnote())}</p>", "<dl class='measures'>"]
     for m, higher in dirs.items():
         question = MEASURES[m].question if m in MEASURES else ""
         direction = "↑ higher is better" if higher else "↓ lower is better"
@@ -108,6 +115,14 @@ def build_report(run_dir, images: int = 4) -> str:
     parts += ["<h2>Every model on every measure</h2><p class='note'>Headline with its 95% "
               "bootstrap interval; colours are families.</p>",
               _img(measure_figure(scores, dirs), "headline per measure")]
+    wins = win_matrix_figure(pairs, board["model"].to_list(), dirs)
+    if wins:
+        parts += ["<h2>Who beats whom</h2><p class='note'>Row model against column model, "
+                  "paired over the images both have: blue where the row is separably better "
+                  "(Holm-adjusted p &lt; 0.05), red where it is separably worse, by the mean "
+                  "difference in the measure's units; grey: the data cannot tell them apart. "
+                  "<code>harness compare</code> says the same in words.</p>",
+                  _img(wins, "win matrices")]
     noise = noise_figure(scores)
     if noise:
         parts += ["<h2>Noise: how fast the salience falls apart</h2><p class='note'>SSIM of "

@@ -3,12 +3,19 @@
 ```toml
 rules = ["entropy <= 0.6", "stability >= 0.8", "degradation.score_drop@object >= 0.5"]
 applies_to = "every"     # or "best": only the top model of the leaderboard must pass
-no_regression = true     # with --baseline: no headline worse than the baseline's 95% interval
+no_regression = true     # with --baseline: no headline separably worse than the baseline's
+tolerance = 0.01         # ... by more than this (a number, or a table measure -> number)
 ```
 
 A rule names a measure (its headline) or ``measure.statistic`` for a detail row. A model
 without a value for a rule (no family, no human maps, failed) fails that rule: a gate
 that cannot check something does not pass it.
+
+A regression is judged like a pair of models (docs/measures.md, "Statistics"): each
+model against the same-named model of the baseline, on the per-image differences over
+the images both runs scored; it is a regression when the headline is worse with a
+Holm-adjusted p below 0.05 (over all the gate's regression tests, so an unchanged model
+fails a gate with at most 5% chance) and by more than the tolerance.
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ import operator
 import re
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from harness.errors import HarnessError, did_you_mean, excerpt
+from harness.results.comparisons import SEPARABLE
+from harness.stats.bootstrap import Bootstrap
+from harness.stats.paired import holm, paired
 from harness.tomlfile import check_keys, read_toml
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
@@ -28,8 +39,8 @@ _RULE = re.compile(r"^\s*([A-Za-z_]+)(?:\.(\S+))?\s*(<=|>=|<|>)\s*"
                    r"(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 # What the gate reads of a scores file; a file without them is not a run's scores.
 _COLUMNS = ("model", "measure", "statistic", "value", "ci_low", "ci_high",
-            "higher_is_better", "image_set_hash", "salience_config")
-_KEYS = {"rules", "applies_to", "no_regression"}
+            "higher_is_better", "image_set_hash", "salience_config", "seed")
+_KEYS = {"rules", "applies_to", "no_regression", "tolerance"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +57,12 @@ class Rules:
     rules: tuple[Rule, ...]
     applies_to: str = "every"
     no_regression: bool = False
+    tolerance: float | dict = 0.0
+
+    def tolerance_for(self, measure: str) -> float:
+        if isinstance(self.tolerance, dict):
+            return self.tolerance.get(measure, 0.0)
+        return self.tolerance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +72,7 @@ class Check:
     model: str
     what: str
     value: float | None
-    bound: str
+    detail: str
     passed: bool
 
 
@@ -83,20 +100,32 @@ def read_rules(path) -> Rules:
         raise HarnessError(f"{path}: no_regression must be true or false")
     if not rules and not no_regression:
         raise HarnessError(f"{path}: no rules and no_regression is off: nothing to check")
-    return Rules(tuple(parse_rule(r) for r in rules), applies_to, no_regression)
+    tolerance = doc.get("tolerance", 0.0)
+    numbers = tolerance.values() if isinstance(tolerance, dict) else [tolerance]
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) and t >= 0
+               for t in numbers):
+        raise HarnessError(f"{path}: tolerance must be a number >= 0 or a table of them by "
+                           "measure (in the measure's units)")
+    return Rules(tuple(parse_rule(r) for r in rules), applies_to, no_regression, tolerance)
 
 
-def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = None
-          ) -> list[Check]:
+def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = None, *,
+          per_image: pl.DataFrame | None = None, baseline_per_image: pl.DataFrame | None = None,
+          order: list[str] | None = None) -> list[Check]:
     """Every rule for every model it applies to, then the regression checks.
+
+    Args:
+        scores, per_image: the run's long scores and per-image values.
+        rules: what to check.
+        baseline, baseline_per_image: the baseline run's, for ``no_regression``.
+        order: the models in leaderboard order (``applies_to = "best"`` takes the first);
+            default: the leaderboard rebuilt from ``per_image``.
 
     Raises:
         HarnessError: a rule names what the run lacks, a scores file is not a run's, the
             baseline was made on other images, settings or measures, or nothing at all
             was checked (a gate that checks nothing must not pass).
     """
-    from harness.results.leaderboard import build
-
     _require_columns(scores, "the run")
     available = set(zip(scores["measure"].to_list(), scores["statistic"].to_list(), strict=True))
     measures = sorted({m for m, _ in available})
@@ -109,10 +138,10 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
             hint = did_you_mean(rule.statistic, stats)
             raise HarnessError(f"rule {rule.text!r}: {rule.measure} has no statistic "
                                f"{rule.statistic!r}{hint}")
-    board = build(scores)
-    models = board["model"].to_list()
-    if rules.applies_to == "best":
-        models = models[:1]
+    if order is None:
+        order = _order(scores, per_image) if rules.applies_to == "best" \
+            else scores["model"].unique(maintain_order=True).to_list()
+    models = order[:1] if rules.applies_to == "best" else list(order)
     if not models:
         raise HarnessError("the gate checked nothing: the run has no model to apply the "
                            "rules to")
@@ -129,10 +158,24 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
             raise HarnessError("no_regression is on: pass --baseline RUN_DIR")
         _require_columns(baseline, "the baseline")
         _check_comparable(scores, baseline)
-        checks += _regressions(scores, baseline, models)
+        if per_image is None or baseline_per_image is None:
+            raise HarnessError("no_regression compares per-image values: pass both runs' "
+                               "per_image.parquet")
+        checks += _regressions(scores, per_image, baseline, baseline_per_image, models, rules)
     if not checks:
         raise HarnessError("the gate checked nothing: no rule applied to the run's models")
     return checks
+
+
+def _order(scores: pl.DataFrame, per_image: pl.DataFrame | None) -> list[str]:
+    """The models in leaderboard order."""
+    from harness.results.comparisons import model_pairs, values
+    from harness.results.leaderboard import build
+
+    if per_image is None:
+        raise HarnessError('applies_to = "best" needs the leaderboard: pass the per-image '
+                           "values or the order")
+    return build(scores, per_image, model_pairs(values(scores, per_image)))["model"].to_list()
 
 
 def _require_columns(frame: pl.DataFrame, what: str) -> None:
@@ -144,51 +187,79 @@ def _require_columns(frame: pl.DataFrame, what: str) -> None:
 
 def _check_comparable(scores: pl.DataFrame, baseline: pl.DataFrame) -> None:
     """A regression is judged only against a baseline of the same images, salience
-    settings and measures."""
+    settings, seed and measures."""
     for column, what in (("image_set_hash", "another image set"),
-                         ("salience_config", "other salience settings")):
+                         ("salience_config", "other salience settings"),
+                         ("seed", "another seed")):
         ours = set(scores[column].drop_nulls().to_list())
         theirs = set(baseline[column].drop_nulls().to_list())
         if ours != theirs:
             def shown(values):
-                return ", ".join(excerpt(v, 60) for v in sorted(values)) or "none"
+                return ", ".join(excerpt(str(v), 60) for v in sorted(values)) or "none"
 
             raise HarnessError(f"the baseline was made with {what} ({shown(theirs)} against "
                                f"{shown(ours)}); no_regression compares runs of the same "
-                               "images and salience settings")
+                               "images, salience settings and seed")
     missing = sorted(set(scores["measure"].to_list()) - set(baseline["measure"].to_list()))
     if missing:
         raise HarnessError(f"the baseline has no {', '.join(missing)}: it was run with other "
                            "measures")
 
 
-def _regressions(scores, baseline, models) -> list[Check]:
-    """A headline is a regression when it is worse than the baseline's 95% interval; a
-    model the baseline does not have (or could not score) fails, since nothing could
-    be checked for it."""
-    base = {(r["model"], r["measure"]): r for r in
+def _regressions(scores, per_image, baseline, baseline_per_image, models, rules
+                 ) -> list[Check]:
+    """Each model's headlines against the same-named model of the baseline, paired over
+    the images both scored; a model the baseline does not have (or could not score)
+    fails, since nothing could be checked for it."""
+    base = {(r["model"], r["measure"]): r["value"] for r in
             baseline.filter(pl.col("statistic") == "headline").iter_rows(named=True)}
-    out = []
+    out, tests = [], []
     for r in scores.filter(pl.col("statistic") == "headline").iter_rows(named=True):
         if r["model"] not in models:
             continue
-        what = f"{r['measure']} no regression"
-        b = base.get((r["model"], r["measure"]))
-        if b is not None and b["value"] is None and r["value"] is None:
+        key = (r["model"], r["measure"])
+        what = f"{r['measure']} vs baseline"
+        if key in base and base[key] is None and r["value"] is None:
             continue  # the measure applies to neither (e.g. stability without a family)
-        if b is None or b["value"] is None:
-            why = "model missing from the baseline" if b is None else "no baseline value"
+        if key not in base or base[key] is None or r["value"] is None:
+            why = ("model missing from the baseline" if key not in base else
+                   "no baseline value" if base[key] is None else "no value in this run")
             out.append(Check(r["model"], what, r["value"], f"({why})", False))
             continue
-        bound = b["ci_low"] if r["higher_is_better"] else b["ci_high"]
-        if bound is None:
-            raise HarnessError(f"the baseline's {r['measure']} of {r['model']} has a value but "
-                               "no interval: not the scores of a harness run")
-        if r["higher_is_better"]:
-            ok = r["value"] is not None and r["value"] >= bound
-            text = f">= {bound:.4g} (baseline low)"
-        else:
-            ok = r["value"] is not None and r["value"] <= bound
-            text = f"<= {bound:.4g} (baseline high)"
-        out.append(Check(r["model"], what, r["value"], text, ok))
+        tests.append((r, len(out)))
+        out.append(None)
+    if tests:
+        keys = per_image["image"].unique(maintain_order=True).to_list()
+        diffs = np.stack([_differences(per_image, baseline_per_image, r["model"],
+                                       r["measure"], keys) for r, _ in tests], axis=1)
+        result = paired(diffs, Bootstrap(int(scores["seed"][0]), keys))
+        adjusted = holm(result.p_value)
+        for j, (r, at) in enumerate(tests):
+            out[at] = _verdict(r, result, j, adjusted[j], rules.tolerance_for(r["measure"]))
     return out
+
+
+def _differences(run: pl.DataFrame, baseline: pl.DataFrame, model: str, measure: str,
+                 keys: list[str]) -> np.ndarray:
+    """Per-image run - baseline over ``keys``, NaN where either has no value."""
+    def column(frame):
+        rows = frame.filter((pl.col("model") == model) & (pl.col("measure") == measure))
+        found = dict(zip(rows["image"].to_list(), rows["value"].to_list(), strict=True))
+        return np.array([np.nan if found.get(k) is None else found[k] for k in keys])
+
+    return column(run) - column(baseline)
+
+
+def _verdict(r: dict, result, j: int, p_adjusted: float, tolerance: float) -> Check:
+    what = f"{r['measure']} vs baseline"
+    if result.n[j] == 0:
+        return Check(r["model"], what, r["value"], "(no image scored in both runs)", False)
+    sign = 1.0 if r["higher_is_better"] else -1.0
+    worse_by = -sign * result.diff[j]
+    regressed = p_adjusted < SEPARABLE and worse_by > tolerance
+    verdict = ("worse" if regressed else "not separably worse" if worse_by > 0 else
+               "no worse")
+    text = (f"(change {result.diff[j]:+.3g} [{result.ci_low[j]:+.3g}, "
+            f"{result.ci_high[j]:+.3g}], p_adj {p_adjusted:.2g}, n {result.n[j]}: {verdict}"
+            f"{f', tolerance {tolerance:g}' if tolerance else ''})")
+    return Check(r["model"], what, r["value"], text, not regressed)

@@ -1,21 +1,31 @@
-"""The wide view of a run (docs/measures.md): one row per model, one column per measure's
-headline with its 95% interval and rank, models ordered by mean rank.
+"""The wide view of a run (docs/measures.md, "Statistics"): one row per model, each
+measure's headline with its 95% interval, its rank and its rank interval.
 
-Ranks admit ties: within a measure, a model's rank is 1 + the number of models that
-are *separably* better, i.e. whose whole 95% interval lies on the better side of its
-own. Models the data cannot tell apart share a rank. In the order of the headline, a
-model whose interval overlaps the one ranked just above it is marked ``tied``.
+Rank = 1 + the number of models separably better (paired test, Holm-adjusted p < 0.05),
+so models the data cannot tell apart share a rank. The rank interval is the 2.5th-97.5th
+percentile of the model's rank by value over the run's bootstrap resamples. Models are
+ordered by mean rank over the measures, ties broken by the mean of their ranks by point
+value, then by the order they were given in; never by name. ``pareto`` marks the models
+no other model dominates (separably better on one measure and separably worse on none).
+Test accuracy, when the images have labels, stands beside the measures and is not ranked.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 
-from harness.stats.ranks import separable_ranks
+from harness.measures.accuracy import NAME as ACCURACY
+from harness.results.comparisons import better_matrix, values
+from harness.stats.ranks import pareto, rank_intervals, separable_ranks, value_ranks
 
 ARROW = {True: "↑", False: "↓"}
+WIDTH = 100  # the terminal table's budget, in columns
+SHORT = {"entropy": "entr", "out_of_set": "oos", "transforms": "trans", "stability": "stab",
+         "degradation": "degr", "agreement": "agree", "sanity": "sanity",
+         ACCURACY: "acc"}
 
 
 def headlines(scores: pl.DataFrame) -> pl.DataFrame:
@@ -25,102 +35,194 @@ def headlines(scores: pl.DataFrame) -> pl.DataFrame:
         "model", "family", "status", "measure", "value", "ci_low", "ci_high", "higher_is_better")
 
 
-def build(scores: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
-    """Scores (long) -> leaderboard (wide), ordered by mean rank (or by the rank of
-    measure ``by``); failed models last."""
+def directions(scores: pl.DataFrame) -> dict[str, bool]:
+    """Ranked measure -> higher_is_better, in run order (accuracy is not ranked)."""
+    heads = headlines(scores).unique("measure", maintain_order=True)
+    return {m: h for m, h in heads.select("measure", "higher_is_better").rows()
+            if m != ACCURACY}
+
+
+def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
+          by: str | None = None) -> pl.DataFrame:
+    """Scores, per-image values and model pairs -> the leaderboard, ordered by mean rank
+    (or by the rank of measure ``by``); models that failed last."""
+    dirs = directions(scores)
+    if by is not None and by not in dirs:
+        raise ValueError(f"--by {by!r}: not a measure of this run ({', '.join(dirs)})")
+    vals = values(scores, per_image)
+    models = vals.models
     heads = headlines(scores)
-    measures = list(dict.fromkeys(heads["measure"].to_list()))
-    if by is not None and by not in measures:
-        raise ValueError(f"--by {by!r}: not a measure of this run ({', '.join(measures)})")
-    models = heads.unique("model", keep="first", maintain_order=True)
-    table = {r["model"]: {"model": r["model"], "family": r["family"], "status": r["status"]}
-             for r in models.iter_rows(named=True)}
-    for m in measures:
-        rows = heads.filter(pl.col("measure") == m).to_dicts()
-        ranks = separable_ranks(rows, rows[0]["higher_is_better"])
-        for r in rows:
-            rank, tied = ranks.get(r["model"], (None, False))
-            table[r["model"]].update({m: r["value"], f"{m}_ci_low": r["ci_low"],
-                                      f"{m}_ci_high": r["ci_high"], f"{m}_rank": rank,
-                                      f"{m}_tied": tied})
-    for row in table.values():
-        ranks = [row[f"{m}_rank"] for m in measures if row.get(f"{m}_rank") is not None]
-        row["mean_rank"] = sum(ranks) / len(ranks) if ranks else None
-    key = f"{by}_rank" if by else "mean_rank"
-    ordered = sorted(table.values(), key=lambda r: (r["status"] != "ok", r[key] is None,
-                                                    r[key] or 0, r["model"]))
-    schema = {"position": pl.Int64, "model": pl.String, "family": pl.String,
-              "status": pl.String, "mean_rank": pl.Float64}
-    for m in measures:
-        schema |= {m: pl.Float64, f"{m}_ci_low": pl.Float64, f"{m}_ci_high": pl.Float64,
-                   f"{m}_rank": pl.Int64, f"{m}_tied": pl.Boolean}
+    status = dict(heads.select("model", "status").unique("model", maintain_order=True).rows())
+    head = {(m, s): (v, lo, hi) for m, s, v, lo, hi in
+            heads.select("model", "measure", "value", "ci_low", "ci_high").rows()}
+    table = {m: {"model": m, "family": vals.family[m], "status": status.get(m, "ok")}
+             for m in models}
+    has_accuracy = any(k[1] == ACCURACY for k in head)
+    if has_accuracy:
+        for m in models:
+            v, lo, hi = head.get((m, ACCURACY), (None, None, None))
+            table[m].update({ACCURACY: v, f"{ACCURACY}_ci_low": lo, f"{ACCURACY}_ci_high": hi})
+    separable, by_value, wins = {}, {}, []
+    for measure, higher in dirs.items():
+        point = np.array([_float(head.get((m, measure), (None,))[0]) for m in models])
+        scored = ~np.isnan(point)
+        better = better_matrix(pairs, measure, models, higher)
+        wins.append(better)
+        separable[measure] = separable_ranks(better, scored)
+        by_value[measure] = value_ranks(point, higher)
+        low = high = np.full(len(models), np.nan)
+        if measure in vals.columns:
+            low, high = rank_intervals(vals.boot.means(vals.columns[measure]), higher)
+        for i, m in enumerate(models):
+            v, lo, hi = head.get((m, measure), (None, None, None))
+            table[m].update({measure: v, f"{measure}_ci_low": lo, f"{measure}_ci_high": hi,
+                             f"{measure}_rank": _int(separable[measure][i]),
+                             f"{measure}_rank_low": _int(low[i]) if scored[i] else None,
+                             f"{measure}_rank_high": _int(high[i]) if scored[i] else None})
+    front = pareto(wins) if wins else np.zeros(len(models), bool)
+    for i, m in enumerate(models):
+        row = table[m]
+        row["mean_rank"] = _mean([separable[d][i] for d in dirs])
+        row["point_rank"] = _mean([by_value[d][i] for d in dirs])
+        row["pareto"] = bool(front[i]) and row["mean_rank"] is not None
+    if by is None:
+        def key(i):
+            r = table[models[i]]
+            return (r["status"] != "ok", r["mean_rank"] is None, r["mean_rank"] or 0,
+                    r["point_rank"] or 0, i)
+    else:
+        def key(i):
+            r = table[models[i]]
+            return (r["status"] != "ok", r[f"{by}_rank"] is None, r[f"{by}_rank"] or 0,
+                    _float(by_value[by][i]), r["mean_rank"] or 0, i)
+    ordered = [table[models[i]] for i in sorted(range(len(models)), key=key)]
     for pos, row in enumerate(ordered, start=1):
         row["position"] = pos
-    return pl.DataFrame(ordered, schema=schema)
+    return pl.DataFrame(ordered, schema=_schema(dirs, has_accuracy))
 
 
-def directions(scores: pl.DataFrame) -> dict[str, bool]:
-    """measure -> higher_is_better, in run order."""
-    heads = headlines(scores)
-    return dict(zip(heads["measure"].to_list(), heads["higher_is_better"].to_list(), strict=True))
+def _schema(dirs, has_accuracy: bool) -> dict:
+    schema = {"position": pl.Int64, "model": pl.String, "family": pl.String,
+              "status": pl.String, "mean_rank": pl.Float64, "point_rank": pl.Float64,
+              "pareto": pl.Boolean}
+    if has_accuracy:
+        schema |= {ACCURACY: pl.Float64, f"{ACCURACY}_ci_low": pl.Float64,
+                   f"{ACCURACY}_ci_high": pl.Float64}
+    for m in dirs:
+        schema |= {m: pl.Float64, f"{m}_ci_low": pl.Float64, f"{m}_ci_high": pl.Float64,
+                   f"{m}_rank": pl.Int64, f"{m}_rank_low": pl.Int64, f"{m}_rank_high": pl.Int64}
+    return schema
 
 
-def cell_parts(row: dict, m: str, digits: int = 3) -> tuple[str, str, str] | None:
-    """One leaderboard cell as (value, interval or "", rank such as "#2="), or None
-    when the model has no value for measure ``m``."""
-    if row[m] is None:
+def _float(v) -> float:
+    return np.nan if v is None else float(v)
+
+
+def _int(v) -> int | None:
+    return None if v is None or np.isnan(v) else int(v)
+
+
+def _mean(ranks) -> float | None:
+    kept = [r for r in ranks if not np.isnan(r)]
+    return float(np.mean(kept)) if kept else None
+
+
+# -- rendering ----------------------------------------------------------------------
+
+
+def cell_parts(row: dict, m: str, digits: int = 3) -> tuple[str, str, str, str] | None:
+    """One cell as (value, interval or "", rank such as "#2", rank interval such as
+    "1-4" or ""), or None when the model has no value for measure ``m``."""
+    if row.get(m) is None:
         return None
     ci = ""
     if row[f"{m}_ci_low"] is not None and row[f"{m}_ci_low"] != row[f"{m}_ci_high"]:
         ci = f"[{row[f'{m}_ci_low']:.{digits}f}, {row[f'{m}_ci_high']:.{digits}f}]"
-    rank = f"#{row[f'{m}_rank']}{'=' if row[f'{m}_tied'] else ''}"
-    return f"{row[m]:.{digits}f}", ci, rank
+    if f"{m}_rank" not in row:  # accuracy: not ranked
+        return f"{row[m]:.{digits}f}", ci, "", ""
+    low, high = row[f"{m}_rank_low"], row[f"{m}_rank_high"]
+    spread = "" if low is None else f"{low}-{high}"
+    return f"{row[m]:.{digits}f}", ci, f"#{row[f'{m}_rank']}", spread
 
 
-def _cell(row, m):
+def _cell(row, m, wide: bool) -> str:
     parts = cell_parts(row, m)
     if parts is None:
         return "n/a"
-    value, ci, rank = parts
-    return f"{value} {ci} {rank}" if ci else f"{value} {rank}"
+    value, ci, rank, spread = parts
+    if not wide:
+        return f"{value} {rank}".strip()
+    text = " ".join(p for p in (value, ci, rank) if p)
+    return f"{text} ({spread})" if spread else text
 
 
-def _rows(board: pl.DataFrame, dirs: dict[str, bool]) -> list[list[str]]:
-    header = ["#", "model", "family"] + [f"{m} {ARROW[h]}" for m, h in dirs.items()] + [
-        "mean rank"]
+def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool
+          ) -> list[list[str]]:
+    def name(m):
+        return SHORT.get(m, m) if short else m
+
+    shown = [ACCURACY] if ACCURACY in board.columns else []
+    header = ["#", "model"] + (["family"] if wide else []) + [
+        f"{name(m)}{ARROW[h]}" for m, h in dirs.items()] + [name(m) for m in shown] + [
+        "mean rank", "pareto"]
     rows = [header]
     for row in board.iter_rows(named=True):
+        first = [str(row["position"]), row["model"]] + ([row["family"] or "-"] if wide else [])
         if row["status"] != "ok":
-            rows.append([str(row["position"]), row["model"], row["family"] or "-",
-                         row["status"]] + [""] * len(dirs))
+            rows.append(first + [row["status"]] + [""] * (len(header) - len(first) - 1))
             continue
-        rows.append([str(row["position"]), row["model"], row["family"] or "-"]
-                    + [_cell(row, m) for m in dirs]
-                    + ["-" if row["mean_rank"] is None else f"{row['mean_rank']:.2f}"])
+        mean = "-" if row["mean_rank"] is None else f"{row['mean_rank']:.2f}"
+        rows.append(first + [_cell(row, m, wide) for m in (*dirs, *shown)]
+                    + [mean, "yes" if row["pareto"] else ""])
     return rows
 
 
-FOOTNOTE = ("[low, high]: 95% bootstrap interval over images. #k: 1 + the number of models "
-            "separably better (whole interval better); '=': not separable from the model "
-            "just above it (intervals overlap). n/a: no value (e.g. no family, no human "
-            "maps).")
+def footnote(wide: bool = True, columns=()) -> str:
+    """What the table's marks mean; ``columns``: the measures shown by short names."""
+    text = ("#k: 1 + the number of models separably better (paired test on the images both "
+            "have, Holm-adjusted p < 0.05); models the data cannot tell apart share a rank. ")
+    if wide:
+        text += ("[low, high]: 95% bootstrap interval over images; (a-b): the 2.5-97.5% range "
+                 "of the rank by value over the same resamples. ")
+    text += ("pareto: no other model is separably better on one measure and worse on none. "
+             "n/a: no value. `harness compare DIR` states each verdict")
+    text += "; --wide adds intervals." if not wide else "."
+    if columns:
+        text += " " + ", ".join(f"{SHORT[m]} = {m}" for m in columns if m in SHORT) + "."
+    return text
 
 
-def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table") -> str:
-    """The leaderboard as ``table`` (aligned text), ``md``, ``csv`` or ``json``."""
+def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
+           wide: bool = False) -> str:
+    """The leaderboard as ``table`` (aligned text, within :data:`WIDTH` columns unless
+    ``wide``), ``md`` (always wide), ``csv`` or ``json``."""
     if fmt == "csv":
         return board.write_csv()
     if fmt == "json":
         return json.dumps(board.to_dicts(), indent=2)
-    rows = _rows(board, dirs)
     if fmt == "md":
+        rows = _rows(board, dirs, wide=True, short=False)
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-        return "\n".join(lines) + "\n\n" + FOOTNOTE + "\n"
+        return "\n".join(lines) + "\n\n" + footnote() + "\n"
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
+    lines, short = _aligned(_rows(board, dirs, wide, short=False)), ()
+    if not wide and max(map(len, lines)) > WIDTH:
+        lines = _aligned(_rows(board, dirs, wide, short=True))
+        short = [*dirs, *([ACCURACY] if ACCURACY in board.columns else [])]
+    return "\n".join(lines) + "\n" + _wrap(footnote(wide, short), WIDTH) + "\n"
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n" + FOOTNOTE + "\n"
+    return lines
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width)

@@ -3,6 +3,7 @@ with an explicit Polars schema and the run's provenance on every row."""
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 SCHEMA = {
@@ -29,6 +30,13 @@ SCHEMA = {
 }
 
 
+# One row per (model, measure, in-set image) for every headline: what paired tests,
+# rank intervals and the gate's regression test read. ``image`` is the image's content
+# hash; ``value`` is null where the image gives no value (a flat map, no mask).
+PER_IMAGE = {"model": pl.String, "measure": pl.String, "image": pl.String,
+             "value": pl.Float64}
+
+
 def versions() -> dict[str, str]:
     import numba
     import onnxruntime
@@ -42,3 +50,18 @@ def versions() -> dict[str, str]:
 def to_frame(records: list[dict]) -> pl.DataFrame:
     """Records (dicts with the keys of :data:`SCHEMA`) -> the typed long frame."""
     return pl.DataFrame(records, schema=SCHEMA) if records else pl.DataFrame(schema=SCHEMA)
+
+
+def per_image_frame(columns: list[tuple[str, str, np.ndarray]], keys: list[str]
+                    ) -> pl.DataFrame:
+    """``(model, measure, (N,) values)`` with NaN for no value -> the typed frame of
+    :data:`PER_IMAGE`, images named by ``keys``."""
+    if not columns:
+        return pl.DataFrame(schema=PER_IMAGE)
+    n = len(keys)
+    values = np.concatenate([np.asarray(v, np.float64) for _, _, v in columns])
+    return pl.DataFrame({
+        "model": [m for m, _, _ in columns for _ in range(n)],
+        "measure": [s for _, s, _ in columns for _ in range(n)],
+        "image": keys * len(columns),
+        "value": values}, schema=PER_IMAGE).with_columns(pl.col("value").fill_nan(None))

@@ -1,29 +1,71 @@
-"""Ranks that admit ties: within a measure, a model's rank is 1 + the number of models
-*separably* better, i.e. whose whole 95% interval lies on the better side of its own.
-Models the data cannot tell apart share a rank."""
+"""Ranks that admit ties, from paired verdicts.
+
+Within a measure, ``better[i, j]`` says model i is separably better than model j (paired
+test, Holm-adjusted p < 0.05, difference in i's favour). A model's rank is 1 + the
+number of models separably better, so models the data cannot tell apart share a rank.
+Its rank interval is the 2.5th-97.5th percentile of its rank by value across the
+run's bootstrap resamples; its point rank (1 + the models with a better value) breaks
+ties in the ordering. None of these ever looks at a model's name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
 
 
-def separable_ranks(rows: list[dict], higher: bool) -> dict[str, tuple[int, bool]]:
-    """model -> (rank, tied with the model just above) for the rows with a value.
+def separable_ranks(better: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """``(M,)`` float ranks, NaN for a model without a value.
 
     Args:
-        rows: one per model: ``model``, ``value``, ``ci_low``, ``ci_high`` (an interval
-            of None is the value itself).
-        higher: whether higher values are better.
+        better: ``(M, M) bool``, ``better[i, j]``: i separably better than j.
+        scored: ``(M,) bool``, which models have a value.
     """
-    sign = 1.0 if higher else -1.0
+    ranks = 1.0 + (better & scored[:, None]).sum(axis=0)
+    return np.where(scored, ranks, np.nan)
 
-    def interval(r):  # in "higher is better" orientation
-        low = r["ci_low"] if r["ci_low"] is not None else r["value"]
-        high = r["ci_high"] if r["ci_high"] is not None else r["value"]
-        return (sign * low, sign * high) if higher else (sign * high, sign * low)
 
-    scored = sorted((r for r in rows if r["value"] is not None),
-                    key=lambda r: (-sign * r["value"], r["model"]))
-    out = {}
-    for pos, r in enumerate(scored):
-        low, high = interval(r)
-        better = sum(interval(o)[0] > high for o in scored if o is not r)
-        tied = pos > 0 and interval(scored[pos - 1])[0] <= high
-        out[r["model"]] = (1 + better, tied)
-    return out
+def value_ranks(values: np.ndarray, higher: bool) -> np.ndarray:
+    """1 + the number of models with a strictly better value, along the last axis; NaN
+    for a missing value (it neither ranks nor counts)."""
+    v = np.asarray(values, np.float64)
+    oriented = v if higher else -v
+    missing = np.isnan(oriented)
+    filled = np.where(missing, -np.inf, oriented)
+    ranks = 1.0 + (filled[..., None, :] > filled[..., :, None]).sum(axis=-1)
+    return np.where(missing, np.nan, ranks)
+
+
+def rank_intervals(draws: np.ndarray, higher: bool) -> tuple[np.ndarray, np.ndarray]:
+    """2.5th and 97.5th percentile of each model's rank by value over resamples.
+
+    Args:
+        draws: ``(resamples, M)`` resampled values (NaN: no value in that resample).
+
+    Returns:
+        Two ``(M,)`` float arrays of whole ranks (the percentiles taken as the nearest
+        observed ranks outward), NaN for a model that never has a value.
+    """
+    ranks = value_ranks(draws, higher)
+    low, high = np.full(ranks.shape[1], np.nan), np.full(ranks.shape[1], np.nan)
+    for j in range(ranks.shape[1]):
+        r = ranks[:, j][~np.isnan(ranks[:, j])]
+        if len(r):
+            low[j] = np.percentile(r, 2.5, method="lower")
+            high[j] = np.percentile(r, 97.5, method="higher")
+    return low, high
+
+
+def pareto(better: list[np.ndarray]) -> np.ndarray:
+    """``(M,) bool``: models that no other model dominates, i.e. is separably better than
+    on at least one measure and separably worse on none.
+
+    Args:
+        better: one ``(M, M) bool`` matrix per measure.
+    """
+    if not better:
+        return np.zeros(0, bool)
+    wins = np.any(better, axis=0)  # wins[i, j]: i better than j somewhere
+    losses = np.any([b.T for b in better], axis=0)  # losses[i, j]: i worse than j somewhere
+    dominates = wins & ~losses
+    np.fill_diagonal(dominates, False)
+    return ~dominates.any(axis=0)

@@ -1,0 +1,105 @@
+"""Paired comparisons of per-image values: models scored on the same images are judged
+on their per-image differences, which is far more sensitive than comparing two separate
+intervals when the models agree on which images are hard.
+
+For each comparison: the mean difference over the images both sides have, its
+percentile bootstrap interval (the run's shared resamples), and a two-sided sign-flip
+permutation test: under "no difference" each image's difference is as likely to have
+either sign, so the observed ``|mean|`` is ranked among ``flips`` seeded random sign
+patterns, p = (b + 1) / (flips + 1). Holm's step-down adjustment then controls the
+chance of any false verdict within a family of comparisons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import numpy as np
+
+from harness.stats.bootstrap import Bootstrap, percentile_interval
+
+FLIPS = 10_000
+_STREAM = zlib.crc32(b"sign-flips")
+_CHUNK = 1000  # sign patterns drawn at a time, so memory stays at 1000 x n
+# A pattern's |sum| counts as "at least as extreme" within rounding of the observed one
+# (the all-plus pattern is the observed difference itself), relative to sum |d|.
+_TIE = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """Comparisons side by side, one entry per column of the differences given.
+
+    ``n``: images with a difference; ``diff``: their mean; ``ci_low``/``ci_high``: its
+    95% percentile bootstrap interval; ``p_value``: the sign-flip test (NaN where
+    ``n`` is 0).
+    """
+
+    n: np.ndarray
+    diff: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    p_value: np.ndarray
+
+
+def paired(diffs, boot: Bootstrap, flips: int = FLIPS) -> Paired:
+    """Test every column of per-image differences.
+
+    Args:
+        diffs: ``(n, k)`` differences a - b per image (rows follow ``boot.keys``), NaN
+            where either side has no value.
+        boot: the run's resamples of these images (also seeds the sign flips).
+        flips: random sign patterns for the permutation test.
+    """
+    d = np.asarray(diffs, np.float64)
+    if d.ndim == 1:
+        d = d[:, None]
+    present = ~np.isnan(d)
+    n = present.sum(axis=0)
+    zeroed = np.where(present, d, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = np.where(n > 0, zeroed.sum(axis=0) / np.maximum(n, 1), np.nan)
+    draws = boot.means(d)
+    low, high = np.full(d.shape[1], np.nan), np.full(d.shape[1], np.nan)
+    for j in np.flatnonzero(n > 0):
+        low[j], high[j] = percentile_interval(draws[:, j])
+    p = sign_flip_p(zeroed, boot.seed, flips)
+    return Paired(n, diff, low, high, np.where(n > 0, p, np.nan))
+
+
+def sign_flip_p(zeroed: np.ndarray, seed: int, flips: int = FLIPS) -> np.ndarray:
+    """Two-sided sign-flip p-values of the mean of each column.
+
+    Args:
+        zeroed: ``(rows, k)`` differences with 0 where missing (a flipped 0 stays 0, so
+            the missing rows drop out of every pattern's mean).
+        seed: the run's seed; the patterns depend on it and the number of rows only.
+    """
+    rows = zeroed.shape[0]
+    # sums, not means: the common 1/n cancels
+    threshold = np.abs(zeroed.sum(axis=0)) - _TIE * np.abs(zeroed).sum(axis=0)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM, rows)))
+    extreme = np.zeros(zeroed.shape[1], np.int64)
+    for start in range(0, flips, _CHUNK):
+        signs = rng.integers(0, 2, (min(_CHUNK, flips - start), rows)) * 2.0 - 1.0
+        extreme += (np.abs(signs @ zeroed) >= threshold).sum(axis=0)
+    return (extreme + 1) / (flips + 1)
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjustment; NaN entries are not tests and stay NaN.
+
+    The i-th smallest of m p-values becomes ``max over j <= i of (m - j + 1) p_(j)``,
+    capped at 1.
+    """
+    p = np.asarray(p, np.float64)
+    out = np.full(p.shape, np.nan)
+    tests = np.flatnonzero(~np.isnan(p))
+    if not len(tests):
+        return out
+    order = tests[np.argsort(p[tests], kind="stable")]
+    m = len(order)
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(stepped, 1.0)
+    return out
