@@ -151,6 +151,21 @@ def test_leaderboard_rerenders(tiny_zoo, tmp_path):
     assert bad.exit_code == 2 and "not a measure of this run" in bad.output
     missing = invoke("leaderboard", tmp_path)
     assert missing.exit_code == 2 and "no scores.parquet" in missing.output
+    wide = invoke("leaderboard", out, "--wide")
+    assert wide.exit_code == 0 and "centre" in wide.output and "[" in wide.output
+
+
+def test_compare_states_the_verdicts(finished):
+    res = invoke("compare", finished)
+    assert res.exit_code == 0, res.output
+    assert "entropy (lower is better):" in res.output and "pairs separable" in res.output
+    every = invoke("compare", finished, "--measure", "agreement", "--all")
+    body = [line for line in every.output.splitlines() if line.startswith("  ")]
+    assert len(body) == 3 and all(" agreement than " in line for line in body)  # 3 models
+    families = invoke("compare", finished, "--families")  # one family: nothing to compare
+    assert families.exit_code == 2 and "nothing to compare" in families.output
+    bad = invoke("compare", finished, "--measure", "speed")
+    assert bad.exit_code == 2 and "not a measure of this run" in bad.output
 
 
 @pytest.fixture
