@@ -224,7 +224,9 @@ def test_gate_catches_a_paired_regression_inside_overlapping_intervals():
     assert run["ci_low"][0] < base["ci_high"][0]  # the old interval rule would pass it
     assert [c.passed for c in checks] == [False] and ": worse" in checks[0].detail
     _, _, tolerated = _gate_runs(lambda rng: 0.04 + 0.01 * rng.standard_normal(N), 0.05)
-    assert tolerated[0].passed
+    assert tolerated[0].passed and "worse, within tolerance" in tolerated[0].detail
+    _, _, improved = _gate_runs(lambda rng: -0.04 + 0.01 * rng.standard_normal(N))
+    assert improved[0].passed and ": better" in improved[0].detail
     _, _, unchanged = _gate_runs(lambda rng: 0.01 * rng.standard_normal(N))
     assert unchanged[0].passed
 

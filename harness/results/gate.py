@@ -257,8 +257,12 @@ def _verdict(r: dict, result, j: int, p_adjusted: float, tolerance: float) -> Ch
     sign = 1.0 if r["higher_is_better"] else -1.0
     worse_by = -sign * result.diff[j]
     regressed = p_adjusted < SEPARABLE and worse_by > tolerance
-    verdict = ("worse" if regressed else "not separably worse" if worse_by > 0 else
-               "no worse")
+    if regressed:
+        verdict = "worse"
+    elif p_adjusted >= SEPARABLE:
+        verdict = "not separable"
+    else:
+        verdict = "better" if worse_by < 0 else "worse, within tolerance"
     text = (f"(change {result.diff[j]:+.3g} [{result.ci_low[j]:+.3g}, "
             f"{result.ci_high[j]:+.3g}], p_adj {p_adjusted:.2g}, n {result.n[j]}: {verdict}"
             f"{f', tolerance {tolerance:g}' if tolerance else ''})")
