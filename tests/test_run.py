@@ -54,6 +54,7 @@ def test_run_writes_everything(tiny_zoo, tmp_path):
     info = json.loads((out / "run.json").read_text())
     assert info["images"] == 6 and info["forward_passes"] == 3 * 6 * 50
     assert "entropy↓" in res.output and "agreement↑" in res.output
+    assert max(len(line) for line in res.output.splitlines()[:-1]) <= 100  # the table
     assert len(pl.read_csv(out / "leaderboard.csv")) == 3
 
 

@@ -125,6 +125,16 @@ def test_bootstrap_depends_on_the_set_of_images_not_their_order():
         Bootstrap(0, ["a", "a"])
 
 
+def test_repeated_images_get_distinct_keys():
+    from harness.execution.plan import image_keys
+
+    images = np.zeros((3, 4, 4, 3), np.uint8)
+    images[1] += 1
+    keys = image_keys(images)
+    assert keys[2] == keys[0] + ":2" and len(set(keys)) == 3
+    Bootstrap(0, keys)  # accepted: one key per image
+
+
 # -- ranks, Pareto front, families ------------------------------------------------------
 
 def test_ranks_and_pareto_front():
