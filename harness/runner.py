@@ -106,9 +106,10 @@ def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = No
             ``seed``, ``noise_levels``, ``keep_going``, ``cache``, ...).
 
     Returns:
-        A Polars frame in :data:`harness.results.schema.SCHEMA`; each model's
-        ``forward_passes`` equals :func:`required_passes` for the same inputs, whether
-        its maps were computed now or read from the cache.
+        A Polars frame in :data:`harness.results.schema.SCHEMA` (with labels, also the
+        clean test accuracy as measure ``accuracy``: context, never ranked); each
+        model's ``forward_passes`` equals :func:`required_passes` for the same inputs,
+        whether its maps were computed now or read from the cache.
     """
     return score(models, images, Evaluation(**settings), labels, out_of_set, families,
                  masks).scores

@@ -50,7 +50,9 @@ def test_report_renders_everything(tiny_zoo, tmp_path):  # noqa: F811
     for measure in ("entropy", "out_of_set", "transforms", "stability", "degradation",
                     "agreement"):
         assert measure in text
-    assert len(parser.images) >= 7  # measures, noise, transforms, stability, drops, overlays
+    assert "Who beats whom" in text and "accuracy" in text and "pareto" in text
+    assert len(parser.images) >= 8  # wins, measures, noise, transforms, stability, drops,
+    # overlays
     for src in parser.images:
         assert src.startswith("data:image/png;base64,")  # inlined: no network
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()

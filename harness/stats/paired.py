@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-from harness.stats.bootstrap import Bootstrap, percentile_interval
+from harness.stats.bootstrap import Bootstrap, column_means
 
 FLIPS = 10_000
 _STREAM = zlib.crc32(b"sign-flips")
@@ -57,15 +57,11 @@ def paired(diffs, boot: Bootstrap, flips: int = FLIPS) -> Paired:
         d = d[:, None]
     present = ~np.isnan(d)
     n = present.sum(axis=0)
-    zeroed = np.where(present, d, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        diff = np.where(n > 0, zeroed.sum(axis=0) / np.maximum(n, 1), np.nan)
-    draws = boot.means(d)
     low, high = np.full(d.shape[1], np.nan), np.full(d.shape[1], np.nan)
-    for j in np.flatnonzero(n > 0):
-        low[j], high[j] = percentile_interval(draws[:, j])
-    p = sign_flip_p(zeroed, boot.seed, flips)
-    return Paired(n, diff, low, high, np.where(n > 0, p, np.nan))
+    if (n > 0).any():
+        low[n > 0], high[n > 0] = np.nanpercentile(boot.means(d[:, n > 0]), [2.5, 97.5], axis=0)
+    p = sign_flip_p(np.where(present, d, 0.0), boot.seed, flips)
+    return Paired(n, column_means(d), low, high, np.where(n > 0, p, np.nan))
 
 
 def sign_flip_p(zeroed: np.ndarray, seed: int, flips: int = FLIPS) -> np.ndarray:
