@@ -1,0 +1,142 @@
+"""Every pair of models, and every pair of families, compared per measure on the images
+both were scored on (docs/measures.md, "Statistics"): ``pairs.parquet`` and
+``families.parquet``.
+
+Both read only the long scores (directions, families, the seed) and the per-image
+values, so they can be recomputed from a run folder and give the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import polars as pl
+
+from harness.stats.bootstrap import Bootstrap, percentile_interval
+from harness.stats.families import bootstrap_p, family_draws
+from harness.stats.paired import holm, paired
+
+PAIRS = {"measure": pl.String, "model_a": pl.String, "model_b": pl.String, "n": pl.Int64,
+         "diff": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+         "p_value": pl.Float64, "p_adjusted": pl.Float64}
+FAMILIES = {"measure": pl.String, "family_a": pl.String, "family_b": pl.String,
+            "n": pl.Int64, "value_a": pl.Float64, "value_b": pl.Float64,
+            "diff": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+            "p_value": pl.Float64, "p_adjusted": pl.Float64}
+SEPARABLE = 0.05  # an adjusted p-value below this is a verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class Values:
+    """A run's per-image headline values as matrices.
+
+    Attributes:
+        models: every model of the run, in run order.
+        family: model -> family (None: none).
+        higher: measure -> higher is better, for the measures with per-image values.
+        boot: the run's resamples of the images (rows of every matrix follow its keys).
+        columns: measure -> ``(n, models)`` values, NaN where there is none.
+    """
+
+    models: list[str]
+    family: dict[str, str | None]
+    higher: dict[str, bool]
+    boot: Bootstrap
+    columns: dict[str, np.ndarray]
+
+
+def values(scores: pl.DataFrame, per_image: pl.DataFrame) -> Values:
+    """Arrange a run's per-image values for comparisons."""
+    models = scores["model"].unique(maintain_order=True).to_list()
+    family = dict(scores.select("model", "family").unique("model", maintain_order=True).rows())
+    heads = scores.filter(pl.col("statistic") == "headline")
+    present = set(per_image["measure"].to_list())
+    higher = {m: h for m, h in heads.select("measure", "higher_is_better")
+              .unique("measure", maintain_order=True).rows() if m in present}
+    seed = int(scores["seed"][0]) if len(scores) else 0
+    keys = per_image["image"].unique(maintain_order=True).to_list()
+    index = pl.DataFrame({"image": keys}, schema={"image": pl.String}).with_row_index("row")
+    column = {m: j for j, m in enumerate(models)}
+    columns = {}
+    for measure in higher:
+        rows = per_image.filter(pl.col("measure") == measure).join(index, on="image")
+        v = np.full((len(keys), len(models)), np.nan)
+        cols = np.array([column[m] for m in rows["model"].to_list()], np.int64)
+        v[rows["row"].to_numpy(), cols] = rows["value"].fill_null(np.nan).to_numpy()
+        columns[measure] = v
+    return Values(models, family, higher, Bootstrap(seed, keys), columns)
+
+
+def model_pairs(vals: Values) -> pl.DataFrame:
+    """Every pair of scored models per measure (same-family pairs skipped for
+    stability, whose value is the family's): paired bootstrap interval of the mean
+    difference a - b, sign-flip p-value, Holm-adjusted within the measure."""
+    which, diffs = [], []
+    for measure, v in vals.columns.items():
+        scored = [j for j in range(len(vals.models)) if not np.isnan(v[:, j]).all()]
+        for i, j in itertools.combinations(scored, 2):
+            a, b = vals.models[i], vals.models[j]
+            if measure == "stability" and vals.family[a] == vals.family[b]:
+                continue
+            which.append((measure, a, b))
+            diffs.append(v[:, i] - v[:, j])
+    if not which:
+        return pl.DataFrame(schema=PAIRS)
+    result = paired(np.stack(diffs, axis=1), vals.boot)
+    measures = np.array([w[0] for w in which])
+    adjusted = np.full(len(which), np.nan)
+    for measure in vals.columns:
+        at = measures == measure
+        adjusted[at] = holm(result.p_value[at])
+    return _frame(PAIRS, {
+        "measure": measures.tolist(), "model_a": [w[1] for w in which],
+        "model_b": [w[2] for w in which], "n": result.n, "diff": result.diff,
+        "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value,
+        "p_adjusted": adjusted})
+
+
+def family_pairs(vals: Values) -> pl.DataFrame:
+    """Every pair of families per measure, by the two-level bootstrap of
+    :mod:`harness.stats.families`; Holm-adjusted within the measure."""
+    families = list(dict.fromkeys(f for m in vals.models if (f := vals.family[m]) is not None))
+    out = {name: [] for name in FAMILIES}
+    for measure, v in vals.columns.items():
+        members = {f: [j for j, m in enumerate(vals.models) if vals.family[m] == f]
+                   for f in families}
+        drawn = {f: family_draws(v, members[f], vals.boot, f) for f in families}
+        has = {f: ~np.isnan(v[:, members[f]]).all(axis=1) for f in families}
+        rows = []
+        for fa, fb in itertools.combinations(families, 2):
+            (va, da), (vb, db) = drawn[fa], drawn[fb]
+            if np.isnan(va) or np.isnan(vb):
+                continue
+            low, high = percentile_interval(da - db)
+            rows.append((fa, fb, int((has[fa] & has[fb]).sum()), va, vb, va - vb, low, high,
+                         bootstrap_p(da - db)))
+        adjusted = holm([r[-1] for r in rows])
+        for r, adj in zip(rows, adjusted, strict=True):
+            for name, value in zip(FAMILIES, (measure, *r, adj), strict=True):
+                out[name].append(value)
+    return _frame(FAMILIES, out)
+
+
+def better_matrix(pairs: pl.DataFrame, measure: str, models: list[str], higher: bool
+                  ) -> np.ndarray:
+    """``(M, M) bool``: ``[i, j]`` when model i is separably better than model j on
+    ``measure`` (Holm-adjusted p below :data:`SEPARABLE`, difference in i's favour)."""
+    at = {m: i for i, m in enumerate(models)}
+    better = np.zeros((len(models), len(models)), bool)
+    rows = pairs.filter((pl.col("measure") == measure) & (pl.col("p_adjusted") < SEPARABLE))
+    for a, b, diff in rows.select("model_a", "model_b", "diff").iter_rows():
+        winner, loser = (a, b) if (diff > 0) == higher else (b, a)
+        better[at[winner], at[loser]] = True
+    return better
+
+
+def _frame(schema: dict, columns: dict) -> pl.DataFrame:
+    frame = pl.DataFrame({k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
+                          for k, v in columns.items()}, schema=schema)
+    return frame.with_columns(pl.col(c).fill_nan(None) for c, t in schema.items()
+                              if t == pl.Float64)
