@@ -1,2 +1,3 @@
-"""Results of a run: the long typed scores (``schema``), the wide leaderboard view
-(``leaderboard``) and the CI gate over them (``gate``)."""
+"""Results of a run: the long typed scores (``schema``), the model and family pairs
+(``comparisons``), the wide leaderboard view (``leaderboard``), the verdicts in words
+(``verdicts``) and the CI gate over them (``gate``)."""
