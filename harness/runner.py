@@ -203,8 +203,8 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
             records += failed_records(base, chosen)
             continue
         results = [m.compute(MeasureInputs(maps[clf.name], members, member_names,
-                                           true_labels[clf.name], masks, has_mask, boot,
-                                           set_boots)) for m in chosen]
+                                           true_labels[clf.name], masks, has_mask,
+                                           inset.images, boot, set_boots)) for m in chosen]
         results.append(accuracy.compute(maps[clf.name].clean.predicted,
                                         true_labels[clf.name], boot))
         for result in filter(None, results):

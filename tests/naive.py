@@ -62,11 +62,14 @@ def rise(model, images, bank, baselines, targets, grid, score="log_odds"):
     n, h, w, _ = images.shape
     ys, xs = cell_bounds(h, grid), cell_bounds(w, grid)
     full = np.zeros((n, h, w))
+    scores = []
     for k in range(len(bank)):
         m = rise_mask(bank, k)[..., None]
         x = (images * m + baselines * (1 - m)).astype(np.float32)
-        s = class_scores(model.forward(x), model.output_kind, targets, score)
-        full += s[:, None, None] * m[None, ..., 0]
+        scores.append(class_scores(model.forward(x), model.output_kind, targets, score))
+    mean = np.mean(scores, axis=0)  # baseline-subtracted: scores centred per image
+    for k, s in enumerate(scores):
+        full += (s - mean)[:, None, None] * rise_mask(bank, k)[None]
     full /= len(bank) * bank.p_keep
     return np.array([[[full[i, ys[a]:ys[a + 1], xs[b]:xs[b + 1]].mean() for b in range(grid)]
                       for a in range(grid)] for i in range(n)])

@@ -175,3 +175,75 @@ def test_get_measures_order_and_directions():
     assert [m.name for m in chosen] == ["degradation", "entropy"]
     assert not MEASURES["entropy"].higher_is_better
     assert all(MEASURES[m].higher_is_better for m in MEASURES if m != "entropy")
+
+
+def test_zero_fraction_counts_zero_cells_of_non_flat_maps():
+    from harness.measures.entropy import zero_fraction
+
+    q = np.zeros((3, 7, 7), np.uint8)
+    q[0, :2] = 255  # 14 of 49 cells lit
+    q[1] = 200
+    q[1, 0, 0] = 0
+    flat = np.array([False, False, True])
+    out = zero_fraction(q, flat)
+    assert out[:2] == pytest.approx([35 / 49, 1 / 49]) and np.isnan(out[2])
+
+
+def _binomial_pmf(n, p):
+    from math import comb
+
+    return np.array([comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(n + 1)])
+
+
+def test_entropy_chance_matches_its_analytic_expectation():
+    """Uniform cells, min-max normalised and quantised: the minimum lands on 0, the
+    maximum alone on 255, and the other 47 cells of a 7 x 7 map fall i.i.d. uniformly
+    into the 255 values 0..254. So with f(c) = (c / 49) log2(c / 49) and B ~ Bin(47,
+    1/255), E[H] = -(E f(1 + B) + f(1) + 254 E f(B)), normalised by log2 49."""
+    from harness.measures import entropy
+    from harness.stats.bootstrap import Bootstrap
+
+    def f(c):
+        c = np.asarray(c, float)
+        return np.where(c > 0, c / 49 * np.log2(np.maximum(c, 1) / 49), 0.0)
+
+    pmf = _binomial_pmf(47, 1 / 255)
+    k = np.arange(48)
+    expected = -((pmf * f(1 + k)).sum() + f(1) + 254 * (pmf * f(k)).sum()) / np.log2(49)
+    values = entropy.chance(Bootstrap(0, [f"img{i}" for i in range(3000)]), (7, 7))
+    se = values.std() / np.sqrt(len(values))
+    assert abs(values.mean() - expected) < 4 * se + 1e-9, (values.mean(), expected)
+    assert 0.95 < expected < 1
+
+
+def test_chance_levels_of_the_other_measures(zoo):
+    models = [OnnxClassifier(zoo[n], ModelSpec(family="f")) for n in ("centre", "centre_copy")]
+    images = pattern_images(6)
+    masks = np.zeros((6, SIZE, SIZE), bool)
+    masks[:, 8:20, 8:20] = True
+    frame = evaluate(models, images, masks=masks, measures="out_of_set,transforms,stability,"
+                     "agreement", seed=2)
+    chance = {m: stat(frame, "centre", m, "chance") for m in
+              ("out_of_set", "transforms", "stability", "agreement")}
+    assert abs(chance["transforms"]) < 0.1 and abs(chance["stability"]) < 0.1
+    assert abs(chance["agreement"] - 1) < 0.15
+    assert abs(chance["out_of_set"]) < 0.1  # SSIM 1 at level 0, about 0 beyond
+    again = evaluate(models, images, masks=masks, measures="transforms", seed=2)
+    assert stat(again, "centre", "transforms", "chance") == chance["transforms"]
+
+
+def test_transforms_ceiling_is_one_at_pixel_grid_and_falls_with_coarser_grids():
+    from harness.maps import normalize_upsampled
+    from harness.measures.chance import equivariant_maps
+    from harness.measures.transforms import ceiling, follow_all
+    from harness.numerics.perturb import TRANSFORMS, transform
+
+    images = (np.random.default_rng(0).random((4, 28, 28, 3)) * 255).astype(np.uint8)
+    exact = [t for t in TRANSFORMS if "shift" not in t]
+    q_up, flat = normalize_upsampled(equivariant_maps(images, (28, 28)), (28, 28))
+    moved = {t: equivariant_maps(transform(t, images), (28, 28)) for t in exact}
+    for name, values in follow_all(q_up, flat, moved).items():
+        assert (values == 1.0).all(), name  # flips and quarter turns: exactly equivariant
+    means = [ceiling(images, (g, g), {t: (g, g) for t in TRANSFORMS}).mean()
+             for g in (28, 14, 7)]
+    assert means[0] > means[1] > means[2] and means[0] > 0.9

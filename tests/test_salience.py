@@ -176,3 +176,34 @@ def test_incremental_fill_equals_direct(sequence, channels_first):
         else:
             expected[y0:y1, x0:x1] = base[img, y0:y1, x0:x1]
         assert np.array_equal(out[0], expected)
+
+
+def test_baseline_subtracted_rise_converges_to_the_linear_ground_truth(tmp_path):
+    """For a model whose log-odds are linear in the pixels, a cell's contribution is
+    what occluding it costs (the occlusion map). RISE with scores centred on their mean
+    converges to it as masks are added, and a constant shift of every score (here a
+    bias that makes the target's log-odds negative for every mask, which left the old
+    uncentred map negative everywhere, hence flat after the ReLU) changes nothing."""
+    from harness.maps import normalize
+    from tests.onnx_models import linear_model
+
+    yy, xx = np.mgrid[0:28, 0:28]
+    bump = np.exp(-((yy - 9) ** 2 + (xx - 18) ** 2) / (2 * 6.0 ** 2))
+    w = np.zeros((2, 28, 28, 3), np.float32)
+    w[0] = (0.3 * bump - 0.05)[..., None]  # contributions of both signs, smooth in space
+    x = (0.8 + 0.1 * np.random.default_rng(0).random((2, 28, 28, 3))).astype(np.float32)
+    clf = OnnxClassifier(linear_model(tmp_path / "lin.onnx", w, bias=[3.0, 0.0]))
+    truth = occlusion(clf, x, grid=7, baseline=0.0, target=0)
+
+    def agreement(n_masks, model=clf):
+        maps = rise(model, x, n_masks=n_masks, grid=7, baseline=0.0, seed=1, target=0)
+        return maps, min(np.corrcoef(t.ravel(), m.ravel())[0, 1]
+                         for t, m in zip(truth, maps, strict=True))
+
+    few, at_250 = agreement(250)
+    maps, at_4000 = agreement(4000)
+    assert at_250 < at_4000 and at_4000 > 0.95
+    shifted = OnnxClassifier(linear_model(tmp_path / "neg.onnx", w, bias=[-500.0, 0.0]))
+    negative, _ = agreement(4000, shifted)
+    np.testing.assert_allclose(negative, maps, rtol=1e-3, atol=1e-3 * np.abs(maps).max())
+    assert not normalize(negative)[1].any()  # no flat map

@@ -9,6 +9,7 @@ from harness.measures.base import (
     MeasureInputs,
     MeasureResult,
     headline_result,
+    mean_stat,
     plain_stat,
 )
 
@@ -44,8 +45,18 @@ def compute(inp: MeasureInputs) -> MeasureResult:
     if use.any():
         s_up = upsample(m.s_norm[use], inp.masks.shape[1:])
         values[use] = relevance_ratio(s_up, inp.masks[use])
-    return headline_result("agreement", True, values, inp.boot, (
-        plain_stat("images_with_mask", float(inp.has_mask.sum()), int(inp.has_mask.sum())),))
+    details = [plain_stat("images_with_mask", float(inp.has_mask.sum()),
+                          int(inp.has_mask.sum()))]
+    if inp.boot is not None:
+        from harness.maps import scale
+        from harness.measures.chance import uniform_maps
+
+        random = scale(uniform_maps(inp.boot, m.q.shape[1:], "clean"))[0]
+        chance = np.full(len(use), np.nan)
+        chance[inp.has_mask] = relevance_ratio(
+            upsample(random[inp.has_mask], inp.masks.shape[1:]), inp.masks[inp.has_mask])
+        details.insert(0, mean_stat("chance", chance, inp.boot))
+    return headline_result("agreement", True, values, inp.boot, details)
 
 
 MEASURE = Measure("agreement", True, frozenset({"clean", "masks"}), compute,

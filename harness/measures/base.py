@@ -29,7 +29,9 @@ class MeasureInputs:
             or None.
         masks: ``(N, H, W) bool`` human maps, or None; ``has_mask`` says which are real.
         has_mask: ``(N,) bool``.
-        boot: the run's bootstrap resamples of the in-set images (every interval).
+        images: ``(N, H, W, 3)`` the in-set images (for the transforms ceiling).
+        boot: the run's bootstrap resamples of the in-set images (every interval); it
+            also knows the image keys and the seed that chance maps are drawn from.
         set_boots: out-of-set set name -> the resamples of that set's images.
     """
 
@@ -39,6 +41,7 @@ class MeasureInputs:
     labels: np.ndarray | None = None
     masks: np.ndarray | None = None
     has_mask: np.ndarray | None = None
+    images: np.ndarray | None = None
     boot: Bootstrap | None = None
     set_boots: dict[str, Bootstrap] = dataclasses.field(default_factory=dict)
 

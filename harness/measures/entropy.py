@@ -29,11 +29,31 @@ def salience_entropy(q: np.ndarray, flat: np.ndarray, s_norm: np.ndarray):
     return h_hat, spatial
 
 
+def zero_fraction(q: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """Share of each 8-bit map's cells at 0, NaN for flat maps. On occlusion maps the
+    histogram entropy is set almost entirely by it (most cells of a focused map are
+    0 after the ReLU), so it says what a low entropy is made of."""
+    return np.where(flat, np.nan, (q.reshape(len(q), -1) == 0).mean(axis=1))
+
+
+def chance(boot, shape) -> np.ndarray:
+    """Per image, the entropy of a map of i.i.d. uniform cells."""
+    from harness.maps import normalize, scale
+    from harness.measures.chance import uniform_maps
+
+    raw = uniform_maps(boot, shape, "clean")
+    q, flat = normalize(raw)
+    return salience_entropy(q, flat, scale(raw)[0])[0]
+
+
 def compute(inp: MeasureInputs) -> MeasureResult:
     m = inp.maps
     h_hat, spatial = salience_entropy(m.q, m.flat, m.s_norm)
-    return headline_result("entropy", False, h_hat, inp.boot, (
+    reference = () if inp.boot is None else (
+        mean_stat("chance", chance(inp.boot, m.q.shape[1:]), inp.boot),)
+    return headline_result("entropy", False, h_hat, inp.boot, (*reference,
         mean_stat("spatial_entropy", spatial, inp.boot),
+        mean_stat("zero_fraction", zero_fraction(m.q, m.flat), inp.boot),
         mean_stat("flat_fraction", m.flat.astype(float), inp.boot),
         plain_stat("flat_maps", float(m.flat.sum()), len(m.flat)),
     ))

@@ -44,6 +44,17 @@ def set_shift(h_in: np.ndarray, h_out: np.ndarray) -> float:
     return wasserstein_1d(h_in[~np.isnan(h_in)], h_out[~np.isnan(h_out)])
 
 
+def chance(boot, shape, levels) -> np.ndarray:
+    """Per image, the area for maps of i.i.d. uniform cells, clean and noisy drawn
+    independently."""
+    from harness.measures.chance import uniform_maps
+
+    q, flat = normalize(uniform_maps(boot, shape, "clean"))
+    noisy = np.stack([normalize(uniform_maps(boot, shape, stat_name("noise", a)))[0]
+                      for a in levels])
+    return curve_area(levels, noise_ssim(q, flat, noisy))
+
+
 def compute(inp: MeasureInputs) -> MeasureResult:
     m = inp.maps
     levels = sorted(m.noisy)
@@ -52,6 +63,8 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         q_noisy = np.stack([normalize(m.noisy[a].raw)[0] for a in levels])
         per_level = noise_ssim(m.q, m.flat, q_noisy)
         area = curve_area(levels, per_level)
+        if inp.boot is not None:
+            stats.append(mean_stat("chance", chance(inp.boot, m.q.shape[1:], levels), inp.boot))
         for a, s in zip(levels, per_level, strict=True):
             stats.append(mean_stat(stat_name("ssim", a), s, inp.boot))
             stats.append(mean_stat(stat_name("score", a), m.noisy[a].target_score, inp.boot))

@@ -35,6 +35,17 @@ def pairwise_ssim(q: np.ndarray, flat: np.ndarray) -> np.ndarray:
     return out
 
 
+def chance(boot, shape, k: int) -> np.ndarray:
+    """Per image, the mean pairwise SSIM of ``k`` independent maps of i.i.d. uniform
+    cells (a family whose maps share nothing)."""
+    from harness.maps import normalize
+    from harness.measures.chance import uniform_maps
+
+    maps = [normalize(uniform_maps(boot, shape, f"family-{j}")) for j in range(k)]
+    pairs = pairwise_ssim(np.stack([q for q, _ in maps]), np.stack([f for _, f in maps]))
+    return column_means(pairs[np.triu_indices(k, 1)])
+
+
 def compute(inp: MeasureInputs) -> MeasureResult:
     from harness.maps import normalize
 
@@ -48,6 +59,8 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         k = len(inp.family)
         upper = pairs[np.triu_indices(k, 1)]  # (pairs, N)
         per_image = column_means(upper)
+        if inp.boot is not None:
+            stats.append(mean_stat("chance", chance(inp.boot, m.q.shape[1:], k), inp.boot))
         stats.append(mean_stat("vs_rest", column_means(np.delete(pairs[me], me, axis=0)), inp.boot))
         stats.append(plain_stat("family_size", k, k))
         for j in range(k):

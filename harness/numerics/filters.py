@@ -94,6 +94,20 @@ def resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return apply_separable(images, resize_taps(h_in, h), resize_taps(w_in, w))
 
 
+def cell_edges(size: int, grid: int) -> np.ndarray:
+    """Pixel boundaries of ``grid`` cells along an axis of ``size`` pixels: ``(grid + 1,)``.
+    Cells differ by at most one pixel when ``size`` is not a multiple of ``grid``."""
+    return (np.arange(grid + 1) * size) // grid
+
+
+def cell_means(images: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Mean of ``(N, H, W)`` images over each of ``grid`` = (rows, columns) cells."""
+    x = np.asarray(images, np.float64)
+    ys, xs = cell_edges(x.shape[1], grid[0]), cell_edges(x.shape[2], grid[1])
+    sums = np.add.reduceat(np.add.reduceat(x, ys[:-1], axis=1), xs[:-1], axis=2)
+    return sums / (np.diff(ys)[:, None] * np.diff(xs)[None, :])
+
+
 def gaussian_blur(images: np.ndarray, sigma: float | tuple[float, float]) -> np.ndarray:
     """Blur ``(N, H, W, C) float32`` images per channel; ``sigma`` in pixels, per axis or shared."""
     sy, sx = (sigma, sigma) if np.isscalar(sigma) else sigma

@@ -123,7 +123,3 @@ def score_perturbations(model, images: np.ndarray, baselines: np.ndarray, per_im
     return ScoredCopies(targets, clean_score, scores.reshape(n, per_image))
 
 
-def cell_edges(size: int, grid: int) -> np.ndarray:
-    """Pixel boundaries of ``grid`` cells along an axis of ``size`` pixels: ``(grid + 1,)``.
-    Cells differ by at most one pixel when ``size`` is not a multiple of ``grid``."""
-    return (np.arange(grid + 1) * size) // grid

@@ -48,6 +48,7 @@ class _Perturbing:
     """A black-box method: the clean pass first, then the perturbed copies."""
 
     fixed_grid = False
+    revision = None  # bumped when a method's maps change for the same settings
 
     def explain_with_outputs(self, model, images, settings, target=None):
         outputs = model.forward(images)
@@ -74,6 +75,9 @@ class Rise(_Perturbing):
     name = "rise"
     seeded = True
     key_fields = ("baseline", "cell", "grid", "method", "n_masks", "p_keep", "score", "seed")
+    # 2: scores centred on their mean over the masks (baseline-subtracted RISE); maps
+    # cached or scored before that are another method's
+    revision = 2
 
     def passes_per_image(self, settings) -> int:
         return settings.n_masks

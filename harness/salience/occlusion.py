@@ -4,8 +4,9 @@ replaced by a baseline, one forward pass per window position."""
 import numpy as np
 from numba import njit
 
+from harness.numerics.filters import cell_edges
 from harness.numerics.pixels import checked_float
-from harness.salience.batched import cell_edges, make_baseline, score_perturbations
+from harness.salience.batched import make_baseline, score_perturbations
 
 
 def window_boxes(height: int, width: int, grid: int, window: int) -> np.ndarray:

@@ -7,8 +7,9 @@ import hashlib
 import numpy as np
 from numba import njit, prange
 
+from harness.numerics.filters import cell_edges
 from harness.numerics.pixels import checked_float
-from harness.salience.batched import cell_edges, make_baseline, score_perturbations
+from harness.salience.batched import make_baseline, score_perturbations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +65,16 @@ def rise_masks(size: tuple[int, int], n_masks: int = 1000, cell: int = 7, p_keep
 def rise(model, images, n_masks: int = 1000, cell: int = 7, p_keep: float = 0.5, seed: int = 0,
          grid: int = 7, baseline="blur", target=None, score: str = "log_odds",
          batch_size: int | None = None, masks: MaskBank | None = None, clean=None) -> np.ndarray:
-    """RISE maps: S = sum_i score(x * M_i + baseline * (1 - M_i)) * M_i / (N * p_keep),
-    pooled (cell means) to a ``grid`` x ``grid`` map.
+    """Baseline-subtracted RISE maps: S = sum_i (s_i - mean s) * M_i / (N * p_keep), with
+    s_i = score(x * M_i + baseline * (1 - M_i)), pooled (cell means) to a ``grid`` x
+    ``grid`` map.
+
+    Subtracting the mean score over the masks makes the sign mean something: a cell is
+    positive when keeping it raises the score above its average over the masks. Without
+    it a log-odds map (signed scores) can be negative in every cell, and the ReLU of the
+    normalisation then leaves it flat; with it, the map is the covariance of score and
+    mask, which for a model linear in the pixels is proportional to each cell's
+    contribution (the occlusion map).
 
     Args:
         model: an :class:`~harness.model.classifier.OnnxClassifier`.
@@ -100,7 +109,8 @@ def rise(model, images, n_masks: int = 1000, cell: int = 7, p_keep: float = 0.5,
                                  target, score, batch_size, clean, need_clean=False).scores
     pooled = _pooled_masks(bank.grids, bank.shifts, up_h, up_w, h, w,
                            cell_edges(h, grid), cell_edges(w, grid))
-    maps = np.tensordot(scores, pooled, axes=(1, 0)) / (len(bank) * bank.p_keep)
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    maps = np.tensordot(centred, pooled, axes=(1, 0)) / (len(bank) * bank.p_keep)
     return maps.astype(np.float32)
 
 

@@ -90,9 +90,12 @@ class SalienceConfig:
         return self.explainer.passes_per_image(self)
 
     def to_json(self) -> str:
-        """The settings that affect the maps, as canonical JSON."""
-        return json.dumps({k: getattr(self, k) for k in self.explainer.key_fields},
-                          sort_keys=True)
+        """The settings that affect the maps, as canonical JSON (with the method's
+        revision, when its maps changed since its first version)."""
+        fields = {k: getattr(self, k) for k in self.explainer.key_fields}
+        if getattr(self.explainer, "revision", None) is not None:
+            fields["revision"] = self.explainer.revision
+        return json.dumps(fields, sort_keys=True)
 
     def check_image_size(self, size: tuple[int, int], source: str) -> None:
         """Refuse a grid with more cells per side than the images have pixels.
