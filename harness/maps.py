@@ -99,7 +99,8 @@ class ModelMaps:
         q_up: ``(N, H, W) uint8`` clean maps upsampled to the image size.
         noisy: noise level -> maps of the noisy images.
         transformed: transform name -> maps of the transformed images.
-        degraded: mode -> maps of the degraded images.
+        degraded: mode -> maps of the degraded images (``control``: outputs only, its
+            ``raw`` is ``(N, 0, 0)``).
         out_of_set: set name -> ``(M, g, g)`` raw maps of that set.
         second_seed: RISE maps of the clean images from another mask seed, or None.
     """

@@ -236,14 +236,16 @@ def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None
                     out_of_set_sizes: Sequence[int] = (), noise_levels=NOISE_LEVELS,
                     in_family: bool = True) -> int:
     """The minimum forward passes one model needs for these measures: per image set a
-    clean pass per image plus its maps; a seeded method's explainer floor adds one more
-    map."""
+    clean pass per image plus its maps; the degradation control one pass per image; a
+    seeded method's explainer floor adds one more map."""
     config = salience or SalienceConfig()
     needs = frozenset().union(*(m.needs for m in get_measures(measures)))
     per_map = config.passes_per_image()
     sets = 1 + len(noise_levels) * ("noise" in needs) + len(TRANSFORMS) * (
         "transforms" in needs) + 2 * ("degradation" in needs)
     total = sets * n_images * (1 + per_map)
+    if "degradation" in needs:  # the control: one pass per image, no map
+        total += n_images
     if "out_of_set" in needs:
         total += sum(m * (1 + per_map) for m in out_of_set_sizes)
     if config.explainer.seeded and "family" in needs and in_family:

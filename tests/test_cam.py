@@ -66,7 +66,7 @@ def test_zoo_models_run_every_measure_with_cam():
                                      "stability", "degradation", "agreement"}
     passes = required_passes(6, salience=SalienceConfig(method="cam"),
                              out_of_set_sizes=[len(v) for v in oos.values()])
-    assert passes == 22 * 6 + 15  # one pass per image and perturbation
+    assert passes == 23 * 6 + 15  # one pass per image and perturbation (and control)
     assert scores["forward_passes"].unique().to_list() == [passes]
 
 

@@ -20,7 +20,9 @@ from harness.maps import Perturbed
 from harness.salience.settings import SalienceConfig
 
 INSET = "in-set"
-DEGRADE_MODES = ("object", "background")
+# control: the object blur guided by the clean map with its cells shuffled (the same
+# amount of blur in random places); only its outputs are needed, not a map
+DEGRADE_MODES = ("object", "background", "control")
 # Images per unit of work (model x shard): small enough that a killed run loses little
 # and a cluster has units to balance, large enough that batches stay full.
 DEFAULT_SHARD = 64
@@ -41,8 +43,9 @@ class Perturbation:
 
     Attributes:
         kind: ``clean`` (nothing), ``noise`` (salt and pepper), ``transform``,
-            ``degrade`` (blur guided by the clean map) or ``second_seed`` (the clean
-            images, explained with the method's next seed).
+            ``degrade`` (blur guided by the clean map; mode ``control`` is scored but
+            not explained) or ``second_seed`` (the clean images, explained with the
+            method's next seed).
         arg: the noise level, the transform's name or the degradation mode.
         seed: for ``noise``, the run seed its pixels are drawn from.
     """
@@ -50,6 +53,11 @@ class Perturbation:
     kind: str
     arg: float | str | None = None
     seed: int | None = None
+
+    @property
+    def explained(self) -> bool:
+        """Whether its images get maps (else only the model's outputs are kept)."""
+        return not (self.kind == "degrade" and self.arg == "control")
 
     @property
     def key(self) -> str:

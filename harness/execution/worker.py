@@ -56,9 +56,25 @@ def _compute(clf, task: Task) -> dict[Perturbation, Group]:
             continue
         if pert.kind == "degrade" and q_up is None:
             q_up = normalize_upsampled(clean.raw, x.shape[1:3])[0]
+        if not pert.explained:
+            images = degrade(x, shuffled_maps(clean.raw, task.hashes, task.seed, x.shape[1:3]),
+                             "object")
+            out[pert] = _group(clf, n, _outputs_of, clf, images, clean.predicted)
+            continue
         images = perturbed_images(pert, x, task.hashes, task.seed, q_up)
         out[pert] = _group(clf, n, _maps_of, clf, images, clean.predicted, config)
     return out
+
+
+def shuffled_maps(raw: np.ndarray, hashes, seed: int, size: tuple[int, int]) -> np.ndarray:
+    """The clean grid maps with their cells shuffled (a permutation per image, drawn
+    from the run seed and the image's hash), at image size: the degradation control
+    blurs as much as the map does, in random places."""
+    out = np.empty_like(raw)
+    for i, (m, h) in enumerate(zip(raw, hashes, strict=True)):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, int(h[:16], 16))))
+        out[i] = m.reshape(-1)[rng.permutation(m.size)].reshape(m.shape)
+    return normalize_upsampled(out, size)[0]
 
 
 def perturbed_images(pert: Perturbation, x, hashes, seed: int, q_up) -> np.ndarray:
@@ -87,6 +103,15 @@ def _maps_of(clf, images, targets, config) -> Perturbed:
     out, raw = config.explainer.explain_with_outputs(clf, images, config, target=targets)
     targets = out.argmax(axis=1) if targets is None else targets
     return Perturbed(raw, class_scores(out, clf.output_kind, targets, "log_odds"),
+                     class_scores(out, clf.output_kind, targets, "probability"),
+                     out.argmax(axis=1))
+
+
+def _outputs_of(clf, images, targets) -> Perturbed:
+    """The model's outputs on ``images`` for ``targets``, without a map (one pass each)."""
+    out = clf.forward(images)
+    empty = np.zeros((len(images), 0, 0), np.float32)
+    return Perturbed(empty, class_scores(out, clf.output_kind, targets, "log_odds"),
                      class_scores(out, clf.output_kind, targets, "probability"),
                      out.argmax(axis=1))
 

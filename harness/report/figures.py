@@ -41,6 +41,14 @@ def _ordered_models(scores) -> list[tuple[str, str]]:
                   key=lambda mf: (mf[1], mf[0]))
 
 
+def reference(scores: pl.DataFrame, measure: str, statistic: str) -> float | None:
+    """A reference level of a measure (``chance``, ``ceiling``): the mean over the
+    models that report it (it depends on the images and the grid, not the model)."""
+    values = scores.filter((pl.col("measure") == measure) & (pl.col("statistic") == statistic)
+                           )["value"].drop_nulls()
+    return float(values.mean()) if len(values) else None
+
+
 def measure_figure(scores, dirs) -> str:
     import matplotlib.pyplot as plt
 
@@ -61,6 +69,11 @@ def measure_figure(scores, dirs) -> str:
             high = r["ci_high"] if r["ci_high"] is not None else r["value"]
             ax.errorbar(r["value"], i, xerr=[[r["value"] - low], [high - r["value"]]], fmt="o",
                         color=colours[family], ms=4, capsize=2)
+        for statistic, style in (("chance", "--"), ("ceiling", ":")):
+            level = reference(scores, measure, statistic)
+            if level is not None:
+                ax.axvline(level, color="#555", ls=style, lw=1, label=statistic)
+                ax.legend(fontsize=7, loc="lower right")
         ax.set_title(f"{measure} {'↑' if higher else '↓'}", fontsize=10)
         ax.grid(axis="x", alpha=.3)
         ax.tick_params(labelsize=8)
@@ -152,8 +165,9 @@ def degradation_figure(scores) -> str | None:
         return None
     models = [m for m, _ in _ordered_models(scores)]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(models) + 2), 3.6))
-    width = 0.38
-    for k, (mode, colour) in enumerate((("object", "#d62728"), ("background", "#1f77b4"))):
+    width = 0.27
+    modes = (("object", "#d62728"), ("control", "#7f7f7f"), ("background", "#1f77b4"))
+    for k, (mode, colour) in enumerate(modes):
         r = {x["model"]: x for x in rows.filter(pl.col("statistic") == stat_name("score_drop", mode)
                                                 ).iter_rows(named=True)}
         values = [r[m]["value"] if m in r and r[m]["value"] is not None else np.nan
@@ -162,8 +176,9 @@ def degradation_figure(scores) -> str | None:
                for m, v in zip(models, values, strict=True)]
         high = [(r[m]["ci_high"] if m in r and r[m]["ci_high"] is not None else v) - v
                 for m, v in zip(models, values, strict=True)]
-        ax.bar(np.arange(len(models)) + (k - 0.5) * width, values, width, yerr=[low, high],
-               color=colour, capsize=2, label=f"{mode} blurred")
+        label = "as much blur in random places" if mode == "control" else f"{mode} blurred"
+        ax.bar(np.arange(len(models)) + (k - 1) * width, values, width, yerr=[low, high],
+               color=colour, capsize=2, label=label)
     ax.axhline(0, color="black", lw=.6)
     ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("log-odds drop of the explained class")

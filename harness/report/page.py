@@ -140,9 +140,12 @@ def build_report(run_dir, images: int = 4) -> str:
         parts += [f"<h3>{html.escape(f)}</h3>{_img(uri, f)}" for f, uri in families]
     drops = degradation_figure(scores)
     if drops:
-        parts += ["<h2>Degradation: blur what the model looked at, or the rest</h2>"
-                  "<p class='note'>A faithful map points at what the decision uses: blurring "
-                  "it (red) should cost much more than blurring the rest (blue).</p>",
+        parts += ["<h2>Degradation: blur what the model looked at, or as much at random"
+                  "</h2><p class='note'>A faithful map points at what the decision uses: "
+                  "blurring it (red) should cost more than the same amount of blur put in "
+                  "random places (grey; the headline is red minus grey). Blue, blurring the "
+                  "rest, is the paper's comparison: it blurs far more of the image when the "
+                  "map is focused.</p>",
                   _img(drops, "degradation drops")]
     examples = folder / RunDir.EXAMPLES
     if examples.is_file():

@@ -22,6 +22,9 @@ from harness.results.comparisons import better_matrix, values
 from harness.stats.ranks import pareto, rank_intervals, separable_ranks, value_ranks
 
 ARROW = {True: "↑", False: "↓"}
+# what a headline is read against: random maps, and (transforms) a perfectly
+# equivariant explanation through the same grid
+REFERENCES = ("chance", "ceiling")
 WIDTH = 100  # the terminal table's budget, in columns
 SHORT = {"entropy": "entr", "out_of_set": "oos", "transforms": "trans", "stability": "stab",
          "degradation": "degr", "agreement": "agree", "sanity": "sanity",
@@ -55,6 +58,9 @@ def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
     status = dict(heads.select("model", "status").unique("model", maintain_order=True).rows())
     head = {(m, s): (v, lo, hi) for m, s, v, lo, hi in
             heads.select("model", "measure", "value", "ci_low", "ci_high").rows()}
+    levels = {(m, s, st): v for m, s, st, v in scores.filter(
+        pl.col("statistic").is_in(REFERENCES)).select("model", "measure", "statistic",
+                                                       "value").rows()}
     table = {m: {"model": m, "family": vals.family[m], "status": status.get(m, "ok")}
              for m in models}
     has_accuracy = any(k[1] == ACCURACY for k in head)
@@ -75,6 +81,7 @@ def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
             low, high = rank_intervals(vals.boot.means(vals.columns[measure]), higher)
         for i, m in enumerate(models):
             v, lo, hi = head.get((m, measure), (None, None, None))
+            table[m].update({f"{measure}_{r}": levels.get((m, measure, r)) for r in REFERENCES})
             table[m].update({measure: v, f"{measure}_ci_low": lo, f"{measure}_ci_high": hi,
                              f"{measure}_rank": _int(separable[measure][i]),
                              f"{measure}_rank_low": _int(low[i]) if scored[i] else None,
@@ -111,6 +118,7 @@ def _schema(dirs, has_accuracy: bool) -> dict:
     for m in dirs:
         schema |= {m: pl.Float64, f"{m}_ci_low": pl.Float64, f"{m}_ci_high": pl.Float64,
                    f"{m}_rank": pl.Int64, f"{m}_rank_low": pl.Int64, f"{m}_rank_high": pl.Int64}
+        schema |= {f"{m}_{r}": pl.Float64 for r in REFERENCES}
     return schema
 
 
@@ -177,6 +185,24 @@ def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool
     return rows
 
 
+def reference_line(board: pl.DataFrame, dirs) -> str:
+    """The measures' chance levels and the transforms ceiling: one value each when every
+    model shares it (they depend on the images and the grid), else their range."""
+    out = []
+    for r, label in (("chance", "Chance (random maps)"),
+                     ("ceiling", "Ceiling (a map that moves exactly with the image)")):
+        parts = []
+        for m in dirs:
+            column = f"{m}_{r}"
+            values = board[column].drop_nulls() if column in board.columns else []
+            if len(values):
+                low, high = f"{values.min():.3f}", f"{values.max():.3f}"
+                parts.append(f"{m} {low}" if low == high else f"{m} {low}-{high}")
+        if parts:
+            out.append(f"{label}: {', '.join(parts)}.")
+    return " ".join(out)
+
+
 def footnote(wide: bool = True, columns=()) -> str:
     """What the table's marks mean; ``columns``: the measures shown by short names."""
     text = ("#k: 1 + the number of models separably better (paired test on the images both "
@@ -204,14 +230,19 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
         rows = _rows(board, dirs, wide=True, short=False)
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-        return "\n".join(lines) + "\n\n" + footnote() + "\n"
+        return "\n".join(lines) + "\n\n" + footnote() + _then(reference_line(board, dirs)) + "\n"
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
     lines, short = _aligned(_rows(board, dirs, wide, short=False)), ()
     if not wide and max(map(len, lines)) > WIDTH:
         lines = _aligned(_rows(board, dirs, wide, short=True))
         short = [*dirs, *([ACCURACY] if ACCURACY in board.columns else [])]
-    return "\n".join(lines) + "\n" + _wrap(footnote(wide, short), WIDTH) + "\n"
+    notes = footnote(wide, short) + _then(reference_line(board, dirs))
+    return "\n".join(lines) + "\n" + _wrap(notes, WIDTH) + "\n"
+
+
+def _then(text: str) -> str:
+    return " " + text if text else ""
 
 
 def _aligned(rows: list[list[str]]) -> list[str]:
