@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import numpy as np
@@ -300,3 +301,24 @@ def test_degradation_gap_is_against_a_random_blur_of_the_same_area(zoo):
         gap, paper = stats["headline"], stats["paper_gap"]
         assert gap.ci_low < 0 < gap.ci_high, (paper_sign, gap)
         assert min(paper_sign * paper.ci_low, paper_sign * paper.ci_high) > 0, paper
+
+
+def test_target_own_explains_the_perturbed_images_own_class(zoo):
+    """With target = "own", a perturbed image whose prediction flips is explained for
+    its new class; scores stay those of the clean class, and the setting is recorded."""
+    from harness.salience.settings import SalienceConfig
+
+    model = OnnxClassifier(zoo["centre"])
+    images = pattern_images(6)
+    clean = evaluate([model], images, measures="transforms", seed=0)
+    own = evaluate([model], images, measures="transforms", seed=0,
+                   salience=SalienceConfig(target="own"))
+    assert json.loads(own["salience_config"][0])["target"] == "own"
+    assert "target" not in json.loads(clean["salience_config"][0])  # the default: as before
+    # a flip inverts the centre's checkerboard, so every prediction changes; a shift none
+    for name, unchanged in (("hflip", 0.0), ("shift_right", 1.0)):
+        assert stat(own, "centre", "transforms", f"unchanged@{name}") == unchanged
+        ours, before = (stat(f, "centre", "transforms", f"ssim@{name}") for f in (own, clean))
+        assert (ours == before) == (unchanged == 1.0), name
+    with pytest.raises(ValueError, match="target must be one of clean, own"):
+        SalienceConfig(target="label")

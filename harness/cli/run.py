@@ -55,6 +55,9 @@ def _run_options(f):
                      help="Salience method (default occlusion)."),
         click.option("--grid", type=int,
                      help="Cells per side of the maps (default 7; at least 7 for SSIM)."),
+        click.option("--target", type=click.Choice(["clean", "own"]),
+                     help="Class a perturbed image's map explains: the clean image's "
+                          "(default) or its own prediction."),
         click.option("--window", type=int, help="Occlusion window in cells (default 1)."),
         click.option("--baseline", help="blur, mean or a grey level (default blur)."),
         click.option("--n-masks", "n_masks", type=int, help="RISE masks (default 1000)."),
@@ -92,7 +95,7 @@ def _run_options(f):
 
 @click.command()
 @_run_options
-def run(zoo, models, data, split, out_of_set, measures, method, grid, window, baseline,
+def run(zoo, models, data, split, out_of_set, measures, method, grid, target, window, baseline,
         n_masks, batch_size, limit, seed, model_timeout, out, cache, shard_size, resume, engine,
         scheduler, workers, config_file, quiet, as_json, wide):
     """Score every model, rank them, and write the run to --out.
@@ -114,6 +117,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, window, ba
              "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
              "salience.method": method, "salience.grid": grid, "salience.window": window,
+             "salience.target": target,
              "salience.baseline": None if baseline is None else parse_baseline(baseline),
              "salience.n_masks": n_masks, "salience.batch_size": batch_size}
     if resume is not None:

@@ -98,9 +98,12 @@ def _group(clf, n: int, make, *args) -> Group:
 
 
 def _maps_of(clf, images, targets, config) -> Perturbed:
-    """Maps of ``images`` explained for ``targets`` (None: the predicted classes), with
-    the log-odds and probability of those classes and the predictions."""
-    out, raw = config.explainer.explain_with_outputs(clf, images, config, target=targets)
+    """Maps of ``images`` with the log-odds and probability of ``targets`` (the clean
+    images' classes; None for the clean images themselves: their predictions) and the
+    predictions. The maps explain ``targets``, or with ``target = "own"`` each image's
+    own predicted class."""
+    explained = targets if config.target == "clean" else None
+    out, raw = config.explainer.explain_with_outputs(clf, images, config, target=explained)
     targets = out.argmax(axis=1) if targets is None else targets
     return Perturbed(raw, class_scores(out, clf.output_kind, targets, "log_odds"),
                      class_scores(out, clf.output_kind, targets, "probability"),

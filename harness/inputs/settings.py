@@ -27,6 +27,7 @@ baseline = "blur"                         # "mean", or a grey level in [0, 1]
 score = "log_odds"
 n_masks = 1000                            # RISE
 batch_size = 64
+target = "clean"                          # or "own": perturbed images explain their own class
 ```
 """
 

@@ -10,6 +10,8 @@ from harness.errors import HarnessError
 from harness.salience.methods import METHODS, Method
 from harness.salience.scoring import SCORES
 
+TARGETS = ("clean", "own")
+
 
 @dataclasses.dataclass(frozen=True)
 class SalienceConfig:
@@ -25,6 +27,11 @@ class SalienceConfig:
         score: ``"log_odds"``, ``"logit"`` or ``"probability"``.
         n_masks, cell, p_keep, seed: RISE's mask bank.
         batch_size: perturbed copies per ONNX Runtime call.
+        target: which class a perturbed image's map explains: ``"clean"`` (the class
+            predicted on the clean image, so all of an image's maps explain one
+            decision) or ``"own"`` (the class predicted on the perturbed image itself,
+            as the authors' scripts did). Scores and drops are always those of the
+            clean class.
     """
 
     method: str = "occlusion"
@@ -37,6 +44,7 @@ class SalienceConfig:
     p_keep: float = 0.5
     seed: int = 0
     batch_size: int = 64
+    target: str = "clean"
 
     def __post_init__(self):
         """Every setting checked once, wherever the config comes from (flags, TOML,
@@ -60,6 +68,7 @@ class SalienceConfig:
             (integer(self.seed, 0) and self.seed < 2**63 - 1,
              "seed must be an integer in [0, 2^63 - 1)"),
             (integer(self.batch_size, 1), "batch_size must be >= 1"),
+            (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}"),
             (self.baseline in ("blur", "mean") or (
                 number(self.baseline) and 0.0 <= self.baseline <= 1.0),
              "baseline must be 'blur', 'mean' or a number; a grey level must lie in [0, 1]"),
@@ -95,6 +104,8 @@ class SalienceConfig:
         fields = {k: getattr(self, k) for k in self.explainer.key_fields}
         if getattr(self.explainer, "revision", None) is not None:
             fields["revision"] = self.explainer.revision
+        if self.target != "clean":  # left out at its first default: older keys stay valid
+            fields["target"] = self.target
         return json.dumps(fields, sort_keys=True)
 
     def check_image_size(self, size: tuple[int, int], source: str) -> None:
