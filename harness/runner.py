@@ -246,6 +246,8 @@ def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None
     total = sets * n_images * (1 + per_map)
     if "degradation" in needs:  # the control: one pass per image, no map
         total += n_images
+    if "twin" in needs:  # the randomised twin's clean maps (for a model with weights)
+        total += n_images * (1 + per_map)
     if "out_of_set" in needs:
         total += sum(m * (1 + per_map) for m in out_of_set_sizes)
     if config.explainer.seeded and "family" in needs and in_family:

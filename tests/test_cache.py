@@ -84,15 +84,15 @@ def test_second_run_reuses_every_map(cnn_zoo, tmp_path):
     assert first["reused_maps"] == 0
     second = run(cnn_zoo, tmp_path / "r2", "--cache", tmp_path / "cache")
     assert second["computed_passes"] == 0
-    # 3 models x (8 images x 23 perturbations: 22 maps and the degradation control's
-    # outputs; + 3 out-of-set images)
-    assert second["reused_maps"] == 3 * (8 * 23 + 3)
+    # 3 models x (8 images x 24 cache entries: 22 maps, the degradation control's outputs
+    # and the randomised twin's map; + 3 out-of-set images)
+    assert second["reused_maps"] == 3 * (8 * 24 + 3)
     assert second["forward_passes"] == first["forward_passes"]
     a, b = (pl.read_parquet(tmp_path / r / "scores.parquet") for r in ("r1", "r2"))
     assert a.equals(b)
     res = invoke("run", "--zoo", cnn_zoo, "--out", tmp_path / "r3", "--cache",
                  tmp_path / "cache")
-    assert "reused 561 maps" in res.output and "computed 0 of" in res.output
+    assert "reused 585 maps" in res.output and "computed 0 of" in res.output
 
 
 def test_changed_model_or_settings_miss(cnn_zoo, tmp_path):

@@ -61,12 +61,13 @@ def test_zoo_models_run_every_measure_with_cam():
     oos = {p.stem: load_image_set(p) for p in zoo.out_of_set}
     scores = evaluate(models, data, out_of_set=oos, salience=SalienceConfig(method="cam"))
     heads = scores.filter(scores["statistic"] == "headline")
-    assert heads["value"].is_not_null().all()
+    # the randomised twin's CAMs of the model's class may all be flat on six images
+    assert heads.filter(heads["measure"] != "sanity")["value"].is_not_null().all()
     assert set(heads["measure"]) == {"accuracy", "entropy", "out_of_set", "transforms",
-                                     "stability", "degradation", "agreement"}
+                                     "stability", "degradation", "agreement", "sanity"}
     passes = required_passes(6, salience=SalienceConfig(method="cam"),
                              out_of_set_sizes=[len(v) for v in oos.values()])
-    assert passes == 23 * 6 + 15  # one pass per image and perturbation (and control)
+    assert passes == 24 * 6 + 15  # one pass per image and perturbation, control, twin
     assert scores["forward_passes"].unique().to_list() == [passes]
 
 

@@ -63,7 +63,7 @@ def test_all_measures_default_sets(tiny_zoo, tmp_path):
     assert res.exit_code == 0, res.output
     scores = pl.read_parquet(tmp_path / "r" / "scores.parquet")
     assert set(scores["measure"]) == {"entropy", "out_of_set", "transforms", "stability",
-                                      "degradation", "agreement", "accuracy"}
+                                      "degradation", "agreement", "sanity", "accuracy"}
     assert "wasserstein@other" in scores["statistic"].to_list()  # the zoo's out-of-set set
 
 

@@ -44,10 +44,12 @@ class Perturbation:
     Attributes:
         kind: ``clean`` (nothing), ``noise`` (salt and pepper), ``transform``,
             ``degrade`` (blur guided by the clean map; mode ``control`` is scored but
-            not explained) or ``second_seed`` (the clean images, explained with the
-            method's next seed).
+            not explained), ``second_seed`` (the clean images, explained with the
+            method's next seed) or ``twin`` (the clean images, explained by the model's
+            randomised twin for the model's class).
         arg: the noise level, the transform's name or the degradation mode.
-        seed: for ``noise``, the run seed its pixels are drawn from.
+        seed: for ``noise`` and ``twin``, the run seed its pixels or weights are drawn
+            from.
     """
 
     kind: str
@@ -66,6 +68,8 @@ class Perturbation:
             return f"noise@{float(self.arg)!r}/seed={self.seed}"
         if self.kind in ("transform", "degrade"):
             return f"{self.kind}:{self.arg}"
+        if self.kind == "twin":  # the twin's own maps: its weights come from the seed
+            return f"randomised-twin/seed={self.seed}"
         return {"clean": "clean", "second_seed": "rise_seed+1"}[self.kind]
 
 
@@ -75,7 +79,8 @@ SECOND_SEED = Perturbation("second_seed")
 
 def perturbations(needs: frozenset, noise_levels, transforms, seed: int,
                   second_seed: bool) -> list[Perturbation]:
-    """The perturbations of the in-set images that the needed measures read, in order."""
+    """The perturbations of the in-set images that the needed measures read, in order
+    (the randomised twin's clean maps count as one)."""
     out = [CLEAN]
     if "noise" in needs:
         out += [Perturbation("noise", float(a), seed) for a in noise_levels]
@@ -85,6 +90,8 @@ def perturbations(needs: frozenset, noise_levels, transforms, seed: int,
         out += [Perturbation("degrade", m) for m in DEGRADE_MODES]
     if second_seed:
         out.append(SECOND_SEED)
+    if "twin" in needs:
+        out.append(Perturbation("twin", None, seed))
     return out
 
 

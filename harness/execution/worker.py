@@ -13,6 +13,7 @@ import numpy as np
 from harness.errors import NonFiniteOutput
 from harness.execution.plan import CLEAN, SECOND_SEED, Group, Perturbation, Task
 from harness.maps import Perturbed, normalize_upsampled
+from harness.model.twin import randomised_twin
 from harness.numerics.perturb import degrade, salt_and_pepper, transform
 from harness.numerics.pixels import to_float
 from harness.salience.scoring import class_scores
@@ -53,6 +54,9 @@ def _compute(clf, task: Task) -> dict[Perturbation, Group]:
             continue
         if pert == SECOND_SEED:
             out[pert] = _group(clf, n, _second_seed, clf, x, clean.predicted, config)
+            continue
+        if pert.kind == "twin":
+            out[pert] = _twin_group(clf, x, clean.predicted, config, pert.seed)
             continue
         if pert.kind == "degrade" and q_up is None:
             q_up = normalize_upsampled(clean.raw, x.shape[1:3])[0]
@@ -108,6 +112,18 @@ def _maps_of(clf, images, targets, config) -> Perturbed:
     return Perturbed(raw, class_scores(out, clf.output_kind, targets, "log_odds"),
                      class_scores(out, clf.output_kind, targets, "probability"),
                      out.argmax(axis=1))
+
+
+def _twin_group(clf, x, targets, config, seed: int) -> Group:
+    """The randomised twin's maps of the clean images, explaining the model's own class
+    (``targets``); a model without weight tensors has no twin: an empty group."""
+    twin = randomised_twin(clf, seed)
+    if twin is None:
+        n = len(x)
+        return Group(Perturbed(np.zeros((n, 0, 0), np.float32), np.full(n, np.nan),
+                               np.full(n, np.nan), np.full(n, -1, np.int64)), 0)
+    return _group(twin, len(x), _maps_of, twin, x, targets,
+                  dataclasses.replace(config, target="clean"))
 
 
 def _outputs_of(clf, images, targets) -> Perturbed:

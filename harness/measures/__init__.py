@@ -6,10 +6,19 @@ measures together.
 """
 
 from harness.errors import HarnessError, did_you_mean
-from harness.measures import agreement, degradation, entropy, out_of_set, stability, transforms
+from harness.measures import (
+    agreement,
+    degradation,
+    entropy,
+    out_of_set,
+    sanity,
+    stability,
+    transforms,
+)
 
 MEASURES = {m.MEASURE.name: m.MEASURE
-            for m in (entropy, out_of_set, transforms, stability, degradation, agreement)}
+            for m in (entropy, out_of_set, transforms, stability, degradation, agreement,
+                      sanity)}
 ALL = tuple(MEASURES)
 
 

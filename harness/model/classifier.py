@@ -16,7 +16,7 @@ import numpy as np
 
 from harness.errors import HarnessError, NonFiniteOutput
 from harness.model.session import create_bounded, numeric_output, run_bounded, with_outputs
-from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata
+from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata, per_channel
 from harness.model.vetting import (
     check_domains,
     check_graph,
@@ -49,6 +49,8 @@ class OnnxClassifier:
     Raises:
         HarnessError: the file is missing, not ONNX, or its input is not an image.
     """
+
+    source = None  # the serialised graph of an in-memory variant (a twin); None: the file
 
     def __init__(self, path, spec: ModelSpec | None = None, providers=None,
                  threads: int | None = None, batch_size: int = 64,
@@ -140,20 +142,10 @@ class OnnxClassifier:
         check_input_bytes(self.path, (channels, *self.input_size),
                           np.dtype(self.input_dtype).itemsize)
         self.fixed_batch = fixed(shape[0])
-        self.mean = self._per_channel(self.spec.mean, 0.0, "mean")
-        self.std = self._per_channel(self.spec.std, 1.0, "std")
+        self.mean = per_channel(self.spec.mean, 0.0, self.channels, "mean", self.path)
+        self.std = per_channel(self.spec.std, 1.0, self.channels, "std", self.path)
         if np.any(self.std == 0):
             raise HarnessError(f"{self.path}: std contains 0")
-
-    def _per_channel(self, values, default, what):
-        if values is None:
-            return np.full(self.channels, default, np.float32)
-        if len(values) == 1:
-            values = values * self.channels
-        if len(values) != self.channels:
-            raise HarnessError(f"{self.path}: {what} has {len(values)} values for "
-                               f"{self.channels} channel(s)")
-        return np.asarray(values, np.float32)
 
     def _read_output(self):
         outputs = self.session.get_outputs()
@@ -283,7 +275,7 @@ class OnnxClassifier:
         key = tuple(extra)
         if key not in self._variants:
             self._variants[key] = with_outputs(self.path, key, self.session, self._threads,
-                                                 self.timeout)
+                                                 self.timeout, self.source)
         return self._variants[key]
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

@@ -115,13 +115,13 @@ def create_bounded(path: Path, providers, threads, timeout: float | None,
 
 
 def with_outputs(path: Path, extra: tuple[str, ...], session, threads,
-                 timeout: float | None = None):
-    """A session of an in-memory copy of the model at ``path`` with the inner tensors
-    ``extra`` as additional outputs (the file is not touched), on the providers, with
-    their options, that ``session`` got."""
+                 timeout: float | None = None, source: bytes | None = None):
+    """A session of an in-memory copy of the model at ``path`` (or of the serialised
+    model ``source``) with the inner tensors ``extra`` as additional outputs (the file
+    is not touched), on the providers, with their options, that ``session`` got."""
     import onnx
 
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(path)) if source is None else onnx.load_from_string(source)
     inferred = onnx.shape_inference.infer_shapes(proto)
     types = {v.name: v.type.tensor_type.elem_type for v in
              list(inferred.graph.value_info) + list(inferred.graph.output)}

@@ -8,6 +8,8 @@ import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
+
 from harness.errors import HarnessError, excerpt
 
 LAYOUTS = ("NCHW", "NHWC")
@@ -124,3 +126,15 @@ def infer_output_kind(graph, output_name: str) -> str:
             break
         name = node.input[0]
     return "logits"
+
+
+def per_channel(values, default: float, channels: int, what: str, path) -> np.ndarray:
+    """A declared mean or std as one float32 per channel (one value serves all; None:
+    ``default``)."""
+    if values is None:
+        return np.full(channels, default, np.float32)
+    if len(values) == 1:
+        values = values * channels
+    if len(values) != channels:
+        raise HarnessError(f"{path}: {what} has {len(values)} values for {channels} channel(s)")
+    return np.asarray(values, np.float32)

@@ -1,0 +1,62 @@
+"""The randomised twin of a model, for the sanity measure (docs/measures.md, "sanity";
+Adebayo et al. 2018, "Sanity checks for saliency maps"): the same graph with every
+floating-point weight tensor (an initializer of two or more dimensions: convolution and
+matrix weights) redrawn i.i.d. normal with that tensor's own mean and standard
+deviation, seeded by the run seed and the tensor's name. Biases and normalisation
+parameters (one dimension) are kept. The twin lives in memory: the file, and its
+external data, are only read.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+
+import numpy as np
+
+from harness.model.session import create_bounded
+
+_STREAM = zlib.crc32(b"randomised-twin")
+_FLOATS = {1, 10, 11, 16}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def randomise(proto, seed: int) -> int:
+    """Redraw the weight tensors of ``proto`` (a ModelProto with its data loaded) in
+    place; returns how many were redrawn."""
+    from onnx import numpy_helper
+
+    count = 0
+    for init in proto.graph.initializer:
+        if init.data_type not in _FLOATS or len(init.dims) < 2:
+            continue
+        weights = numpy_helper.to_array(init)
+        values = weights.astype(np.float64)
+        rng = np.random.default_rng(np.random.SeedSequence(
+            seed, spawn_key=(_STREAM, zlib.crc32(init.name.encode()))))
+        drawn = rng.normal(values.mean(), values.std(), weights.shape).astype(weights.dtype)
+        init.CopyFrom(numpy_helper.from_array(drawn, init.name))
+        count += 1
+    return count
+
+
+def randomised_twin(clf, seed: int):
+    """The twin of an :class:`~harness.model.classifier.OnnxClassifier` (the same
+    preprocessing and providers, a session of the redrawn graph), or None when the model
+    has no weight tensor to redraw. Built once per model and seed."""
+    import onnx
+
+    twins = clf.__dict__.setdefault("_twins", {})
+    if seed not in twins:
+        proto = onnx.load(str(clf.path))  # with its external data, read only
+        if not randomise(proto, seed):
+            twins[seed] = None
+        else:
+            data = proto.SerializeToString()
+            options = clf.session.get_provider_options()
+            providers = [(p, options.get(p, {})) for p in clf.session.get_providers()]
+            twin = copy.copy(clf)
+            twin.__dict__.pop("_twins", None)
+            twin.session = create_bounded(clf.path, providers, clf._threads, clf.timeout, data)
+            twin.source, twin._variants, twin.forward_passes = data, {}, 0
+            twins[seed] = twin
+    return twins[seed]
