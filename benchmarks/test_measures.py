@@ -15,10 +15,10 @@ import time
 import numpy as np
 
 from harness import ModelSpec, OnnxClassifier, normalize_upsampled, occlusion
-from harness.numerics.perturb import NOISE_LEVELS, TRANSFORMS, degrade, salt_and_pepper, transform
 from harness.execution.plan import image_hashes
 from harness.execution.worker import shuffled_maps
 from harness.model.twin import randomised_twin
+from harness.numerics.perturb import NOISE_LEVELS, TRANSFORMS, degrade, salt_and_pepper, transform
 from harness.numerics.pixels import to_uint8
 from harness.runner import evaluate
 from tests.onnx_models import cnn_model

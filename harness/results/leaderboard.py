@@ -214,7 +214,8 @@ def footnote(wide: bool = True, columns=()) -> str:
              "n/a: no value. `harness compare DIR` states each verdict")
     text += "; --wide adds intervals." if not wide else "."
     if columns:
-        text += " " + ", ".join(f"{SHORT[m]} = {m}" for m in columns if m in SHORT) + "."
+        text += " " + ", ".join(f"{SHORT[m]} = {m}" for m in columns
+                                if SHORT.get(m, m) != m) + "."
     return text
 
 
