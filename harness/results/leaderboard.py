@@ -170,18 +170,20 @@ def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool
         return SHORT.get(m, m) if short else m
 
     shown = [ACCURACY] if ACCURACY in board.columns else []
+    # the narrow table marks the Pareto front with a * after the name, to save a column
     header = ["#", "model"] + (["family"] if wide else []) + [
         f"{name(m)}{ARROW[h]}" for m, h in dirs.items()] + [name(m) for m in shown] + [
-        "mean rank", "pareto"]
+        "mean" if short else "mean rank"] + (["pareto"] if wide else [])
     rows = [header]
     for row in board.iter_rows(named=True):
-        first = [str(row["position"]), row["model"]] + ([row["family"] or "-"] if wide else [])
+        model = row["model"] + ("*" if row["pareto"] and not wide else "")
+        first = [str(row["position"]), model] + ([row["family"] or "-"] if wide else [])
         if row["status"] != "ok":
             rows.append(first + [row["status"]] + [""] * (len(header) - len(first) - 1))
             continue
         mean = "-" if row["mean_rank"] is None else f"{row['mean_rank']:.2f}"
-        rows.append(first + [_cell(row, m, wide) for m in (*dirs, *shown)]
-                    + [mean, "yes" if row["pareto"] else ""])
+        rows.append(first + [_cell(row, m, wide) for m in (*dirs, *shown)] + [mean]
+                    + (["yes" if row["pareto"] else ""] if wide else []))
     return rows
 
 
@@ -210,8 +212,9 @@ def footnote(wide: bool = True, columns=()) -> str:
     if wide:
         text += ("[low, high]: 95% bootstrap interval over images; (a-b): the 2.5-97.5% range "
                  "of the rank by value over the same resamples. ")
-    text += ("pareto: no other model is separably better on one measure and worse on none. "
-             "n/a: no value. `harness compare DIR` states each verdict")
+    text += ("pareto" if wide else "*") + (
+        ": no other model is separably better on one measure and worse on none. "
+        "n/a: no value. `harness compare DIR` states each verdict")
     text += "; --wide adds intervals." if not wide else "."
     if columns:
         text += " " + ", ".join(f"{SHORT[m]} = {m}" for m in columns
@@ -235,8 +238,8 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
     lines, short = _aligned(_rows(board, dirs, wide, short=False)), ()
-    if not wide and max(map(len, lines)) > WIDTH:
-        lines = _aligned(_rows(board, dirs, wide, short=True))
+    if not wide and max(map(len, lines)) > WIDTH:  # short names, one space between columns
+        lines = _aligned(_rows(board, dirs, wide, short=True), " ")
         short = [*dirs, *([ACCURACY] if ACCURACY in board.columns else [])]
     notes = footnote(wide, short) + _then(reference_line(board, dirs))
     return "\n".join(lines) + "\n" + _wrap(notes, WIDTH) + "\n"
@@ -246,11 +249,11 @@ def _then(text: str) -> str:
     return " " + text if text else ""
 
 
-def _aligned(rows: list[list[str]]) -> list[str]:
+def _aligned(rows: list[list[str]], gap: str = "  ") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+    lines = [gap.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.insert(1, gap.join("-" * w for w in widths))
     return lines
 
 
