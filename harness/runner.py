@@ -36,7 +36,7 @@ class Evaluation:
     """How models are scored (everything but the models and the images).
 
     Attributes:
-        measures: names, or a comma-separated string (default: all six).
+        measures: names, or a comma-separated string (default: all seven).
         salience: how maps are computed (default: 7 x 7 occlusion).
         seed: drives noise, RISE's second seed and the bootstrap; same seed, same bytes.
         noise_levels: salt-and-pepper levels of measure (b).

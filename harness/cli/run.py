@@ -50,7 +50,7 @@ def _run_options(f):
         click.option("--split", help="Split of an .npz image set (default: the zoo's)."),
         click.option("--out-of-set", "out_of_set", multiple=True,
                      type=click.Path(path_type=Path), help="Out-of-set image set; repeatable."),
-        click.option("--measures", help="Comma-separated measures (default: all six)."),
+        click.option("--measures", help="Comma-separated measures (default: all seven)."),
         click.option("--method", type=click.Choice(list(METHODS)),
                      help="Salience method (default occlusion)."),
         click.option("--grid", type=int,
@@ -101,7 +101,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, wi
     """Score every model, rank them, and write the run to --out.
 
     With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
-    all six measures, 7 x 7 occlusion salience. Maps are cached (--cache), so a repeated
+    all seven measures, 7 x 7 occlusion salience. Maps are cached (--cache), so a repeated
     run reuses them, and an interrupted one is finished with --resume OUT.
     """
     import datetime
