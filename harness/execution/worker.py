@@ -63,7 +63,7 @@ def _compute(clf, task: Task) -> dict[Perturbation, Group]:
         if not pert.explained:
             images = degrade(x, shuffled_maps(clean.raw, task.hashes, task.seed, x.shape[1:3]),
                              "object")
-            out[pert] = _group(clf, n, _outputs_of, clf, images, clean.predicted)
+            out[pert] = _group(clf, n, _outputs_of, clf, images, clean.predicted, config)
             continue
         images = perturbed_images(pert, x, task.hashes, task.seed, q_up)
         out[pert] = _group(clf, n, _maps_of, clf, images, clean.predicted, config)
@@ -126,9 +126,14 @@ def _twin_group(clf, x, targets, config, seed: int) -> Group:
                   dataclasses.replace(config, target="clean"))
 
 
-def _outputs_of(clf, images, targets) -> Perturbed:
-    """The model's outputs on ``images`` for ``targets``, without a map (one pass each)."""
-    out = clf.forward(images)
+def _outputs_of(clf, images, targets, config) -> Perturbed:
+    """The model's outputs on ``images`` for ``targets``, without a map (one pass each).
+    When the method's map comes with the pass (CAM), the pass goes through the same
+    session as every other, so no second session (and its memory arena) is opened."""
+    if config.passes_per_image() == 0:
+        out, _ = config.explainer.explain_with_outputs(clf, images, config, target=targets)
+    else:
+        out = clf.forward(images)
     empty = np.zeros((len(images), 0, 0), np.float32)
     return Perturbed(empty, class_scores(out, clf.output_kind, targets, "log_odds"),
                      class_scores(out, clf.output_kind, targets, "probability"),

@@ -34,6 +34,18 @@ def relevance_ratio(s_up: np.ndarray, masks: np.ndarray) -> np.ndarray:
         return np.where(total > 0, inside / total / area, np.nan)
 
 
+def chance(boot, shape, masks: np.ndarray, has_mask: np.ndarray) -> np.ndarray:
+    """Per image with a mask, the ratio for a map of i.i.d. uniform cells."""
+    from harness.maps import scale, upsample
+    from harness.measures.chance import uniform_maps
+
+    random = scale(uniform_maps(boot, shape, "clean"))[0]
+    out = np.full(len(has_mask), np.nan)
+    out[has_mask] = relevance_ratio(upsample(random[has_mask], masks.shape[1:]),
+                                    masks[has_mask])
+    return out
+
+
 def compute(inp: MeasureInputs) -> MeasureResult:
     from harness.maps import upsample
 
@@ -48,14 +60,15 @@ def compute(inp: MeasureInputs) -> MeasureResult:
     details = [plain_stat("images_with_mask", float(inp.has_mask.sum()),
                           int(inp.has_mask.sum()))]
     if inp.boot is not None:
-        from harness.maps import scale
-        from harness.measures.chance import uniform_maps
+        import hashlib
 
-        random = scale(uniform_maps(inp.boot, m.q.shape[1:], "clean"))[0]
-        chance = np.full(len(use), np.nan)
-        chance[inp.has_mask] = relevance_ratio(
-            upsample(random[inp.has_mask], inp.masks.shape[1:]), inp.masks[inp.has_mask])
-        details.insert(0, mean_stat("chance", chance, inp.boot))
+        from harness.measures.chance import chunked, remembered
+
+        masks = hashlib.sha256(np.packbits(inp.masks & inp.has_mask[:, None, None])).hexdigest()
+        key = ("agreement", inp.boot.seed, tuple(inp.boot.keys), m.q.shape[1:], masks)
+        details.insert(0, mean_stat("chance", remembered(key, lambda: chunked(
+            inp.boot, lambda part, rows: chance(part, m.q.shape[1:], inp.masks[rows],
+                                                inp.has_mask[rows]))), inp.boot))
     return headline_result("agreement", True, values, inp.boot, details)
 
 

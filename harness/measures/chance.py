@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import zlib
 
 import numpy as np
@@ -24,27 +24,56 @@ from harness.numerics.pixels import to_float
 _STREAM = zlib.crc32(b"chance")
 
 
-def uniform_maps(boot, shape: tuple[int, int], what: str) -> np.ndarray:
-    """``(N, *shape)`` maps of i.i.d. uniform cells, one per image of ``boot`` (the run's
-    :class:`~harness.stats.bootstrap.Bootstrap`, which knows the seed and the image
-    keys); ``what`` names the map (``clean``, ``noise@0.05``, ``family-2``...), so maps
-    standing for different things are independent."""
-    return _uniform(boot.seed, tuple(boot.keys), tuple(shape), what).copy()
-
-
-@functools.lru_cache(maxsize=256)
-def _uniform(seed: int, keys: tuple, shape: tuple, what: str) -> np.ndarray:
+def uniform_maps(images, shape: tuple[int, int], what: str) -> np.ndarray:
+    """``(N, *shape)`` maps of i.i.d. uniform cells, one per image of ``images`` (an
+    :class:`Images`, or the run's :class:`~harness.stats.bootstrap.Bootstrap`: anything
+    with the run ``seed`` and the image ``keys``); ``what`` names the map (``clean``,
+    ``noise@0.05``, ``family-2``...), so maps standing for different things are
+    independent."""
     label = zlib.crc32(what.encode())
     return np.stack([np.random.default_rng(np.random.SeedSequence(
-        seed, spawn_key=(_STREAM, label, zlib.crc32(k.encode())))).random(shape)
-        for k in keys]) if keys else np.zeros((0, *shape))
+        images.seed, spawn_key=(_STREAM, label, zlib.crc32(k.encode())))).random(shape)
+        for k in images.keys]) if len(images.keys) else np.zeros((0, *shape))
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+    """What reference maps are drawn from: the run seed and some images' keys."""
+
+    seed: int
+    keys: list
+
+
+CHUNK = 128  # images whose reference maps exist at a time
+
+
+def chunked(boot, compute) -> np.ndarray:
+    """``compute(images, rows)`` for consecutive chunks of the run's images (an
+    :class:`Images` and the chunk's slice), concatenated: ``(N,)``. Reference maps at
+    image size for a whole large set would dwarf what a run otherwise holds."""
+    parts = [compute(Images(boot.seed, boot.keys[s:s + CHUNK]), slice(s, s + CHUNK))
+             for s in range(0, len(boot.keys), CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+_KEPT: dict = {}
+
+
+def remembered(key: tuple, compute) -> np.ndarray:
+    """Per-image reference values (a chance level, the ceiling) computed once per run and
+    kept for its next model: they depend on the images, the grid and the seed, never on
+    the model. ``key`` must name all of those; only small ``(N,)`` arrays are kept."""
+    if key not in _KEPT:
+        if len(_KEPT) >= 32:
+            _KEPT.clear()
+        _KEPT[key] = compute()
+    return _KEPT[key]
 
 
 def equivariant_maps(images: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """The grey intensity of ``(N, H, W, 3)`` images blurred with sigma = half a cell and
     pooled to ``grid`` = (rows, columns): ``(N, rows, columns)``."""
-    x = to_float(images)
-    grey = x.mean(axis=3, keepdims=True).astype(np.float32)
+    grey = to_float(images).mean(axis=3, keepdims=True, dtype=np.float32)
     h, w = grey.shape[1:3]
     blurred = gaussian_blur(grey, (h / grid[0] / 2.0, w / grid[1] / 2.0))[..., 0]
     return cell_means(blurred, grid)

@@ -49,8 +49,13 @@ def chance(boot, shape) -> np.ndarray:
 def compute(inp: MeasureInputs) -> MeasureResult:
     m = inp.maps
     h_hat, spatial = salience_entropy(m.q, m.flat, m.s_norm)
-    reference = () if inp.boot is None else (
-        mean_stat("chance", chance(inp.boot, m.q.shape[1:]), inp.boot),)
+    reference = ()
+    if inp.boot is not None:
+        from harness.measures.chance import chunked, remembered
+
+        key = ("entropy", inp.boot.seed, tuple(inp.boot.keys), m.q.shape[1:])
+        reference = (mean_stat("chance", remembered(key, lambda: chunked(
+            inp.boot, lambda part, _: chance(part, m.q.shape[1:]))), inp.boot),)
     return headline_result("entropy", False, h_hat, inp.boot, (*reference,
         mean_stat("spatial_entropy", spatial, inp.boot),
         mean_stat("zero_fraction", zero_fraction(m.q, m.flat), inp.boot),

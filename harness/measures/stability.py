@@ -60,7 +60,11 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         upper = pairs[np.triu_indices(k, 1)]  # (pairs, N)
         per_image = column_means(upper)
         if inp.boot is not None:
-            stats.append(mean_stat("chance", chance(inp.boot, m.q.shape[1:], k), inp.boot))
+            from harness.measures.chance import chunked, remembered
+
+            key = ("stability", inp.boot.seed, tuple(inp.boot.keys), m.q.shape[1:], k)
+            stats.append(mean_stat("chance", remembered(key, lambda: chunked(
+                inp.boot, lambda part, _: chance(part, m.q.shape[1:], k))), inp.boot))
         stats.append(mean_stat("vs_rest", column_means(np.delete(pairs[me], me, axis=0)), inp.boot))
         stats.append(plain_stat("family_size", k, k))
         for j in range(k):

@@ -12,7 +12,7 @@ from harness.measures.base import (
     plain_stat,
     stat_name,
 )
-from harness.measures.chance import equivariant_maps, uniform_maps
+from harness.measures.chance import chunked, equivariant_maps, remembered, uniform_maps
 from harness.numerics.perturb import TRANSFORMS, transform
 from harness.numerics.similarity import WIN, ssim
 
@@ -45,11 +45,10 @@ def follow_all(q_up: np.ndarray, flat: np.ndarray, moved: dict[str, np.ndarray]
     return out
 
 
-_CEILINGS: dict = {}
+_CHUNK = 128  # images at a time: the ceiling works on float copies of whole images
 
 
-def ceiling(images: np.ndarray, grid: tuple[int, int], moved_grids: dict, keys=None
-            ) -> np.ndarray:
+def ceiling(images: np.ndarray, grid: tuple[int, int], moved_grids: dict) -> np.ndarray:
     """Per image, the value of the equivariant map (:mod:`harness.measures.chance`)
     through the method's grid: what a perfectly equivariant explanation scores.
 
@@ -57,28 +56,31 @@ def ceiling(images: np.ndarray, grid: tuple[int, int], moved_grids: dict, keys=N
         images: ``(N, H, W, 3)``.
         grid: the clean maps' (rows, columns).
         moved_grids: transform name -> the grid of the moved images' maps.
-        keys: the images' content keys; given, the result is kept for the next model
-            of the run with the same grids (it never depends on the model).
     """
     from harness.maps import normalize_upsampled
 
-    key = keys and (tuple(keys), tuple(grid), tuple(sorted(moved_grids.items())))
-    if key and key in _CEILINGS:
-        return _CEILINGS[key]
-    q_up, flat = normalize_upsampled(equivariant_maps(images, grid), images.shape[1:3])
-    moved = {name: equivariant_maps(transform(name, images), g)
-             for name, g in moved_grids.items()}
-    value = np.stack(list(follow_all(q_up, flat, moved).values())).mean(axis=0)
-    if key:
-        if len(_CEILINGS) >= 8:
-            _CEILINGS.clear()
-        _CEILINGS[key] = value
-    return value
+    values = []
+    for start in range(0, len(images), _CHUNK):
+        x = images[start:start + _CHUNK]
+        q_up, flat = normalize_upsampled(equivariant_maps(x, grid), x.shape[1:3])
+        moved = {name: equivariant_maps(transform(name, x), g)
+                 for name, g in moved_grids.items()}
+        values.append(np.stack(list(follow_all(q_up, flat, moved).values())).mean(axis=0))
+    return np.concatenate(values) if values else np.zeros(0)
+
+
+def chance(boot, shape: tuple[int, int], size: tuple[int, int], moved_shapes: dict
+           ) -> np.ndarray:
+    """Per image, the value for maps of i.i.d. uniform cells, the clean and each moved
+    image's drawn independently."""
+    from harness.maps import normalize_upsampled
+
+    q_up, flat = normalize_upsampled(uniform_maps(boot, shape, "clean"), size)
+    moved = {t: uniform_maps(boot, g, f"transform@{t}") for t, g in moved_shapes.items()}
+    return np.stack(list(follow_all(q_up, flat, moved).values())).mean(axis=0)
 
 
 def compute(inp: MeasureInputs) -> MeasureResult:
-    from harness.maps import normalize_upsampled
-
     m = inp.maps
     moved = {t: m.transformed[t].raw for t in TRANSFORMS if t in m.transformed}
     if not moved:
@@ -90,19 +92,18 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         details.append(mean_stat(stat_name("unchanged", name),
                                  (m.transformed[name].predicted == m.clean.predicted)
                                  .astype(float), inp.boot))
+    grid, grids = m.clean.raw.shape[1:], {t: raw.shape[1:] for t, raw in moved.items()}
+    shapes = (grid, tuple(sorted(grids.items())))
     if inp.boot is not None:
-        size = m.q_up.shape[1:]
-        chance_up, chance_flat = normalize_upsampled(
-            uniform_maps(inp.boot, m.clean.raw.shape[1:], "clean"), size)
-        chance = follow_all(chance_up, chance_flat, {
-            t: uniform_maps(inp.boot, raw.shape[1:], f"transform@{t}")
-            for t, raw in moved.items()})
-        details.append(mean_stat("chance", np.stack(list(chance.values())).mean(axis=0),
-                                 inp.boot))
+        details.append(mean_stat("chance", remembered(
+            ("transforms", inp.boot.seed, tuple(inp.boot.keys), *shapes),
+            lambda: chunked(inp.boot, lambda part, _: chance(part, grid, m.q_up.shape[1:],
+                                                               grids))), inp.boot))
     if inp.images is not None:
-        grids = {t: raw.shape[1:] for t, raw in moved.items()}
-        details.append(mean_stat("ceiling", ceiling(
-            inp.images, m.clean.raw.shape[1:], grids, inp.boot and inp.boot.keys), inp.boot))
+        values = remembered(("ceiling", tuple(inp.boot.keys), *shapes),
+                            lambda: ceiling(inp.images, grid, grids)) if inp.boot is not None \
+            else ceiling(inp.images, grid, grids)
+        details.append(mean_stat("ceiling", values, inp.boot))
     # A flat clean map is NaN under every transform, so it stays NaN (excluded) here.
     return headline_result("transforms", True, np.stack(list(per_transform.values())).mean(
         axis=0), inp.boot, details)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 RESAMPLES = 1000
+_BLOCK = 100
 _STREAM = zlib.crc32(b"bootstrap")
 
 
@@ -92,11 +93,16 @@ def percentile_interval(draws: np.ndarray) -> tuple[float, float]:
 
 def _counts(seed: int, keys: list[str], resamples: int) -> np.ndarray:
     """The index matrix ``integers(0, n, (resamples, n))`` over the keys in sorted order,
-    turned into counts and put back in the order of ``keys``."""
+    turned into counts and put back in the order of ``keys``. Drawn a block of rows at a
+    time (the same numbers as one draw), so building it costs little beyond the result."""
     n = len(keys)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM, n)))
-    drawn = rng.integers(0, n, (resamples, n)) if n else np.zeros((resamples, 0), np.int64)
-    flat = (drawn + n * np.arange(resamples)[:, None]).ravel()
-    by_sorted = np.bincount(flat, minlength=resamples * n).reshape(resamples, n)
     rank = np.argsort(np.argsort(np.asarray(keys, dtype=object), kind="stable"), kind="stable")
-    return by_sorted[:, rank].astype(np.float64)
+    counts = np.zeros((resamples, n))
+    for start in range(0, resamples, _BLOCK):
+        rows = min(_BLOCK, resamples - start)
+        drawn = rng.integers(0, n, (rows, n)) if n else np.zeros((rows, 0), np.int64)
+        flat = (drawn + n * np.arange(rows)[:, None]).ravel()
+        counts[start:start + rows] = np.bincount(flat, minlength=rows * n).reshape(
+            rows, n)[:, rank]
+    return counts
