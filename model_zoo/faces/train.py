@@ -121,7 +121,8 @@ def export(model, path, family):
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
+    onnx.save(proto, str(path))  # every weight inline: the exporter's side file is not needed
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
 
 
 def test_accuracy(path):
