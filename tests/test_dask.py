@@ -128,5 +128,5 @@ def test_engine_mistakes_are_one_line(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "workers must be an integer >= 1" in res.output
     monkeypatch.setitem(sys.modules, "harness.execution.dask_engine", None)  # Dask not installed
     res = invoke("run", "--engine", "dask", "--limit", 1, "--out", tmp_path / "c")
-    assert res.exit_code == 2 and "pip install 'harness[dask]'" in res.output
+    assert res.exit_code == 2 and "pip install 'salience-harness[dask]'" in res.output
     assert not (tmp_path / "c").exists()

@@ -62,7 +62,7 @@ def make_engine(name: str, classifiers: dict, scheduler: str | None = None,
         try:
             from harness.execution.dask_engine import DaskEngine
         except ImportError:
-            raise HarnessError("--engine dask needs Dask: pip install 'harness[dask]'"
-                               ) from None
+            raise HarnessError("--engine dask needs Dask: pip install 'salience-harness[dask]' "
+                               "(in a clone: pip install -e '.[dask]')") from None
         return DaskEngine(scheduler, workers)
     raise HarnessError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

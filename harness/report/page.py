@@ -184,7 +184,8 @@ def write_report(run_dir, out, images: int = 4) -> Path:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise HarnessError("harness report needs matplotlib: pip install -e '.[report]'"
+        raise HarnessError("harness report needs matplotlib: pip install "
+                           "'salience-harness[report]' (in a clone: pip install -e '.[report]')"
                            ) from None
     page = build_report(run_dir, images)
     out = Path(out)
