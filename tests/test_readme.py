@@ -46,3 +46,23 @@ def test_readme_python_example_runs(workdir, index):
     exec(compile(BLOCKS[index], f"README python block {index + 1}", "exec"), namespace)
     if "scores" in namespace:
         assert namespace["scores"].height > 0
+
+
+def test_readme_run_toml_lists_every_setting_and_parses(tmp_path):
+    """The README's run.toml names every setting of a run (the Dask-only ones as
+    comments) and is read and validated as it is."""
+    import dataclasses
+
+    from harness.inputs.settings import RunConfig, build_config, read_config
+    from harness.salience.settings import SalienceConfig
+
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+                 if b.startswith("# run.toml"))
+    path = tmp_path / "run.toml"
+    path.write_text(block)
+    settings = read_config(path)
+    commented = set(re.findall(r"^# (\w+) = ", block, re.M))
+    top = {f.name for f in dataclasses.fields(RunConfig)} - {"salience"}
+    sal = {f"salience.{f.name}" for f in dataclasses.fields(SalienceConfig)}
+    assert set(settings) | commented == top | sal and not set(settings) & commented
+    build_config(**settings)  # every value is valid as written

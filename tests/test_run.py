@@ -292,3 +292,27 @@ def test_gate_refuses_what_it_cannot_check(finished, tmp_path):
     for text in ('rules = ["entropy <= 1.2.3"]\n', 'rules = ["entropy <= ."]\n'):
         res = invoke_in(tmp_path, ["gate", finished, "--rules", _rules(tmp_path, text)])
         assert res.exit_code == 2 and "write it as" in res.output, res.output
+
+
+def test_print_config_round_trips_and_misplaced_keys_are_named(tiny_zoo, tmp_path,
+                                                              monkeypatch):
+    from harness.inputs.settings import build_config, read_config
+
+    monkeypatch.chdir(tmp_path)
+    res = invoke_in(tmp_path, ["run", "--zoo", tiny_zoo, "--grid", 9, "--limit", 5, "--target",
+                               "own", "--measures", "entropy,sanity", "--print-config"])
+    assert res.exit_code == 0 and "[salience]" in res.output and "grid = 9" in res.output
+    assert not (tmp_path / "results").exists()  # printed, nothing run
+    printed = tmp_path / "printed.toml"
+    printed.write_text(res.output)
+    again = build_config(**read_config(printed))
+    assert again == build_config(zoo=(tiny_zoo,), limit=5, measures=("entropy", "sanity"),
+                                 **{"salience.grid": 9, "salience.target": "own"})
+    for text, message in [('method = "cam"\n', "unknown key 'method' at the top; did you mean "
+                                                 "[salience] method?"),
+                          ('[salience]\nlimit = 3\n', "unknown key 'limit' under [salience]; "
+                                                      "did you mean limit at the top")]:
+        config = tmp_path / "run.toml"
+        config.write_text(text)
+        res = invoke("run", "--config", config, "--quiet")
+        assert res.exit_code == 2 and message in res.output, res.output

@@ -87,6 +87,8 @@ def _run_options(f):
                      help="Print the leaderboard as JSON (for machines)."),
         click.option("--wide", is_flag=True,
                      help="Print the leaderboard with intervals and rank intervals."),
+        click.option("--print-config", "print_config", is_flag=True,
+                     help="Print the resolved settings as a run.toml and stop."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -97,7 +99,7 @@ def _run_options(f):
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, target, window, baseline,
         n_masks, batch_size, limit, seed, model_timeout, out, cache, shard_size, resume, engine,
-        scheduler, workers, config_file, quiet, as_json, wide):
+        scheduler, workers, config_file, quiet, as_json, wide, print_config):
     """Score every model, rank them, and write the run to --out.
 
     With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
@@ -137,6 +139,11 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, wi
         settings = read_config(config_file) if config_file else {}
         settings.update({k: v for k, v in (flags | where).items() if v is not None})
         config = build_config(**settings)
+    if print_config:
+        from harness.inputs.settings import to_toml
+
+        click.echo(to_toml(config), nl=False)
+        return
     if config.out is None:
         # runs without --out go to results/<time> and share results/cache
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")

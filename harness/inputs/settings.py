@@ -1,34 +1,9 @@
 """The settings of one ``harness run``: read from TOML, overridden by flags, validated
 once before any work starts.
 
-```toml
-zoo = ["model_zoo/faces/manifest.toml"]   # manifests; paths relative to this file
-models = []                               # extra .onnx files
-data = "images/"                          # default: the (first) zoo's own data
-split = "test"                            # for an .npz with a split array
-out_of_set = ["other_faces/"]             # default: the zoo's own out-of-set sets
-measures = ["entropy", "out_of_set", "transforms", "stability", "degradation", "agreement"]
-limit = 0                                 # score only the first N images (0: all)
-seed = 0
-noise_levels = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0]   # salt-and-pepper levels of (b)
-model_timeout = 300                       # seconds loading a model, then one batch, may take
-out = "results/run1"
-cache = "results/cache"                  # salience cache (default: <out>/cache)
-shard_size = 64                           # images per unit of work (model x shard)
-engine = "in-process"                     # or "dask"
-scheduler = "tcp://10.0.0.5:8786"         # dask: join this cluster (default: a local one)
-workers = 2                               # dask: local cluster size (default: one per core)
-
-[salience]
-method = "occlusion"                      # or "rise"
-grid = 7
-window = 1
-baseline = "blur"                         # "mean", or a grey level in [0, 1]
-score = "log_odds"
-n_masks = 1000                            # RISE
-batch_size = 64
-target = "clean"                          # or "own": perturbed images explain their own class
-```
+Every key, its default and its meaning are in the README's run.toml example (a test keeps
+it complete and valid): the top-level keys are :class:`RunConfig`'s fields, the
+``[salience]`` table :class:`~harness.salience.settings.SalienceConfig`'s.
 """
 
 from __future__ import annotations
@@ -96,10 +71,18 @@ def read_config(path) -> dict:
     against the file's folder)."""
     path = Path(path)
     doc = read_toml(path, "config file")
+    for key in doc:  # a salience setting written at the top, the commonest slip
+        if key not in _TOP_KEYS and key in _SALIENCE_KEYS:
+            raise HarnessError(f"{path}: unknown key {key!r} at the top; did you mean "
+                               f"[salience] {key}?")
     check_keys(doc, _TOP_KEYS, str(path))
     salience = doc.pop("salience", {})
     if not isinstance(salience, dict):
         raise HarnessError(f"{path}: [salience] must be a table")
+    for key in salience:
+        if key not in _SALIENCE_KEYS and key in _TOP_KEYS:
+            raise HarnessError(f"{path}: unknown key {key!r} under [salience]; did you mean "
+                               f"{key} at the top, before [salience]?")
     check_keys(salience, _SALIENCE_KEYS, f"{path} [salience]")
     root = path.parent
     for key in _PATH_LISTS:
@@ -195,6 +178,39 @@ def to_json(config: RunConfig) -> dict:
         out[field.name] = value
     out["salience"] = dataclasses.asdict(config.salience)
     return out
+
+
+_EMPTY = {"zoo": "the built-in zoo (unless models are given)",
+          "out_of_set": "the zoo's own out-of-set sets", "measures": "all seven"}
+
+
+def to_toml(config: RunConfig) -> str:
+    """The config as a run.toml that :func:`read_config` reads back into it (paths
+    absolute; a setting left to its built-in choice is a comment saying so)."""
+    import json
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v) if isinstance(v, str) else repr(v)
+
+    settings = to_json(config)
+    salience = settings.pop("salience")
+    unset = {"data": "the zoo's own data", "split": "the zoo's split", "out": "results/<time>",
+             "cache": "OUT/cache", "scheduler": "a local cluster",
+             "workers": "one per core", "model_timeout": "no limit"}
+    lines = []
+    for key, v in settings.items():
+        if v is None:
+            lines.append(f"# {key}: not set ({unset.get(key, 'built-in default')})")
+        elif v == [] and key in _EMPTY:
+            lines.append(f"{key} = []  # {_EMPTY[key]}")
+        else:
+            lines.append(f"{key} = {value(v)}")
+    lines += ["", "[salience]"] + [f"{k} = {value(v)}" for k, v in salience.items()]
+    return "\n".join(lines) + "\n"
 
 
 def from_json(settings: dict) -> RunConfig:
