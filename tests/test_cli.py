@@ -85,3 +85,15 @@ def test_bad_options(tmp_path, linear_path, image_dir):
     assert res.exit_code == 2 and "grid 20 is larger than the 14x14 images" in res.output
     res = _run("salience", linear_path, image_dir, "--baseline", "pink")
     assert res.exit_code == 2 and "--baseline 'pink'" in res.output
+
+
+def test_help_lists_the_measures_and_no_summary_is_cut_off():
+    from harness.cli.run import MEASURE_NAMES
+    from harness.measures import MEASURES
+
+    assert MEASURE_NAMES == tuple(MEASURES)  # the list --help shows without loading them
+    top = CliRunner().invoke(cli, ["--help"]).output
+    assert "..." not in top
+    run_help = CliRunner().invoke(cli, ["run", "--help"]).output
+    assert all(name in run_help for name in MEASURE_NAMES) and "[default: (7)]" in run_help
+    assert "2 when" in CliRunner().invoke(cli, ["gate", "--help"]).output

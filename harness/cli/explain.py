@@ -12,7 +12,7 @@ from harness.salience.methods import METHODS
 from harness.salience.scoring import SCORES
 
 
-@click.command()
+@click.command(short_help="Explain one model's predictions: maps and overlays.")
 @click.argument("model", type=existing("file"))
 @click.argument("images", type=existing())
 @click.option("--method", type=click.Choice(list(METHODS)), default="occlusion",

@@ -10,10 +10,11 @@ import click
 from harness.errors import HarnessError
 
 
-@click.command()
+@click.command(short_help="Print a finished run's leaderboard again.")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]),
-              default="table", show_default=True)
+              default="table", show_default=True,
+              help="Aligned text, Markdown, CSV or JSON.")
 @click.option("--by", help="Order by this measure's rank instead of the mean rank.")
 @click.option("--wide", is_flag=True, help="Add the intervals, rank intervals and families.")
 def leaderboard(run_dir, fmt, by, wide):
@@ -31,14 +32,16 @@ def leaderboard(run_dir, fmt, by, wide):
     click.echo(render(board, directions(scores), fmt, wide=wide), nl=False)
 
 
-@click.command()
+@click.command(short_help="Check a finished run against rules (for CI).")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--rules", "rules_file", required=True, type=click.Path(path_type=Path),
-              help="gate.toml with rules, applies_to and no_regression.")
+              help="gate.toml with rules, applies_to, no_regression and tolerance.")
 @click.option("--baseline", type=click.Path(path_type=Path, file_okay=False),
               help="A baseline run folder for no_regression.")
 def gate(run_dir, rules_file, baseline):
-    """Check a finished run against rules: exit 0 when all hold, 1 when any fails."""
+    """Check a finished run against rules: exit 0 when all hold, 1 when any fails, 2 when
+    the gate cannot check (a bad rule, a baseline of other images, settings or seed, a
+    folder that is not a run, nothing to check)."""
     from harness.results.gate import check, read_rules
     from harness.rundir import RunDir
 
@@ -62,7 +65,7 @@ def gate(run_dir, rules_file, baseline):
     sys.exit(1 if failed else 0)
 
 
-@click.command()
+@click.command(short_help="Write a self-contained HTML report of a finished run.")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the page (default RUN_DIR/report.html).")
@@ -77,7 +80,7 @@ def report(run_dir, out, images):
     click.echo(f"report: {path}", err=True)
 
 
-@click.command()
+@click.command(short_help="State which model (or family) is separably better.")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--measure", help="Only this measure.")
 @click.option("--families", is_flag=True,

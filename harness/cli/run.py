@@ -13,6 +13,10 @@ from harness.errors import HarnessError
 from harness.execution.engines import ENGINES
 from harness.salience.methods import METHODS
 
+# the measures' names without importing them (that would load Numba for --help)
+MEASURE_NAMES = ("entropy", "out_of_set", "transforms", "stability", "degradation",
+                 "agreement", "sanity")
+
 
 class _Progress:
     """A progress bar over units of work (model x shard) on stderr, with the forward
@@ -40,48 +44,54 @@ class _Progress:
 
 
 def _run_options(f):
+    # Defaults are shown but not set: a flag left out must not override the settings file.
     options = [
         click.option("--zoo", "zoo", multiple=True, type=click.Path(path_type=Path),
-                     help="Zoo manifest (TOML); repeatable. Default: the built-in zoo."),
+                     show_default="the built-in zoo", help="Zoo manifest (TOML); repeatable."),
         click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
                      help="An extra .onnx model; repeatable."),
-        click.option("--data", type=click.Path(path_type=Path),
-                     help="In-set images (folder, image, .npz). Default: the zoo's data."),
-        click.option("--split", help="Split of an .npz image set (default: the zoo's)."),
+        click.option("--data", type=click.Path(path_type=Path), show_default="the zoo's data",
+                     help="In-set images (folder, image, .npz)."),
+        click.option("--split", show_default="the zoo's", help="Split of an .npz image set."),
         click.option("--out-of-set", "out_of_set", multiple=True,
                      type=click.Path(path_type=Path), help="Out-of-set image set; repeatable."),
-        click.option("--measures", help="Comma-separated measures (default: all seven)."),
-        click.option("--method", type=click.Choice(list(METHODS)),
-                     help="Salience method (default occlusion)."),
-        click.option("--grid", type=int,
-                     help="Cells per side of the maps (default 7; at least 7 for SSIM)."),
-        click.option("--target", type=click.Choice(["clean", "own"]),
-                     help="Class a perturbed image's map explains: the clean image's "
-                          "(default) or its own prediction."),
-        click.option("--window", type=int, help="Occlusion window in cells (default 1)."),
-        click.option("--baseline", help="blur, mean or a grey level (default blur)."),
-        click.option("--n-masks", "n_masks", type=int, help="RISE masks (default 1000)."),
-        click.option("--batch-size", "batch_size", type=int, help="Copies per ONNX call."),
-        click.option("--limit", type=int, help="Score only the first N images."),
-        click.option("--seed", type=int, help="Seed for noise, RISE and bootstrap (0)."),
-        click.option("--model-timeout", "model_timeout", type=float,
+        click.option("--measures", show_default="all",
+                     help=f"Comma-separated measures, of: {', '.join(MEASURE_NAMES)}."),
+        click.option("--method", type=click.Choice(list(METHODS)), show_default="occlusion",
+                     help="Salience method."),
+        click.option("--grid", type=int, show_default="7",
+                     help="Cells per side of the maps (at least 7 for the SSIM measures)."),
+        click.option("--target", type=click.Choice(["clean", "own"]), show_default="clean",
+                     help="Class a perturbed image's map explains: the clean image's, or its "
+                          "own prediction."),
+        click.option("--window", type=int, show_default="1", help="Occlusion window in cells."),
+        click.option("--baseline", show_default="blur",
+                     help="What hides a region: blur, mean or a grey level in [0, 1]."),
+        click.option("--n-masks", "n_masks", type=int, show_default="1000", help="RISE masks."),
+        click.option("--batch-size", "batch_size", type=int, show_default="64",
+                     help="Perturbed copies per ONNX Runtime call."),
+        click.option("--limit", type=int, show_default="all",
+                     help="Score only the first N images."),
+        click.option("--seed", type=int, show_default="0",
+                     help="Seed for noise, controls, the randomised twin, RISE and bootstrap."),
+        click.option("--model-timeout", "model_timeout", type=float, show_default="300",
                      help="Seconds loading a model, then one batch, may take before the "
-                          "model is marked failed (default 300)."),
+                          "model is marked failed."),
         click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-                     help="Output folder (default results/<timestamp>)."),
+                     show_default="results/<timestamp>", help="Output folder."),
         click.option("--cache", type=click.Path(path_type=Path, file_okay=False),
-                     help="Salience cache folder (default OUT/cache)."),
-        click.option("--shard-size", "shard_size", type=int,
-                     help="Images per unit of work (default 64)."),
+                     show_default="OUT/cache", help="Salience cache folder."),
+        click.option("--shard-size", "shard_size", type=int, show_default="64",
+                     help="Images per unit of work."),
         click.option("--resume", type=click.Path(path_type=Path, file_okay=False),
                      help="Finish the interrupted run in this folder, with its settings."),
-        click.option("--engine", type=click.Choice(ENGINES),
-                     help="Where units run (default in-process)."),
+        click.option("--engine", type=click.Choice(ENGINES), show_default="in-process",
+                     help="Where units run."),
         click.option("--scheduler", help="Dask: address of a running scheduler to join."),
-        click.option("--workers", type=int,
-                     help="Dask: size of the local cluster (default: one per core)."),
+        click.option("--workers", type=int, show_default="one per core",
+                     help="Dask: size of the local cluster."),
         click.option("--config", "config_file", type=click.Path(path_type=Path),
-                     help="A run.toml; flags override it."),
+                     help="A run.toml (every key: see the README); flags override it."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print the leaderboard as JSON (for machines)."),
@@ -95,7 +105,7 @@ def _run_options(f):
     return f
 
 
-@click.command()
+@click.command(short_help="Score every model, rank them, write the run folder.")
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, target, window, baseline,
         n_masks, batch_size, limit, seed, model_timeout, out, cache, shard_size, resume, engine,
