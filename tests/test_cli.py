@@ -93,7 +93,7 @@ def test_help_lists_the_measures_and_no_summary_is_cut_off():
 
     assert MEASURE_NAMES == tuple(MEASURES)  # the list --help shows without loading them
     top = CliRunner().invoke(cli, ["--help"]).output
-    assert "..." not in top
+    assert "..." not in top.split("Commands:")[1]  # click cuts a long summary with ...
     run_help = CliRunner().invoke(cli, ["run", "--help"]).output
     assert all(name in run_help for name in MEASURE_NAMES) and "[default: (7)]" in run_help
     assert "2 when" in CliRunner().invoke(cli, ["gate", "--help"]).output
