@@ -204,6 +204,20 @@ def test_gate_pass_fail_and_usage(finished, tmp_path):
         assert res.exit_code == 2 and message in res.output, (text, res.output)
 
 
+def test_gate_when_baseline_skips_without_one_but_never_passes_on_nothing(finished, tmp_path):
+    rules = _rules(tmp_path, 'rules = ["entropy <= 1.0"]\nno_regression = "when-baseline"\n')
+    res = invoke("gate", finished, "--rules", rules)
+    assert res.exit_code == 0 and "SKIP" in res.output and "1 skipped" in res.output
+    compared = invoke("gate", finished, "--rules", rules, "--baseline", finished)
+    assert compared.exit_code == 0 and "vs baseline" in compared.output
+    alone = _rules(tmp_path, 'no_regression = "when-baseline"\n')
+    res = invoke("gate", finished, "--rules", alone)
+    assert res.exit_code == 2 and "the gate checked nothing" in res.output
+    res = invoke("gate", finished, "--rules", _rules(tmp_path, 'no_regression = "maybe"\n'))
+    assert res.exit_code == 2 and 'no_regression must be true, false or "when-baseline"' \
+        in res.output
+
+
 def test_gate_regression_against_baseline(finished, tmp_path):
     rules = _rules(tmp_path, "no_regression = true\n")
     res = invoke("gate", finished, "--rules", rules, "--baseline", finished)

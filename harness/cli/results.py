@@ -57,11 +57,13 @@ def gate(run_dir, rules_file, baseline):
                    if regression else None, order=order)
     width = max(len(c.model) for c in checks) if checks else 0
     for c in checks:
-        value = "n/a" if c.value is None else f"{c.value:.4g}"
-        verdict = "PASS" if c.passed else "FAIL"
+        value = "" if c.skipped else "n/a" if c.value is None else f"{c.value:.4g}"
+        verdict = "SKIP" if c.skipped else "PASS" if c.passed else "FAIL"
         click.echo(f"{verdict}  {c.model.ljust(width)}  {c.what}: {value} {c.detail}")
     failed = sum(not c.passed for c in checks)
-    click.echo(f"{len(checks) - failed} passed, {failed} failed")
+    skipped = sum(c.skipped for c in checks)
+    click.echo(f"{len(checks) - failed - skipped} passed, {failed} failed"
+               + (f", {skipped} skipped" if skipped else ""))
     sys.exit(1 if failed else 0)
 
 

@@ -7,6 +7,11 @@ no_regression = true     # with --baseline: no headline separably worse than the
 tolerance = 0.01         # ... by more than this (a number, or a table measure -> number)
 ```
 
+``no_regression = "when-baseline"`` compares when ``--baseline`` is given and otherwise
+says, on a SKIP line, that nothing was compared: the first run of a new repository has no
+baseline, and its threshold rules alone decide. A gate whose every check was skipped
+checked nothing, which is a usage error, never a pass.
+
 A rule names a measure (its headline) or ``measure.statistic`` for a detail row. A model
 without a value for a rule (no family, no human maps, failed) fails that rule: a gate
 that cannot check something does not pass it.
@@ -41,6 +46,7 @@ _RULE = re.compile(r"^\s*([A-Za-z_]+)(?:\.(\S+))?\s*(<=|>=|<|>)\s*"
 _COLUMNS = ("model", "measure", "statistic", "value", "ci_low", "ci_high",
             "higher_is_better", "image_set_hash", "salience_config", "seed")
 _KEYS = {"rules", "applies_to", "no_regression", "tolerance"}
+WHEN_BASELINE = "when-baseline"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +62,7 @@ class Rule:
 class Rules:
     rules: tuple[Rule, ...]
     applies_to: str = "every"
-    no_regression: bool = False
+    no_regression: bool | str = False  # or WHEN_BASELINE
     tolerance: float | dict = 0.0
 
     def tolerance_for(self, measure: str) -> float:
@@ -74,6 +80,7 @@ class Check:
     value: float | None
     detail: str
     passed: bool
+    skipped: bool = False  # not checked, and said so (never counted as passed)
 
 
 def parse_rule(text: str) -> Rule:
@@ -96,8 +103,9 @@ def read_rules(path) -> Rules:
     if applies_to not in ("every", "best"):
         raise HarnessError(f"{path}: applies_to must be 'every' or 'best', got {applies_to!r}")
     no_regression = doc.get("no_regression", False)
-    if not isinstance(no_regression, bool):
-        raise HarnessError(f"{path}: no_regression must be true or false")
+    if not isinstance(no_regression, bool) and no_regression != WHEN_BASELINE:
+        raise HarnessError(f"{path}: no_regression must be true, false or "
+                           f'"{WHEN_BASELINE}"')
     if not rules and not no_regression:
         raise HarnessError(f"{path}: no rules and no_regression is off: nothing to check")
     tolerance = doc.get("tolerance", 0.0)
@@ -153,16 +161,21 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
             v = value.get((model, rule.measure, rule.statistic))
             checks.append(Check(model, rule.text, v, f"{rule.op} {rule.bound:g}",
                                 v is not None and OPS[rule.op](v, rule.bound)))
-    if rules.no_regression:
+    if rules.no_regression and baseline is None and rules.no_regression == WHEN_BASELINE:
+        checks.append(Check("-", "no_regression", None, "(no baseline given: nothing "
+                            "compared; the rules above decide)", True, skipped=True))
+    elif rules.no_regression:
         if baseline is None:
-            raise HarnessError("no_regression is on: pass --baseline RUN_DIR")
+            raise HarnessError("no_regression is on: pass --baseline RUN_DIR (or set "
+                               f'no_regression = "{WHEN_BASELINE}" to compare only when one '
+                               "is given)")
         _require_columns(baseline, "the baseline")
         _check_comparable(scores, baseline)
         if per_image is None or baseline_per_image is None:
             raise HarnessError("no_regression compares per-image values: pass both runs' "
                                "per_image.parquet")
         checks += _regressions(scores, per_image, baseline, baseline_per_image, models, rules)
-    if not checks:
+    if all(c.skipped for c in checks):
         raise HarnessError("the gate checked nothing: no rule applied to the run's models")
     return checks
 
