@@ -130,9 +130,15 @@ def with_outputs(path: Path, extra: tuple[str, ...], session, threads,
         if name not in present:
             proto.graph.output.append(onnx.helper.make_tensor_value_info(
                 name, types.get(name) or onnx.TensorProto.FLOAT, None))
+    return create_bounded(path, providers_of(session), threads, timeout,
+                          proto.SerializeToString())
+
+
+def providers_of(session) -> list[tuple[str, dict]]:
+    """The providers ``session`` got, with their options: what a variant of its model
+    is opened with, so it runs where and how the model runs."""
     options = session.get_provider_options()
-    providers = [(p, options.get(p, {})) for p in session.get_providers()]
-    return create_bounded(path, providers, threads, timeout, proto.SerializeToString())
+    return [(p, options.get(p, {})) for p in session.get_providers()]
 
 
 def run_bounded(session, names, feed, timeout: float | None, path: Path):

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from harness.model.session import create_bounded
+from harness.model.session import create_bounded, providers_of
 
 _STREAM = zlib.crc32(b"randomised-twin")
 _FLOATS = {1, 10, 11, 16}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -52,11 +52,10 @@ def randomised_twin(clf, seed: int):
             twins[seed] = None
         else:
             data = proto.SerializeToString()
-            options = clf.session.get_provider_options()
-            providers = [(p, options.get(p, {})) for p in clf.session.get_providers()]
             twin = copy.copy(clf)
             twin.__dict__.pop("_twins", None)
-            twin.session = create_bounded(clf.path, providers, clf._threads, clf.timeout, data)
+            twin.session = create_bounded(clf.path, providers_of(clf.session), clf._threads,
+                                          clf.timeout, data)
             twin.source, twin._variants, twin.forward_passes = data, {}, 0
             twins[seed] = twin
     return twins[seed]
