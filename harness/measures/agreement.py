@@ -9,7 +9,6 @@ from harness.measures.base import (
     MeasureInputs,
     MeasureResult,
     headline_result,
-    mean_stat,
     plain_stat,
 )
 
@@ -62,13 +61,12 @@ def compute(inp: MeasureInputs) -> MeasureResult:
     if inp.boot is not None:
         import hashlib
 
-        from harness.measures.chance import chunked, remembered
+        from harness.measures.chance import chance_stat
 
         masks = hashlib.sha256(np.packbits(inp.masks & inp.has_mask[:, None, None])).hexdigest()
-        key = ("agreement", inp.boot.seed, tuple(inp.boot.keys), m.q.shape[1:], masks)
-        details.insert(0, mean_stat("chance", remembered(key, lambda: chunked(
-            inp.boot, lambda part, rows: chance(part, m.q.shape[1:], inp.masks[rows],
-                                                inp.has_mask[rows]))), inp.boot))
+        details.insert(0, chance_stat(
+            inp.boot, ("agreement", m.q.shape[1:], masks),
+            lambda part, rows: chance(part, m.q.shape[1:], inp.masks[rows], inp.has_mask[rows])))
     return headline_result("agreement", True, values, inp.boot, details)
 
 

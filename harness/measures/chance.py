@@ -18,6 +18,7 @@ import zlib
 
 import numpy as np
 
+from harness.measures.base import Stat, mean_stat
 from harness.numerics.filters import cell_means, gaussian_blur
 from harness.numerics.pixels import to_float
 
@@ -68,6 +69,15 @@ def remembered(key: tuple, compute) -> np.ndarray:
             _KEPT.clear()
         _KEPT[key] = compute()
     return _KEPT[key]
+
+
+def chance_stat(boot, key: tuple, per_chunk) -> Stat:
+    """A measure's ``chance`` row: the mean of its per-image values for random maps,
+    ``per_chunk(images, rows)`` computed a chunk of images at a time and kept for the
+    run's next model. ``key`` names what decides them besides the seed and the images
+    (the measure, its grid, its parameters)."""
+    values = remembered((*key, boot.seed, tuple(boot.keys)), lambda: chunked(boot, per_chunk))
+    return mean_stat("chance", values, boot)
 
 
 def equivariant_maps(images: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

@@ -51,11 +51,10 @@ def compute(inp: MeasureInputs) -> MeasureResult:
     h_hat, spatial = salience_entropy(m.q, m.flat, m.s_norm)
     reference = ()
     if inp.boot is not None:
-        from harness.measures.chance import chunked, remembered
+        from harness.measures.chance import chance_stat
 
-        key = ("entropy", inp.boot.seed, tuple(inp.boot.keys), m.q.shape[1:])
-        reference = (mean_stat("chance", remembered(key, lambda: chunked(
-            inp.boot, lambda part, _: chance(part, m.q.shape[1:]))), inp.boot),)
+        reference = (chance_stat(inp.boot, ("entropy", m.q.shape[1:]),
+                                 lambda part, _: chance(part, m.q.shape[1:])),)
     return headline_result("entropy", False, h_hat, inp.boot, (*reference,
         mean_stat("spatial_entropy", spatial, inp.boot),
         mean_stat("zero_fraction", zero_fraction(m.q, m.flat), inp.boot),

@@ -64,12 +64,10 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         per_level = noise_ssim(m.q, m.flat, q_noisy)
         area = curve_area(levels, per_level)
         if inp.boot is not None:
-            from harness.measures.chance import chunked, remembered
+            from harness.measures.chance import chance_stat
 
-            key = ("out_of_set", inp.boot.seed, tuple(inp.boot.keys), m.q.shape[1:],
-                   tuple(levels))
-            stats.append(mean_stat("chance", remembered(key, lambda: chunked(
-                inp.boot, lambda part, _: chance(part, m.q.shape[1:], levels))), inp.boot))
+            stats.append(chance_stat(inp.boot, ("out_of_set", m.q.shape[1:], tuple(levels)),
+                                     lambda part, _: chance(part, m.q.shape[1:], levels)))
         for a, s in zip(levels, per_level, strict=True):
             stats.append(mean_stat(stat_name("ssim", a), s, inp.boot))
             stats.append(mean_stat(stat_name("score", a), m.noisy[a].target_score, inp.boot))

@@ -60,11 +60,10 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         upper = pairs[np.triu_indices(k, 1)]  # (pairs, N)
         per_image = column_means(upper)
         if inp.boot is not None:
-            from harness.measures.chance import chunked, remembered
+            from harness.measures.chance import chance_stat
 
-            key = ("stability", inp.boot.seed, tuple(inp.boot.keys), m.q.shape[1:], k)
-            stats.append(mean_stat("chance", remembered(key, lambda: chunked(
-                inp.boot, lambda part, _: chance(part, m.q.shape[1:], k))), inp.boot))
+            stats.append(chance_stat(inp.boot, ("stability", m.q.shape[1:], k),
+                                     lambda part, _: chance(part, m.q.shape[1:], k)))
         stats.append(mean_stat("vs_rest", column_means(np.delete(pairs[me], me, axis=0)), inp.boot))
         stats.append(plain_stat("family_size", k, k))
         for j in range(k):

@@ -12,7 +12,7 @@ from harness.measures.base import (
     plain_stat,
     stat_name,
 )
-from harness.measures.chance import chunked, equivariant_maps, remembered, uniform_maps
+from harness.measures.chance import chance_stat, equivariant_maps, remembered, uniform_maps
 from harness.numerics.perturb import TRANSFORMS, transform
 from harness.numerics.similarity import WIN, ssim
 
@@ -95,10 +95,8 @@ def compute(inp: MeasureInputs) -> MeasureResult:
     grid, grids = m.clean.raw.shape[1:], {t: raw.shape[1:] for t, raw in moved.items()}
     shapes = (grid, tuple(sorted(grids.items())))
     if inp.boot is not None:
-        details.append(mean_stat("chance", remembered(
-            ("transforms", inp.boot.seed, tuple(inp.boot.keys), *shapes),
-            lambda: chunked(inp.boot, lambda part, _: chance(part, grid, m.q_up.shape[1:],
-                                                               grids))), inp.boot))
+        details.append(chance_stat(inp.boot, ("transforms", *shapes), lambda part, _: chance(
+            part, grid, m.q_up.shape[1:], grids)))
     if inp.images is not None:
         values = remembered(("ceiling", tuple(inp.boot.keys), *shapes),
                             lambda: ceiling(inp.images, grid, grids)) if inp.boot is not None \
