@@ -18,7 +18,7 @@ import polars as pl
 
 from harness.errors import HarnessError, excerpt
 from harness.execution.engines import InProcessEngine
-from harness.execution.plan import DEFAULT_SHARD, image_keys, perturbations, shard_images
+from harness.execution.plan import DEFAULT_SHARD, INSET, perturbations, shard_images
 from harness.execution.scheduler import Scheduler
 from harness.inputs.images import ImageSet, marked
 from harness.measures import ALL, accuracy, check_grid, get_measures, too_small
@@ -185,9 +185,9 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
         if how.on_model is not None:
             how.on_model(clf, maps[clf.name])
 
-    keys = image_keys(inset.images)
+    keys = scheduler.image_keys(INSET)
     boot = Bootstrap(how.seed, keys)
-    set_boots = {name: Bootstrap(how.seed, image_keys(s.images)) for name, s in oos.items()}
+    set_boots = {name: Bootstrap(how.seed, scheduler.image_keys(name)) for name in oos}
     common = provenance(inset, config, how.seed)
     records, per_image = [], []
     for clf in clfs:

@@ -104,9 +104,14 @@ def image_hashes(images: np.ndarray) -> list[str]:
 def image_keys(images: np.ndarray) -> list[str]:
     """One distinct key per image: its content hash, with ``:2``, ``:3``... for the
     second and later copies of an image that appears more than once."""
+    return distinct_keys(image_hashes(images))
+
+
+def distinct_keys(hashes: list[str]) -> list[str]:
+    """:func:`image_keys` from the images' hashes, already computed."""
     seen: dict[str, int] = {}
     keys = []
-    for h in image_hashes(images):
+    for h in hashes:
         seen[h] = seen.get(h, 0) + 1
         keys.append(h if seen[h] == 1 else f"{h}:{seen[h]}")
     return keys

@@ -18,6 +18,7 @@ from harness.execution.plan import (
     Group,
     Perturbation,
     Task,
+    distinct_keys,
     image_hashes,
     model_identity,
     split_units,
@@ -45,6 +46,10 @@ class Scheduler:
         self.providers = {}  # model -> providers that computed its maps
         self.first_failure = {}  # model -> index of its first failing unit
         self.computed_passes = self.reused_maps = self.cached_units = 0
+
+    def image_keys(self, part: str) -> list[str]:
+        """The distinct keys of a set's images (its hashes, made once for the cache)."""
+        return distinct_keys(self.hashes[part])
 
     def _keys(self, unit) -> dict[Perturbation, list[str]]:
         hashes = self.hashes[unit.part][unit.start:unit.stop]
