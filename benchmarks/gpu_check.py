@@ -37,8 +37,9 @@ def resnet50_like(path: Path, size: int = 224, classes: int = 2, seed: int = 0) 
     """A ResNet-50-shaped network (bottleneck blocks 3-4-6-3, widths 64-512 x 4, batch
     norm folded into the convolutions) with He-initialised random weights: the cost of
     a ResNet-50 forward pass without downloading one."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
+
+    from tests.onnx_models import gap_linear_model
 
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
@@ -73,21 +74,7 @@ def resnet50_like(path: Path, size: int = 224, classes: int = 2, seed: int = 0) 
             nodes += [helper.make_node("Add", [y, skip], [f"{name}.sum"]),
                       helper.make_node("Relu", [f"{name}.sum"], [name])]
             x, cin = name, width * 4
-    fc = rng.normal(0, np.sqrt(1 / cin), (classes, cin)).astype(np.float32)
-    inits += [numpy_helper.from_array(fc, "fc.w"),
-              numpy_helper.from_array(np.zeros(classes, np.float32), "fc.b")]
-    nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"]),
-              helper.make_node("Flatten", ["gap"], ["feat"], axis=1),
-              helper.make_node("Gemm", ["feat", "fc.w", "fc.b"], ["logits"], transB=1)]
-    graph = helper.make_graph(
-        nodes, "resnet50_like",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
-    onnx.save(model, str(path))
-    return path
+    return gap_linear_model(path, "resnet50_like", nodes, inits, x, cin, size, classes, rng)
 
 
 def _timed(fn, repeat: int) -> float:

@@ -81,6 +81,15 @@ def cnn_model(path, size=64, widths=(8, 16), classes=2, seed=0, strides=None, me
                                    strides=[stride, stride]),
                   helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
         src, channels = f"r{i}", width
+    return gap_linear_model(path, "cnn", nodes, inits, src, channels, size, classes, rng,
+                            metadata)
+
+
+def gap_linear_model(path, name, nodes, inits, src, channels, size, classes, rng,
+                     metadata=None) -> Path:
+    """Finish a convolutional body (``nodes`` and ``inits`` reading input ``image``
+    (N, 3, size, size), its last feature map ``src`` with ``channels``) with global
+    average pooling and one He-initialised linear layer to ``logits``, and save it."""
     fc = rng.normal(0, np.sqrt(1 / channels), (classes, channels)).astype(np.float32)
     inits += [numpy_helper.from_array(fc, "fc.w"),
               numpy_helper.from_array(np.zeros(classes, np.float32), "fc.b")]
@@ -88,7 +97,7 @@ def cnn_model(path, size=64, widths=(8, 16), classes=2, seed=0, strides=None, me
               helper.make_node("Flatten", ["gap"], ["feat"], axis=1),
               helper.make_node("Gemm", ["feat", "fc.w", "fc.b"], ["logits"], transB=1)]
     graph = helper.make_graph(
-        nodes, "cnn",
+        nodes, name,
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
         initializer=inits)
