@@ -138,9 +138,10 @@ def test_cpu_provider_reported(linear_path):
     assert OnnxClassifier(linear_path).provider == "CPUExecutionProvider"
 
 
-def test_cuda_sessions_compute_in_full_float32(monkeypatch):
-    """TF32 would make scores depend on the card; CUDA is asked for without it, and a
-    CPU-only machine gets the CPU provider alone."""
+def test_cuda_sessions_compute_in_full_float32_and_reproducibly(monkeypatch):
+    """TF32 would make scores depend on the card and cuDNN's timed search on the
+    process; CUDA is asked for without either, and a CPU-only machine gets the CPU
+    provider alone."""
     import onnxruntime
 
     import harness.model.session as session
@@ -149,7 +150,8 @@ def test_cuda_sessions_compute_in_full_float32(monkeypatch):
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: None, raising=False)
-    assert session.default_providers() == [("CUDAExecutionProvider", {"use_tf32": "0"}),
-                                           "CPUExecutionProvider"]
+    assert session.default_providers() == [
+        ("CUDAExecutionProvider", {"use_tf32": "0", "cudnn_conv_algo_search": "HEURISTIC"}),
+        "CPUExecutionProvider"]
     monkeypatch.setattr(session, "nvidia_gpu_visible", lambda: False)
     assert session.default_providers() == ["CPUExecutionProvider"]
