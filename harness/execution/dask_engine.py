@@ -53,7 +53,8 @@ def _run_unit(ref, task):
 
     try:
         clf = get_worker().plugins[PLUGIN].get(ref)
-        return clf.provider, compute(clf, task)
+        groups = compute(clf, task)
+        return clf.execution, groups
     except HarnessError as exc:
         # returned, not raised: a model's failure is a result, not a reason to retry
         return exc

@@ -45,9 +45,11 @@ class InProcessEngine:
         for task in tasks:
             clf = self.classifiers[task.unit.model]
             try:
-                yield task, (clf.provider, compute(clf, task))
+                groups = compute(clf, task)
             except HarnessError as exc:
                 yield task, exc
+            else:  # after computing: the execution names the I/O path the copies took
+                yield task, (clf.execution, groups)
 
     def close(self) -> None:
         """Nothing to release: the classifiers belong to the caller."""

@@ -162,7 +162,7 @@ class Scheduler:
                    for p in self.costs[(model, u.part, u.start)])
 
     def provider(self, clf) -> str:
-        return "+".join(sorted(self.providers.get(clf.name) or {clf.provider}))
+        return "+".join(sorted(self.providers.get(clf.name) or {clf.execution}))
 
 
 def _group_of(entries) -> Group:

@@ -51,6 +51,9 @@ class OnnxClassifier:
     """
 
     source = None  # the serialised graph of an in-memory variant (a twin); None: the file
+    # Perturbed copies are made and run on the GPU where the model runs there
+    # (harness.salience.bound); False keeps them on the host path, to compare the two.
+    bind_io = True
 
     def __init__(self, path, spec: ModelSpec | None = None, providers=None,
                  threads: int | None = None, batch_size: int = 64,
@@ -183,6 +186,14 @@ class OnnxClassifier:
     @property
     def family(self) -> str | None:
         return self.spec.family
+
+    @property
+    def execution(self) -> str:
+        """The provider, with ``[iobinding]`` once perturbed copies ran bound on its
+        device: what the results record as this model's provider."""
+        if "iobinding" in self.__dict__.get("io_paths", ()):
+            return f"{self.provider}[iobinding]"
+        return self.provider
 
     @functools.cached_property
     def sha256(self) -> str:

@@ -53,7 +53,8 @@ def randomised_twin(clf, seed: int):
         else:
             data = proto.SerializeToString()
             twin = copy.copy(clf)
-            twin.__dict__.pop("_twins", None)
+            for own in ("_twins", "_bound_buffers"):  # a session's own, not the model's
+                twin.__dict__.pop(own, None)
             twin.session = create_bounded(clf.path, providers_of(clf.session), clf._threads,
                                           clf.timeout, data)
             twin.source, twin._variants, twin.forward_passes = data, {}, 0

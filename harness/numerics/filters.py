@@ -130,12 +130,19 @@ def to_model_input(images: np.ndarray, color: str, mean: np.ndarray, std: np.nda
     """
     x = np.ascontiguousarray(images, dtype=np.float32)
     n, h, w, _ = x.shape
-    c = 1 if color == "L" else 3
-    mix = {"RGB": np.eye(3), "BGR": np.eye(3)[::-1], "L": LUMA[None, :]}[color]
+    mix, mean, inv_std = normalize_tables(color, mean, std)
+    c = len(mix)
     out = np.empty((n, c, h, w) if channels_first else (n, h, w, c), np.float32)
-    _normalize(x, np.ascontiguousarray(mix, np.float32), np.asarray(mean, np.float32),
-               (1.0 / np.asarray(std, np.float64)).astype(np.float32), channels_first, out)
+    _normalize(x, mix, mean, inv_std, channels_first, out)
     return out
+
+
+def normalize_tables(color: str, mean, std) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`to_model_input`'s kernel reads: the ``(C, 3)`` colour mix, the mean
+    and 1 / std, all float32."""
+    mix = {"RGB": np.eye(3), "BGR": np.eye(3)[::-1], "L": LUMA[None, :]}[color]
+    return (np.ascontiguousarray(mix, np.float32), np.asarray(mean, np.float32),
+            (1.0 / np.asarray(std, np.float64)).astype(np.float32))
 
 
 @njit(cache=True, parallel=True)

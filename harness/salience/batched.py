@@ -15,7 +15,26 @@ import numpy as np
 
 from harness.errors import NonFiniteOutput
 from harness.numerics.filters import gaussian_blur
+from harness.salience.bound import IOBINDING, DeviceImages, bound_device
 from harness.salience.scoring import class_scores, resolve_targets
+
+
+def _blur_sigmas(images: np.ndarray, baseline, grid: int) -> tuple[float, float] | None:
+    """Per-axis sigmas of the blur baseline, or None for another baseline."""
+    if isinstance(baseline, str) and baseline == "blur":
+        _, h, w, _ = images.shape
+        return h / grid / 2.0, w / grid / 2.0
+    return None
+
+
+def _targets(model, n: int, clean, target, score: str, need_clean: bool):
+    """The explained class per image and, when wanted, the clean images' scores."""
+    if clean is None:
+        targets = resolve_targets(np.empty((n, 0)), target, model.num_classes)
+    else:
+        targets = resolve_targets(clean, target)
+    clean_score = class_scores(clean, model.output_kind, targets, score) if need_clean else None
+    return targets, clean_score
 
 
 def make_baseline(images: np.ndarray, baseline, grid: int) -> np.ndarray:
@@ -27,10 +46,10 @@ def make_baseline(images: np.ndarray, baseline, grid: int) -> np.ndarray:
             ``"mean"`` (per-image, per-channel mean) or a number (constant grey).
         grid: cells per side, which sets the blur's cell size.
     """
-    n, h, w, _ = images.shape
+    blur = _blur_sigmas(images, baseline, grid)
+    if blur is not None:
+        return gaussian_blur(images, blur)
     if isinstance(baseline, str):
-        if baseline == "blur":
-            return gaussian_blur(images, (h / grid / 2.0, w / grid / 2.0))
         if baseline == "mean":
             means = images.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
             return np.ascontiguousarray(np.broadcast_to(means, images.shape), np.float32)
@@ -59,14 +78,16 @@ class ScoredCopies:
 FillKernel = Callable[..., None]
 
 
-def score_perturbations(model, images: np.ndarray, baselines: np.ndarray, per_image: int,
+def score_perturbations(model, images: np.ndarray, baseline, grid: int, per_image: int,
                         fill: FillKernel, target=None, score: str = "log_odds",
                         batch_size: int | None = None, clean=None,
-                        need_clean: bool = True) -> ScoredCopies:
+                        need_clean: bool = True, device_fill: tuple | None = None
+                        ) -> ScoredCopies:
     """Score ``per_image`` perturbed copies of every image, in large batches.
 
     Args:
-        images, baselines: ``(N, H, W, 3) float32`` pixel space.
+        images: ``(N, H, W, 3) float32`` pixel space.
+        baseline, grid: what replaces hidden pixels, see :func:`make_baseline`.
         per_image: perturbations per image (P).
         fill: ``fill(src, base, item_img, item_pert, prev_img, prev_pert, out,
             channels_first)`` writes copy ``item_pert[b]`` of ``src[item_img[b]]`` into
@@ -78,6 +99,10 @@ def score_perturbations(model, images: np.ndarray, baselines: np.ndarray, per_im
         clean: the model's clean ``(N, K)`` outputs if the caller has them.
         need_clean: whether clean scores are wanted; without them and with an explicit
             ``target`` no clean pass is run.
+        device_fill: ``(kernel, tables)``, the :mod:`~harness.numerics.cuda_kernels` twin of
+            ``fill`` and its per-perturbation tables: where the model runs on a GPU the
+            baselines, preprocessing, clean pass and copies are then made and run there
+            (:mod:`~harness.salience.bound`).
 
     Each batch slot works through its own contiguous run of (image, perturbation)
     items, so consecutive copies in a slot mostly differ only where the perturbation
@@ -86,6 +111,21 @@ def score_perturbations(model, images: np.ndarray, baselines: np.ndarray, per_im
     n, h, w, _ = images.shape
     batch = int(batch_size or model.batch_size)
     resized = model.needs_resize((h, w))
+    device = bound_device(model, resized) if device_fill is not None else None
+    paths = model.__dict__.setdefault("io_paths", set())
+    if device is not None:
+        paths.add(IOBINDING)
+        blur = _blur_sigmas(images, baseline, grid)
+        on_device = DeviceImages(model, device, images, blur,
+                                 None if blur else make_baseline(images, baseline, grid),
+                                 batch)
+        if clean is None and (target is None or need_clean):
+            clean = on_device.clean()
+        targets, clean_score = _targets(model, n, clean, target, score, need_clean)
+        kernel, tables = device_fill
+        scores = on_device.scores(kernel, tables, per_image, targets, score)
+        return ScoredCopies(targets, clean_score, scores.reshape(n, per_image))
+    baselines = make_baseline(images, baseline, grid)
     if resized:
         src, base, channels_first = images, baselines, False
     else:
@@ -93,14 +133,8 @@ def score_perturbations(model, images: np.ndarray, baselines: np.ndarray, per_im
         channels_first = model.layout == "NCHW"
     if clean is None and (target is None or need_clean):
         clean = model.forward(src, prepared=not resized)
-    if clean is None:
-        targets = resolve_targets(np.empty((n, 0)), target, model.num_classes)
-    else:
-        targets = resolve_targets(clean, target)
-    clean_score = None
-    if need_clean:
-        clean_score = class_scores(clean, model.output_kind, targets, score)
-
+    targets, clean_score = _targets(model, n, clean, target, score, need_clean)
+    paths.add("host")
     total = n * per_image
     queue = -(-total // batch)  # items per slot
     buffer = np.empty((min(batch, total),) + src.shape[1:], np.float32)

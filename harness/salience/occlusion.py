@@ -6,7 +6,7 @@ from numba import njit
 
 from harness.numerics.filters import cell_edges
 from harness.numerics.pixels import checked_float
-from harness.salience.batched import make_baseline, score_perturbations
+from harness.salience.batched import score_perturbations
 
 
 def window_boxes(height: int, width: int, grid: int, window: int) -> np.ndarray:
@@ -54,8 +54,9 @@ def occlusion(model, images, grid: int = 7, window: int = 1, baseline="blur", ta
         _fill_occluded(src, base, item_img, item_pert, prev_img, prev_pert, boxes, out,
                        channels_first)
 
-    res = score_perturbations(model, x, make_baseline(x, baseline, grid), len(boxes), fill,
-                              target, score, batch_size, clean)
+    res = score_perturbations(model, x, baseline, grid, len(boxes), fill,
+                              target, score, batch_size, clean,
+                              device_fill=("occluded", (boxes,)))
     drops = res.clean[:, None] - res.scores
     return _windows_to_cells(drops, grid, window).astype(np.float32)
 

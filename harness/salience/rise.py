@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from harness.numerics.filters import cell_edges
 from harness.numerics.pixels import checked_float
-from harness.salience.batched import make_baseline, score_perturbations
+from harness.salience.batched import score_perturbations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +105,10 @@ def rise(model, images, n_masks: int = 1000, cell: int = 7, p_keep: float = 0.5,
         _fill_masked(src, base, item_img, bank.grids[item_pert], bank.shifts[item_pert],
                      up_h, up_w, out, channels_first)
 
-    scores = score_perturbations(model, x, make_baseline(x, baseline, grid), len(bank), fill,
-                                 target, score, batch_size, clean, need_clean=False).scores
+    scores = score_perturbations(model, x, baseline, grid, len(bank), fill,
+                                 target, score, batch_size, clean, need_clean=False,
+                                 device_fill=("masked", (bank.grids, bank.shifts, up_h, up_w))
+                                 ).scores
     pooled = _pooled_masks(bank.grids, bank.shifts, up_h, up_w, h, w,
                            cell_edges(h, grid), cell_edges(w, grid))
     centred = scores - scores.mean(axis=1, keepdims=True)
