@@ -48,7 +48,9 @@ class Evaluation:
         engine: where units run (default: in this process, see
             :mod:`harness.execution.engines`).
         progress: called as ``progress(done_units, total_units, unit, computed_passes)``
-            after each unit of work (model x shard of images).
+            after each unit of work (model x shard of images); when it has them, also
+            ``progress.plan(units, cached_units, passes_to_compute)`` once the cache is
+            consulted and ``progress.start(unit)`` as a unit is taken.
         on_model: called with each scored model and all its maps (e.g. to keep
             examples for a report).
         on_unit: called with each finished :class:`harness.execution.plan.Unit` once its

@@ -19,28 +19,98 @@ MEASURE_NAMES = ("entropy", "out_of_set", "transforms", "stability", "degradatio
 
 
 class _Progress:
-    """A progress bar over units of work (model x shard) on stderr, with the forward
-    passes per second computed in this run."""
+    """What a run is doing, on stderr: the plan once the cache is consulted, then the
+    unit of work running (model, image set, images) with the passes per second computed
+    so far and the time left at that rate. On a terminal one line redrawn in place;
+    otherwise a line per computed unit, for logs."""
 
-    def __init__(self):
-        self.bar = None
-        self.started = None
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = self.running = None
+        self.done = self.total = self.computed = self.to_compute = 0
+        self.drawn = False
 
-    def __call__(self, done, total, unit, computed_passes):
+    def _echo(self, text: str, nl: bool = True) -> None:
+        click.echo(text, file=self.stream, nl=nl)
+
+    def plan(self, units: int, cached: int, passes: int) -> None:
         import time
 
-        if self.bar is None:
-            self.started = time.perf_counter()
-            self.bar = click.progressbar(length=total, file=sys.stderr, label="scoring",
-                                         show_eta=True, item_show_func=lambda text: text)
-            self.bar.__enter__()
-        rate = computed_passes / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(1, f"{unit.model} {unit.part} {unit.start}-{unit.stop}, "
-                           f"{rate:,.0f} passes/s")
+        self.started, self.total, self.to_compute = time.perf_counter(), units, passes
+        whole = f", {cached} whole in the cache" if cached else ""
+        self._echo(f"{units} units of work (model x images){whole}: {passes:,} forward "
+                   "passes to compute")
 
-    def end(self):
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+    def start(self, unit) -> None:
+        self.running = unit
+        self._draw()
+
+    def __call__(self, done, total, unit, computed_passes) -> None:
+        before, self.done, self.total = self.computed, done, total
+        self.computed = computed_passes
+        if self.running == unit:
+            self.running = None
+        if not self.tty and computed_passes > before:
+            self._echo(f"[{done}/{total}] {_unit_name(unit)} done, {self._rate()}")
+        self._draw()
+
+    def _rate(self) -> str:
+        import time
+
+        if self.started is None or not self.computed:
+            return "starting"
+        rate = self.computed / max(time.perf_counter() - self.started, 1e-9)
+        left = max(self.to_compute - self.computed, 0) / rate
+        return f"{rate:,.0f} passes/s, about {_duration(left)} left"
+
+    def _draw(self) -> None:
+        if not self.tty:
+            return
+        import shutil
+
+        what = f"computing {_unit_name(self.running)}" if self.running else "scoring"
+        line = f"[{self.done}/{self.total}] {what}, {self._rate()}"
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self._echo("\r\x1b[K" + line[:width], nl=False)
+        self.drawn = True
+
+    def end(self) -> None:
+        if self.drawn:
+            self._echo("\r\x1b[K", nl=False)
+
+
+def _unit_name(unit) -> str:
+    return f"{unit.model} on {unit.part} images {unit.start + 1}-{unit.stop}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+def _announce(config) -> str:
+    """The first line of a run: what will be scored, from the settings alone (before
+    anything heavy is loaded)."""
+    from harness.inputs.zoo import builtin_manifest, read_manifest
+
+    manifests = list(config.zoo) or ([] if config.models else [builtin_manifest()])
+    zoos = [read_manifest(m) for m in manifests]
+    models = sum(len(z.models) for z in zoos) + len(config.models)
+    where = "the built-in zoo" if not config.zoo and not config.models else \
+        ", ".join([m.name for m in config.zoo] + ([f"{len(config.models)} --model"]
+                                                  if config.models else []))
+    own = next((z.data for z in zoos if z.data is not None), None)
+    data = config.data or own
+    split = config.split or (next((z.split for z in zoos if z.data is not None), None)
+                             if config.data is None else None)
+    images = f"{Path(data).name if data else '?'}" + (f" [{split}]" if split else "") + (
+        f", first {config.limit}" if config.limit else "")
+    measures = list(config.measures) or list(MEASURE_NAMES)
+    sal = config.salience
+    method = f"{sal.method} {sal.grid}x{sal.grid}"
+    return (f"scoring {models} model{'s' * (models != 1)} ({where}) on {images}: "
+            f"{', '.join(measures)}; {method} salience -> {config.out}/")
 
 
 def _run_options(f):
@@ -162,6 +232,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, wi
     log_to_stderr()
     progress = None if quiet or as_json else _Progress()
     say = (lambda message: None) if quiet or as_json else (lambda m: click.echo(m, err=True))
+    say(_announce(config))
     try:
         done = run_all(config, progress, resume=resume is not None, log=say)
     finally:
@@ -173,8 +244,9 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, wi
         return
     info = done.info
     if not quiet:
-        click.echo(f"{info['models']} models, {info['images']} images, "
-                   f"{info['computed_passes']:,} forward passes in {info['seconds']:.0f} s on "
+        click.echo(f"done: {info['models']} models, {info['images']} images, "
+                   f"{info['computed_passes']:,} forward passes computed in "
+                   f"{info['seconds']:.0f} s on "
                    f"{', '.join(info['providers']) or 'no provider'}", err=True)
     click.echo(render(done.board, dirs, "table", wide=wide))
     click.echo(f"results: {config.out}/", err=True)

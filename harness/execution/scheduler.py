@@ -89,8 +89,13 @@ class Scheduler:
             if progress is not None:
                 progress(done, len(self.units), unit, self.computed_passes)
 
+        if hasattr(progress, "plan"):
+            progress.plan(len(self.units), self.cached_units,
+                          sum(self.task_passes(t) for t in tasks))
         # lazily, so an in-process run skips the units of a model once it has failed
         pending = (t for t in tasks if t.unit.model not in failed)
+        if hasattr(progress, "start"):
+            pending = _announced(pending, progress.start)
         order = {u.id: i for i, u in enumerate(self.units)}
         refs = {name: ModelRef(c.path, c.spec, self.identity[name], c.batch_size, c.timeout)
                 for name, c in self.clfs.items()}
@@ -113,6 +118,12 @@ class Scheduler:
             if progress is not None:
                 progress(done, len(self.units), unit, self.computed_passes)
         return failed
+
+    def task_passes(self, task) -> int:
+        """The forward passes ``task`` will cost: per image a pass and the method's map
+        for each perturbation it explains, a pass for one it only scores."""
+        per_map = self.config.passes_per_image()
+        return len(task.images) * sum(1 + per_map if p.explained else 1 for p in task.todo)
 
     def _store(self, unit, task, provider, computed):
         keys = self._keys(unit)
@@ -172,3 +183,11 @@ def _group_of(entries) -> Group:
                            np.array([e.prob for e in entries]),
                            np.array([e.predicted for e in entries], np.int64)),
                  entries[0].passes)
+
+
+def _announced(tasks, start):
+    """``tasks``, each announced with ``start(unit)`` as it is taken: in-process, just
+    before it is computed."""
+    for task in tasks:
+        start(task.unit)
+        yield task
