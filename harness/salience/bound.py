@@ -1,14 +1,15 @@
-"""Perturbed copies made and run where the model runs: a CUDA kernel writes each batch
-into a preallocated device buffer from one uploaded copy of the images, and ONNX
-Runtime's I/O binding runs the model on that buffer in place, its (batch, classes)
-outputs landing in another device buffer that comes back in large chunks. No batch
-crosses to the host and nothing is allocated per batch.
+"""Perturbed copies made and run where the model runs. The images go to the GPU once
+per call; the blur baseline and the model's preprocessing are computed there; CUDA
+kernels write groups of batches into preallocated device buffers while the model runs
+the previous group, each batch run in place through ONNX Runtime's I/O binding; only
+its (batch, classes) output comes back, into a small host array bound once. Nothing is
+allocated per batch.
 
 Used for models on the CUDA provider when Numba reaches the GPU, whose input is float32
-at the images' own size (preprocessing then commutes with the blend, see
-``batched.score_perturbations``) and whose output is a float32 (N, classes) tensor. Every
-other model keeps the host path. Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``)
-a CPU-provider model takes this path too, with the simulator's arrays bound as host
+at the images' own size (a copy that needed resizing would need it per copy, which only
+the host path does) and whose output is a float32 (N, classes) tensor. Every other model
+keeps the host path. Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) a
+CPU-provider model takes this path too, with the simulator's arrays bound as host
 memory: how the path is tested without a GPU.
 """
 
@@ -174,7 +175,7 @@ class DeviceImages:
                score: str) -> np.ndarray:
         """Scores ``(N * per_image,) float64`` of every perturbed copy: ``cuda_kernels``
         kernel ``kernel`` with its per-perturbation ``tables`` (host arrays are
-        uploaded once) writes a group of batches while the model runs the last group,
+        uploaded once) writes the next group of batches while the model runs this one,
         each batch bound in place."""
         model, cuda, buf = self.model, self.cuda, self._buffers()
         total = self.n * per_image
