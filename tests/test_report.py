@@ -2,6 +2,7 @@ import base64
 import io
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -57,6 +58,29 @@ def test_report_renders_everything(tiny_zoo, tmp_path):  # noqa: F811
         assert src.startswith("data:image/png;base64,")  # inlined: no network
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
     assert "http://" not in page and "https://" not in page
+    # nothing of the machine it was made on: no absolute path
+    for place in (tmp_path, Path(__file__).resolve().parents[1], Path.home()):
+        assert str(place) not in page
+    # one model order, the leaderboard's, in the tables as in the figures
+    board = re.findall(r"<tr><td>\d+</td><td>([^<]+)</td>", page.split("<h2>Leaderboard")[1]
+                       .split("</table>")[0])
+    provenance = re.findall(r"<tr><td>([^<]+)</td><td>", page.split("<h2>Provenance")[1]
+                            .split("</table>")[1])
+    assert board == provenance and sorted(board) == ["a", "b", "c"]
+    # the stability matrices say how their cells relate to the family's headline
+    assert "Cells: mean SSIM" in text and "for every model of it" in text
+
+
+@pytest.mark.parametrize("source,expected", [("data.npz[test]", "data.npz[test]"),
+                                             ("/elsewhere/x/faces.npz[test]", "faces.npz[test]"),
+                                             ("/elsewhere/images", "images")])
+def test_report_shows_paths_relative_or_by_name(tmp_path, monkeypatch, source, expected):
+    from harness.report.page import shown
+
+    monkeypatch.chdir(tmp_path)
+    if not source.startswith("/"):
+        source = str(tmp_path / source)
+    assert shown(source) == expected
 
 
 def test_report_of_a_folder_without_a_run(tmp_path):

@@ -34,11 +34,11 @@ def _stat(scores: pl.DataFrame, measure: str, kind: str) -> pl.DataFrame:
                          & pl.col("statistic").str.starts_with(stat_name(kind, "")))
 
 
-def _ordered_models(scores) -> list[tuple[str, str]]:
-    """(model, family) of scored models, families grouped."""
+def _ordered_models(scores, order: list[str]) -> list[tuple[str, str]]:
+    """(model, family) of the scored models in ``order`` (the leaderboard's)."""
     ok = scores.filter(pl.col("status") == "ok").unique("model", keep="first")
-    return sorted(((r["model"], r["family"] or "-") for r in ok.iter_rows(named=True)),
-                  key=lambda mf: (mf[1], mf[0]))
+    family = {r["model"]: r["family"] or "-" for r in ok.iter_rows(named=True)}
+    return [(m, family[m]) for m in order if m in family]
 
 
 def reference(scores: pl.DataFrame, measure: str, statistic: str) -> float | None:
@@ -49,12 +49,12 @@ def reference(scores: pl.DataFrame, measure: str, statistic: str) -> float | Non
     return float(values.mean()) if len(values) else None
 
 
-def measure_figure(scores, dirs) -> str:
+def measure_figure(scores, dirs, order: list[str]) -> str:
     import matplotlib.pyplot as plt
 
-    models = _ordered_models(scores)
+    models = _ordered_models(scores, order)
     colours = _colour_of([f for _, f in models])
-    fig, axes = plt.subplots(1, len(dirs), figsize=(3.1 * len(dirs), 0.32 * len(models) + 1.4),
+    fig, axes = plt.subplots(1, len(dirs), figsize=(3.1 * len(dirs), 0.36 * len(models) + 1.4),
                              sharey=True, squeeze=False)
     y = np.arange(len(models))
     for ax, (measure, higher) in zip(axes[0], dirs.items(), strict=True):
@@ -68,27 +68,27 @@ def measure_figure(scores, dirs) -> str:
             low = r["ci_low"] if r["ci_low"] is not None else r["value"]
             high = r["ci_high"] if r["ci_high"] is not None else r["value"]
             ax.errorbar(r["value"], i, xerr=[[r["value"] - low], [high - r["value"]]], fmt="o",
-                        color=colours[family], ms=4, capsize=2)
+                        color=colours[family], ms=5, capsize=2)
         for statistic, style in (("chance", "--"), ("ceiling", ":")):
             level = reference(scores, measure, statistic)
             if level is not None:
                 ax.axvline(level, color="#555", ls=style, lw=1, label=statistic)
-                ax.legend(fontsize=7, loc="lower right")
-        ax.set_title(f"{measure} {'↑' if higher else '↓'}", fontsize=10)
+                ax.legend(fontsize=9, loc="lower right")
+        ax.set_title(f"{measure} {'↑' if higher else '↓'}", fontsize=12)
         ax.grid(axis="x", alpha=.3)
-        ax.tick_params(labelsize=8)
+        ax.tick_params(labelsize=10)
     axes[0][0].set_yticks(y, [m for m, _ in models])
     axes[0][0].invert_yaxis()
     return _png(fig)
 
 
-def noise_figure(scores) -> str | None:
+def noise_figure(scores, order: list[str]) -> str | None:
     import matplotlib.pyplot as plt
 
     rows = _stat(scores, "out_of_set", "ssim")
     if rows.is_empty():
         return None
-    models = _ordered_models(scores)
+    models = _ordered_models(scores, order)
     colours = _colour_of([f for _, f in models])
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for model, family in models:
@@ -105,65 +105,78 @@ def noise_figure(scores) -> str | None:
     return _png(fig)
 
 
-def transform_figure(scores) -> str | None:
+def transform_figure(scores, order: list[str]) -> str | None:
     import matplotlib.pyplot as plt
 
     rows = _stat(scores, "transforms", "ssim")
     if rows.is_empty():
         return None
-    models = [m for m, _ in _ordered_models(scores)]
+    models = [m for m, _ in _ordered_models(scores, order)]
     names = list(dict.fromkeys(split_stat_name(s)[1] for s in rows["statistic"]))
     grid = np.full((len(models), len(names)), np.nan)
     for r in rows.iter_rows(named=True):
         if r["model"] in models and r["value"] is not None:
             column = names.index(split_stat_name(r["statistic"])[1])
             grid[models.index(r["model"]), column] = r["value"]
-    fig, ax = plt.subplots(figsize=(0.62 * len(names) + 2.5, 0.3 * len(models) + 1.6))
+    fig, ax = plt.subplots(figsize=(0.75 * len(names) + 2.5, 0.36 * len(models) + 1.6))
     im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(models)), models, fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=10)
+    ax.set_yticks(range(len(models)), models, fontsize=10)
     for i in range(len(models)):
         for j in range(len(names)):
             if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if grid[i, j] < 0.6 else "black")
     fig.colorbar(im, ax=ax, fraction=0.03, label="SSIM")
     return _png(fig)
 
 
-def stability_figures(scores) -> list[tuple[str, str]]:
+def stability_figures(scores, order: list[str]) -> list[tuple[str, str, str]]:
+    """Per family: (family, what its headline is against its cells, the matrix)."""
     import matplotlib.pyplot as plt
 
     rows = _stat(scores, "stability", "ssim_with")
+    heads = {r["family"]: r for r in scores.filter(
+        (pl.col("measure") == "stability") & (pl.col("statistic") == "headline")
+        & pl.col("value").is_not_null()).iter_rows(named=True)}
     out = []
     for family in sorted({f for f in rows["family"].to_list() if f}):
         fam = rows.filter(pl.col("family") == family)
-        models = sorted(set(fam["model"]))
+        models = [m for m in order if m in set(fam["model"])]
         m = np.eye(len(models))
         for r in fam.iter_rows(named=True):
             other = split_stat_name(r["statistic"])[1]
             if other in models and r["value"] is not None:
                 m[models.index(r["model"]), models.index(other)] = r["value"]
-        fig, ax = plt.subplots(figsize=(0.55 * len(models) + 2.2, 0.55 * len(models) + 1.2))
+        fig, ax = plt.subplots(figsize=(0.6 * len(models) + 2.4, 0.6 * len(models) + 1.3))
         im = ax.imshow(m, cmap="magma", vmin=0, vmax=1)
-        ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(models)), models, fontsize=8)
+        ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=10)
+        ax.set_yticks(range(len(models)), models, fontsize=10)
         for i in range(len(models)):
             for j in range(len(models)):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=9,
                         color="white" if m[i, j] < 0.6 else "black")
         fig.colorbar(im, ax=ax, fraction=0.04, label="SSIM")
-        out.append((family, _png(fig)))
+        cells = m[~np.eye(len(models), dtype=bool)].mean() if len(models) > 1 else np.nan
+        head = heads.get(family)
+        said = (f"Cells: mean SSIM of two models' maps over the images where neither map is "
+                f"flat; their mean is {cells:.3f}.")
+        if head is not None:
+            said += (f" The family's stability, {head['value']:.3f} [{head['ci_low']:.3f}, "
+                     f"{head['ci_high']:.3f}] for every model of it, averages the other way "
+                     "round: per image over the pairs it has, then over the images, so an "
+                     "image with a flat map weighs as much as any other.")
+        out.append((family, said, _png(fig)))
     return out
 
 
-def degradation_figure(scores) -> str | None:
+def degradation_figure(scores, order: list[str]) -> str | None:
     import matplotlib.pyplot as plt
 
     rows = _stat(scores, "degradation", "score_drop")
     if rows.is_empty():
         return None
-    models = [m for m, _ in _ordered_models(scores)]
+    models = [m for m, _ in _ordered_models(scores, order)]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(models) + 2), 3.6))
     width = 0.27
     modes = (("object", "#d62728"), ("control", "#7f7f7f"), ("background", "#1f77b4"))
@@ -180,9 +193,9 @@ def degradation_figure(scores) -> str | None:
         ax.bar(np.arange(len(models)) + (k - 1) * width, values, width, yerr=[low, high],
                color=colour, capsize=2, label=label)
     ax.axhline(0, color="black", lw=.6)
-    ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=10)
     ax.set_ylabel("log-odds drop of the explained class")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     ax.grid(axis="y", alpha=.3)
     return _png(fig)
 
@@ -196,7 +209,7 @@ def overlay_figure(images, maps, models, col_names) -> str:
     from harness.report.overlay import overlay
 
     n_models, n_rows = maps.shape[:2]
-    fig, axes = plt.subplots(n_rows, n_models, figsize=(0.95 * n_models + 1.3, 0.95 * n_rows + .9),
+    fig, axes = plt.subplots(n_rows, n_models, figsize=(1.1 * n_models + 1.6, 1.1 * n_rows + 1.2),
                              squeeze=False)
     for m in range(n_models):
         s_norm = scale(maps[m])[0]
@@ -206,9 +219,9 @@ def overlay_figure(images, maps, models, col_names) -> str:
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
-                ax.set_title(models[m], fontsize=7, rotation=45, ha="left", va="bottom")
+                ax.set_title(models[m], fontsize=10, rotation=45, ha="left", va="bottom")
             if m == 0:
-                ax.set_ylabel(col_names[j], fontsize=8, rotation=0, ha="right", va="center")
+                ax.set_ylabel(col_names[j], fontsize=10, rotation=0, ha="right", va="center")
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return _png(fig)
 
@@ -226,9 +239,9 @@ def win_matrix_figure(pairs: pl.DataFrame, models: list[str], dirs: dict[str, bo
     if not measures or len(models) < 2:
         return None
     at = {m: i for i, m in enumerate(models)}
-    cols = min(3, len(measures))
+    cols = min(2, len(measures))  # two across: a page-wide figure keeps its labels legible
     rows = -(-len(measures) // cols)
-    side = 0.28 * len(models) + 1.6
+    side = 0.34 * len(models) + 1.8
     fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False)
     for ax, measure in zip(axes.flat, measures, strict=False):
         grid = np.full((len(models), len(models)), np.nan)
@@ -241,10 +254,10 @@ def win_matrix_figure(pairs: pl.DataFrame, models: list[str], dirs: dict[str, bo
         span = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
         ax.set_facecolor("#f2f2f2")
         image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu", vmin=-span, vmax=span)
-        ax.set_title(f"{measure} {'↑' if dirs[measure] else '↓'}", fontsize=10)
-        ax.set_xticks(range(len(models)), models, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(models)), models, fontsize=7)
-        fig.colorbar(image, ax=ax, shrink=0.7).ax.tick_params(labelsize=7)
+        ax.set_title(f"{measure} {'↑' if dirs[measure] else '↓'}", fontsize=12)
+        ax.set_xticks(range(len(models)), models, rotation=90, fontsize=9)
+        ax.set_yticks(range(len(models)), models, fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.7).ax.tick_params(labelsize=9)
     for ax in list(axes.flat)[len(measures):]:
         ax.axis("off")
     fig.tight_layout()

@@ -34,6 +34,28 @@ img{max-width:100%} .fig{margin:1em 0} .note{color:#555;font-size:13px}
 .ci{color:#777;font-size:12px} .rank{color:#333;font-weight:600}
 """
 
+def shown(source: str) -> str:
+    """A path as the report shows it: relative to the working directory when it lies
+    inside it, else the file name alone (a shared report must not carry the paths of the
+    machine it was made on). A ``[split]`` suffix is kept."""
+    path, bracket, rest = str(source).partition("[")
+    try:
+        name = Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        name = Path(path).name
+    return name + bracket + rest
+
+
+def _passes(info: dict) -> str:
+    """The run's forward passes, and how many of them it computed rather than found."""
+    total, computed = info.get("forward_passes", 0), info.get("computed_passes")
+    took = f"{info.get('seconds', 0):.0f} s"
+    if computed is None or computed == total:
+        return f"{total:,} forward passes in {took}"
+    return (f"{total:,} forward passes, {computed:,} of them computed in this run ({took}), "
+            "the rest from the cache")
+
+
 def _img(uri: str, alt: str) -> str:
     return f'<div class="fig"><img src="{uri}" alt="{html.escape(alt)}"></div>'
 
@@ -95,16 +117,16 @@ def build_report(run_dir, images: int = 4) -> str:
     pairs = folder.table(RunDir.PAIRS)
     board = build(scores, folder.table(RunDir.PER_IMAGE), pairs)
     dirs = directions(scores)
+    order = board["model"].to_list()  # one model order in every section: the leaderboard's
     first = scores.row(0, named=True)
     salience = json.loads(first["salience_config"])
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>harness report: "
              f"{html.escape(str(run_dir.name))}</title><style>{_CSS}</style></head><body>",
              f"<h1>Which model's decisions are best grounded?</h1><p class='sub'>"
              f"{len(board)} models, {info.get('images', '?')} images of "
-             f"{html.escape(str(info.get('image_set', '?')))}, salience: "
+             f"{html.escape(shown(info.get('image_set', '?')))}, salience: "
              f"{html.escape(salience.get('method', '?'))}, "
-             f"{info.get('forward_passes', 0):,} forward passes in "
-             f"{info.get('seconds', 0):.0f} s</p>",
+             f"{_passes(info)}</p>",
              "<h2>Leaderboard</h2>", _leaderboard_html(board, dirs),
              f"<p class='note'>{html.escape(footnote())}</p>", "<dl class='measures'>"]
     for m, higher in dirs.items():
@@ -114,8 +136,8 @@ def build_report(run_dir, images: int = 4) -> str:
     parts.append("</dl>")
     parts += ["<h2>Every model on every measure</h2><p class='note'>Headline with its 95% "
               "bootstrap interval; colours are families.</p>",
-              _img(measure_figure(scores, dirs), "headline per measure")]
-    wins = win_matrix_figure(pairs, board["model"].to_list(), dirs)
+              _img(measure_figure(scores, dirs, order), "headline per measure")]
+    wins = win_matrix_figure(pairs, order, dirs)
     if wins:
         parts += ["<h2>Who beats whom</h2><p class='note'>Row model against column model, "
                   "paired over the images both have: blue where the row is separably better "
@@ -123,22 +145,23 @@ def build_report(run_dir, images: int = 4) -> str:
                   "difference in the measure's units; grey: the data cannot tell them apart. "
                   "<code>harness compare</code> says the same in words.</p>",
                   _img(wins, "win matrices")]
-    noise = noise_figure(scores)
+    noise = noise_figure(scores, order)
     if noise:
         parts += ["<h2>Noise: how fast the salience falls apart</h2><p class='note'>SSIM of "
                   "each noisy map to the clean one, per salt-and-pepper level; the measure is "
                   "the area under this curve.</p>", _img(noise, "noise curves")]
-    heat = transform_figure(scores)
+    heat = transform_figure(scores, order)
     if heat:
         parts += ["<h2>Transforms: does the salience move with the image?</h2><p class='note'>"
                   "SSIM of the moved map and the map of the moved image; 1 = follows "
                   "exactly.</p>", _img(heat, "transform heat map")]
-    families = stability_figures(scores)
+    families = stability_figures(scores, order)
     if families:
         parts.append("<h2>Stability within each family</h2><p class='note'>Mean SSIM of "
                      "two models' maps of the same image.</p>")
-        parts += [f"<h3>{html.escape(f)}</h3>{_img(uri, f)}" for f, uri in families]
-    drops = degradation_figure(scores)
+        parts += [f"<h3>{html.escape(f)}</h3><p class='note'>{html.escape(said)}</p>"
+                  f"{_img(uri, f)}" for f, said, uri in families]
+    drops = degradation_figure(scores, order)
     if drops:
         parts += ["<h2>Degradation: blur what the model looked at, or as much at random"
                   "</h2><p class='note'>A faithful map points at what the decision uses: "
@@ -151,19 +174,21 @@ def build_report(run_dir, images: int = 4) -> str:
     if examples.is_file():
         with np.load(examples, allow_pickle=False) as ex:
             k = min(images, len(ex["images"]))
-            models = [str(m) for m in ex["models"]]
+            kept = [str(m) for m in ex["models"]]
+            at = [kept.index(m) for m in order if m in kept]  # the leaderboard's order
+            models = [kept[i] for i in at]
             imgs = np.repeat(ex["images"][None, :k], len(models), axis=0)
             parts += ["<h2>What the models look at</h2><p class='note'>Salience over the "
                       "clean image, one column per model (bright = salient).</p>",
-                      _img(overlay_figure(imgs, ex["clean"][:, :k], models,
-                                          [str(n)[-24:] for n in ex["names"][:k]]),
+                      _img(overlay_figure(imgs, ex["clean"][at, :k], models,
+                                          [shown(n)[-24:] for n in ex["names"][:k]]),
                            "overlays")]
             if len(ex["variant_names"]):
                 parts += ["<h2>One image under the measures' perturbations</h2><p class='note'>"
                           "The first image flipped, shifted, at the highest noise level and "
                           "degraded both ways: what each number above compares.</p>",
-                          _img(overlay_figure(ex["variant_images"], ex["variant_maps"], models,
-                                              [str(v) for v in ex["variant_names"]]),
+                          _img(overlay_figure(ex["variant_images"][at], ex["variant_maps"][at],
+                                              models, [str(v) for v in ex["variant_names"]]),
                                "perturbation overlays")]
     parts.append("<h2>Provenance</h2><table>")
     for key in ("harness_version", "onnxruntime_version", "numba_version", "image_set_hash",
@@ -171,7 +196,8 @@ def build_report(run_dir, images: int = 4) -> str:
         parts.append(f"<tr><th>{key}</th><td>{html.escape(str(first[key]))}</td></tr>")
     parts.append("</table><table><tr><th>model</th><th>provider</th><th>sha256</th>"
                  "<th>forward passes</th><th>status</th></tr>")
-    for r in scores.unique("model", keep="first", maintain_order=True).iter_rows(named=True):
+    firsts = {r["model"]: r for r in scores.unique("model", keep="first").iter_rows(named=True)}
+    for r in (firsts[m] for m in order if m in firsts):
         parts.append(f"<tr><td>{html.escape(r['model'])}</td><td>{r['provider'] or '-'}</td>"
                      f"<td><code>{r['model_sha256'] or '-'}</code></td>"
                      f"<td class='num'>{r['forward_passes']:,}</td>"
