@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -54,3 +56,28 @@ def test_manifest_errors(tmp_path):
         read_manifest(tmp_path / "nope.toml")
     with pytest.raises(HarnessError, match="no images in split 'tset'"):
         load_image_set(ZOO.data, split="tset")
+
+
+def test_zoo_export_writes_files_that_hold_the_same_study(tmp_path):
+    res = CliRunner().invoke(cli, ["zoo", "export", str(tmp_path / "demo")])
+    assert res.exit_code == 0, res.output
+    demo = tmp_path / "demo"
+    zoo = read_manifest(builtin_manifest())
+    mine = read_manifest(demo / "zoo.toml")
+    assert [m.spec.name for m in mine.models] == [m.spec.name for m in zoo.models]
+    assert [m.spec.family for m in mine.models] == [m.spec.family for m in zoo.models]
+    for a, b in zip(mine.models, zoo.models, strict=True):
+        assert a.path.read_bytes() == b.path.read_bytes()
+    original = load_image_set(zoo.data, split=zoo.split)
+    exported = load_image_set(demo / "images")
+
+    def by_pixels(s):
+        return sorted((hashlib.sha256(im.tobytes()).hexdigest(), s.label_names[lab],
+                       int(s.masks[i].sum()) if s.masks is not None else 0)
+                      for i, (im, lab) in enumerate(zip(s.images, s.labels, strict=True)))
+
+    assert by_pixels(exported) == by_pixels(original)  # pixels, labels and human maps
+    for path in zoo.out_of_set:
+        assert len(load_image_set(demo / path.stem)) == len(load_image_set(path))
+    again = CliRunner().invoke(cli, ["zoo", "export", str(demo)])
+    assert again.exit_code == 2 and "not empty" in again.output

@@ -33,3 +33,18 @@ def zoo_list(manifest):
     if parsed.data is not None:
         split = f" (split {parsed.split})" if parsed.split else ""
         click.echo(f"data: {parsed.data}{split}")
+
+
+@zoo.command("export", short_help="Write a zoo as plain files: models, image folders, TOML.")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--manifest", type=click.Path(path_type=Path, dir_okay=False),
+              show_default="the built-in zoo", help="The zoo to export.")
+def zoo_export(folder, manifest):
+    """Write the zoo (default: the built-in one) into FOLDER as the files a run of your
+    own starts from: models/*.onnx, images/<label>/*.png with masks/, a folder per
+    out-of-set set, zoo.toml naming them and run.toml with quick settings."""
+    from harness.inputs.zoo import builtin_manifest, export
+
+    written = export(manifest or builtin_manifest(), folder)
+    click.echo(f"{folder}/: {len(written)} files (zoo.toml, run.toml, models/, images/ and "
+               "the out-of-set folders)")

@@ -134,3 +134,63 @@ def read_manifest(path) -> Zoo:
         raise HarnessError(f"{path}: model names repeat")
     return Zoo(path, tuple(models), root / doc["data"] if "data" in doc else None,
                doc.get("split"), tuple(root / p for p in doc.get("out_of_set", [])))
+
+
+def export(manifest, folder) -> list[Path]:
+    """Write a zoo as plain files a user can point the harness at: ``models/*.onnx``,
+    its in-set images as a folder of PNGs with labels from the sub-folder names and the
+    human maps under ``masks/``, each out-of-set set as a folder, a ``zoo.toml`` naming
+    them all, and a ``run.toml`` of settings. Returns the files written.
+
+    Raises:
+        HarnessError: ``folder`` exists and is not empty.
+    """
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from harness.inputs.images import load_image_set
+
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise HarnessError(f"{folder}: not empty; export the zoo into a new folder")
+    zoo = read_manifest(manifest)
+    written = []
+
+    def png(array, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path)
+        written.append(path)
+
+    def images(image_set, into: Path) -> None:
+        for i, image in enumerate(image_set.images):
+            label = "" if image_set.labels is None else \
+                f"{image_set.label_names[image_set.labels[i]]}/"
+            png(image, into / f"{label}{i:03d}.png")
+            if image_set.masks is not None and image_set.masks[i].any():
+                png(image_set.masks[i].astype(np.uint8) * 255,
+                    into / "masks" / f"{label}{i:03d}.png")
+
+    (folder / "models").mkdir(parents=True)
+    lines = ['data = "images"']
+    if zoo.out_of_set:
+        lines.append("out_of_set = [" + ", ".join(f'"{p.stem}"' for p in zoo.out_of_set) + "]")
+    for m in zoo.models:
+        target = folder / "models" / m.path.name
+        shutil.copyfile(m.path, target)
+        written.append(target)
+        lines += ["", "[[model]]", f'name = "{m.spec.name}"', f'path = "models/{m.path.name}"']
+        if m.spec.family:
+            lines.append(f'family = "{m.spec.family}"')
+    if zoo.data is not None:
+        images(load_image_set(zoo.data, split=zoo.split), folder / "images")
+    for path in zoo.out_of_set:
+        images(load_image_set(path), folder / path.stem)
+    for name, text in (("zoo.toml", "\n".join(lines) + "\n"),
+                       ("run.toml", '# settings of a quick run: paths are relative to this file\n'
+                                    'zoo = ["zoo.toml"]\nlimit = 20\n\n[salience]\n'
+                                    'method = "cam"\n')):
+        (folder / name).write_text(text, encoding="utf-8")
+        written.append(folder / name)
+    return written
