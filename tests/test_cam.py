@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,20 @@ def test_cam_maps_too_small_for_ssim_fail_that_model(tmp_path):
         evaluate([OnnxClassifier(path)], images, salience=config, measures="degradation")
     ok = evaluate([OnnxClassifier(path)], images, salience=config, measures="entropy")
     assert set(ok["status"]) == {"ok"}
+
+
+def test_weights_in_external_data_work_from_any_working_directory(tmp_path, rng, monkeypatch):
+    import onnx
+
+    (tmp_path / "model").mkdir()
+    path, _, _ = cam_model(tmp_path / "model" / "cam.onnx")
+    external = tmp_path / "model" / "external.onnx"
+    onnx.save_model(onnx.load(str(path)), str(external), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="external.onnx.data",
+                    size_threshold=0)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    x = rng.random((3, 8, 8, 3)).astype(np.float32)
+    maps = cam(OnnxClassifier(Path("..") / "model" / "external.onnx"), x)
+    np.testing.assert_allclose(maps, cam(OnnxClassifier(path), x), rtol=1e-6, atol=1e-6)

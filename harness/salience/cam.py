@@ -48,9 +48,12 @@ class CamHead:
 
 class _Constants:
     """The graph's constant tensors (initializers and Constant nodes) by name, converted
-    to arrays only when read: the head needs one weight matrix, not a whole ResNet."""
+    to arrays only when read: the head needs one weight matrix, not a whole ResNet.
+    External data is read from ``base_dir``, the model's folder, whatever the working
+    directory."""
 
-    def __init__(self, graph):
+    def __init__(self, graph, base_dir: str = ""):
+        self._base_dir = base_dir
         self._tensors = {t.name: t for t in graph.initializer}
         for node in graph.node:
             if node.op_type == "Constant":
@@ -62,7 +65,7 @@ class _Constants:
         return name in self._tensors
 
     def __getitem__(self, name) -> np.ndarray:
-        return numpy_helper.to_array(self._tensors[name])
+        return numpy_helper.to_array(self._tensors[name], base_dir=self._base_dir)
 
 
 def _attr(node, name, default=None):
@@ -77,14 +80,15 @@ def _attr(node, name, default=None):
     return default
 
 
-def find_cam_head(graph, output_name: str) -> CamHead:
-    """Find the GAP + linear head that produces ``output_name``.
+def find_cam_head(graph, output_name: str, base_dir: str = "") -> CamHead:
+    """Find the GAP + linear head that produces ``output_name`` (weights kept as
+    external data are read from ``base_dir``, the model's folder).
 
     Raises:
         NoCamHead: naming what was found instead.
     """
     producer = {out: node for node in graph.node for out in node.output}
-    consts = _Constants(graph)
+    consts = _Constants(graph, base_dir)
     seen = []
 
     def refuse(why):
@@ -159,7 +163,7 @@ def cam_head(model) -> CamHead:
         NoCamHead: the model has none; the message names the file and what it has.
     """
     try:
-        return find_cam_head(model.graph, model.output_name)
+        return find_cam_head(model.graph, model.output_name, str(model.path.parent))
     except NoCamHead as exc:
         raise NoCamHead(f"{model.path}: {exc}") from None
 
