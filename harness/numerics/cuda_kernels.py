@@ -116,43 +116,29 @@ KERNELS = {"occluded": _occluded, "masked": _masked}
 
 
 @cuda.jit
-def _filter_rows(x, idx, w, out):
-    """out[k, o, x, c] = sum_t w[o, t] * x[k, idx[o, t], x, c] over (N, H, W, C)."""
+def _filter(x, idx, w, rows, out):
+    """One pass of ``filters.apply_separable`` over (N, H, W, C): along the rows
+    (``rows``: out[k, o, x, c] = sum_t w[o, t] * x[k, idx[o, t], x, c]) or along the
+    columns (out[k, y, o, c] = sum_t w[o, t] * x[k, y, idx[o, t], c]), taps in order."""
     k = cuda.blockIdx.y
-    a_out, taps = idx.shape
-    width, c = x.shape[2], x.shape[3]
+    taps = idx.shape[1]
+    width, c = out.shape[2], out.shape[3]
     start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for e in range(start, a_out * width * c, cuda.gridDim.x * cuda.blockDim.x):
-        o = e // (width * c)
-        j = e - o * width * c
+    for e in range(start, out.shape[1] * width * c, cuda.gridDim.x * cuda.blockDim.x):
+        y = e // (width * c)
+        j = e - y * width * c
         xx = j // c
         ch = j - xx * c
+        o = y if rows else xx
         acc = np.float32(0.0)
         for t in range(taps):
             wt = w[o, t]
             if wt != 0.0:
-                acc += wt * x[k, idx[o, t], xx, ch]
-        out[k, o, xx, ch] = acc
-
-
-@cuda.jit
-def _filter_cols(x, idx, w, out):
-    """out[k, y, o, c] = sum_t w[o, t] * x[k, y, idx[o, t], c] over (N, H, W, C)."""
-    k = cuda.blockIdx.y
-    a_out, taps = idx.shape
-    height, c = x.shape[1], x.shape[3]
-    start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for e in range(start, height * a_out * c, cuda.gridDim.x * cuda.blockDim.x):
-        y = e // (a_out * c)
-        j = e - y * a_out * c
-        o = j // c
-        ch = j - o * c
-        acc = np.float32(0.0)
-        for t in range(taps):
-            wt = w[o, t]
-            if wt != 0.0:
-                acc += wt * x[k, y, idx[o, t], ch]
-        out[k, y, o, ch] = acc
+                if rows:
+                    acc += wt * x[k, idx[o, t], xx, ch]
+                else:
+                    acc += wt * x[k, y, idx[o, t], ch]
+        out[k, y, xx, ch] = acc
 
 
 @cuda.jit
@@ -182,11 +168,9 @@ def separable(x, rows: tuple, cols: tuple, threads: int = THREADS, stream=0):
     n, _, width, c = x.shape
     h_out, w_out = rows[0].shape[0], cols[0].shape[0]
     tall = cuda.device_array((n, h_out, width, c), np.float32, stream=stream)
-    _filter_rows[(_blocks(h_out * width * c, threads), n), threads, stream](
-        x, rows[0], rows[1], tall)
+    _filter[(_blocks(tall.size // n, threads), n), threads, stream](x, *rows, True, tall)
     out = cuda.device_array((n, h_out, w_out, c), np.float32, stream=stream)
-    _filter_cols[(_blocks(h_out * w_out * c, threads), n), threads, stream](
-        tall, cols[0], cols[1], out)
+    _filter[(_blocks(out.size // n, threads), n), threads, stream](tall, *cols, False, out)
     return out
 
 
