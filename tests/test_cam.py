@@ -34,16 +34,47 @@ def test_head_is_found_and_maps_are_exact(tmp_path, rng, head, pool, between):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_two_linear_layers_are_refused(tmp_path):
-    path, _, _ = cam_model(tmp_path / "two.onnx", two_linear=True)
-    with pytest.raises(HarnessError, match=r"Gemm <- Relu.*--method occlusion"):
-        cam(OnnxClassifier(path), np.zeros((1, 8, 8, 3), np.float32))
+def test_a_two_layer_head_is_differentiated_exactly(tmp_path, rng):
+    import onnx
+    from onnx import numpy_helper
+
+    path, conv_w, fc_w = cam_model(tmp_path / "two.onnx", two_linear=True)
+    hidden = next(numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+                  if t.name == "hidden")
+    clf = OnnxClassifier(path)
+    x = rng.random((4, 8, 8, 3)).astype(np.float32)
+    maps = cam(clf, x)
+    feats = np.maximum(np.einsum("kc,nhwc->nkhw", conv_w[:, :, 0, 0], x), 0)
+    h = feats.mean(axis=(2, 3)) @ hidden
+    targets = clf.forward(x).argmax(1)
+    # dlogit/dpooled through ReLU and the hidden layer; summed over the 8 x 8 positions
+    alpha = (fc_w[targets] * (h > 0)) @ hidden.T
+    np.testing.assert_allclose(maps, np.einsum("nk,nkhw->nhw", alpha, feats), rtol=1e-4,
+                               atol=1e-5)
 
 
 def test_model_without_feature_maps_is_refused(tmp_path):
     path = linear_model(tmp_path / "lin.onnx", np.ones((2, 8, 8, 3), np.float32))
-    with pytest.raises(HarnessError, match="not fed by a pooling over feature maps"):
+    with pytest.raises(HarnessError, match="reaches the model's input 'image' without passing "
+                                           "a feature map.*--method occlusion"):
         cam(OnnxClassifier(path), np.zeros((1, 8, 8, 3), np.float32))
+
+
+def test_a_head_with_an_op_it_cannot_differentiate_is_refused_naming_it(tmp_path):
+    import onnx
+    from onnx import helper
+
+    path, _, _ = cam_model(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    model.graph.node.insert(list(model.graph.node).index(relu) + 1, helper.make_node(
+        "MaxPool", ["feat"], ["maxed"], kernel_shape=[8, 8], name="head_maxpool"))
+    pool = next(n for n in model.graph.node if n.op_type == "GlobalAveragePool")
+    pool.input[0] = "maxed"
+    onnx.save(model, str(tmp_path / "maxpool.onnx"))
+    with pytest.raises(HarnessError, match="node 'head_maxpool' is a MaxPool, which the head "
+                                           "differentiation does not support.*--method occlusion"):
+        cam(OnnxClassifier(tmp_path / "maxpool.onnx"), np.zeros((1, 8, 8, 3), np.float32))
 
 
 def test_file_on_disk_is_not_changed(tmp_path, rng):
@@ -104,3 +135,17 @@ def test_weights_in_external_data_work_from_any_working_directory(tmp_path, rng,
     x = rng.random((3, 8, 8, 3)).astype(np.float32)
     maps = cam(OnnxClassifier(Path("..") / "model" / "external.onnx"), x)
     np.testing.assert_allclose(maps, cam(OnnxClassifier(path), x), rtol=1e-6, atol=1e-6)
+
+
+def test_explain_head_prints_what_is_differentiated(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    path, _, _ = cam_model(tmp_path / "m.onnx", "matmul_add", "gap", ("reshape",))
+    res = CliRunner().invoke(cli, ["salience", str(path), "--method", "cam", "--explain-head"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == ("A = 'feat' -> GlobalAveragePool -> Shape -> Gather -> Concat "
+                                  "-> Reshape -> MatMul -> Add -> score 'logits'")
+    res = CliRunner().invoke(cli, ["salience", str(path), "--explain-head"])
+    assert res.exit_code == 2 and "--explain-head shows the head of --method cam" in res.output

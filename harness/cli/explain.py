@@ -14,9 +14,10 @@ from harness.salience.scoring import SCORES
 
 @click.command(short_help="Explain one model's predictions: maps and overlays.")
 @click.argument("model", type=existing("file"))
-@click.argument("images", type=existing())
+@click.argument("images", type=existing(), required=False)
 @click.option("--method", type=click.Choice(list(METHODS)), default="occlusion",
-              show_default=True, help="Salience method (cam: from the model's GAP + linear head).")
+              show_default=True,
+              help="Salience method (cam: Grad-CAM through the model's head, from its graph).")
 @click.option("--grid", type=click.IntRange(1), default=7, show_default=True,
               help="Cells per side of the map.")
 @click.option("--window", type=click.IntRange(1), default=1, show_default=True,
@@ -39,9 +40,13 @@ from harness.salience.scoring import SCORES
               show_default=True, help="Where to write the maps (.npz).")
 @click.option("--png", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Also write one overlay picture per image into this folder.")
+@click.option("--explain-head", is_flag=True,
+              help="cam: print the head Grad-CAM differentiates (the ops from the feature "
+                   "map to the score) and stop.")
 def salience(model, images, method, grid, window, baseline, score, n_masks, seed, batch_size,
-             model_timeout, limit, out, png):
-    """Explain MODEL's predictions on IMAGES (folder, image file or .npz).
+             model_timeout, limit, out, png, explain_head):
+    """Explain MODEL's predictions on IMAGES (folder, image file or .npz); with
+    --explain-head, show what --method cam differentiates (no IMAGES needed).
 
     Writes raw maps, 8-bit maps, the flat-map mask and the explained classes to --out.
     """
@@ -53,10 +58,20 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
     settings = SalienceConfig.checked(method=method, grid=grid, window=window,
                                       baseline=parse_baseline(baseline), score=score,
                                       n_masks=n_masks, seed=seed, batch_size=batch_size)
+    if images is None and not explain_head:
+        raise click.UsageError("Missing argument 'IMAGES'.")
     check_writable(out.parent, "folder of --out")
     if png is not None:
         check_writable(png, "--png folder")
     clf = OnnxClassifier(model, batch_size=settings.batch_size, timeout=model_timeout)
+    if explain_head:
+        from harness.errors import HarnessError
+        from harness.salience.cam import grad_head
+
+        if method != "cam":
+            raise HarnessError("--explain-head shows the head of --method cam; add it")
+        click.echo(grad_head(clf).describe())
+        return
     click.echo(f"model {clf.name}: input {clf.input_size[0]}x{clf.input_size[1]} "
                f"{clf.layout} {clf.color}, provider {clf.provider}", err=True)
     maps = explain(clf, images, settings, limit)

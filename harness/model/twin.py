@@ -53,7 +53,8 @@ def randomised_twin(clf, seed: int):
         else:
             data = proto.SerializeToString()
             twin = copy.copy(clf)
-            for own in ("_twins", "_bound_buffers"):  # a session's own, not the model's
+            # a session's own and the head's weights: the twin's, not the model's
+            for own in ("_twins", "_bound_buffers", "_cam_head"):
                 twin.__dict__.pop(own, None)
             twin.session = create_bounded(clf.path, providers_of(clf.session), clf._threads,
                                           clf.timeout, data)

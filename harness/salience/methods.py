@@ -92,13 +92,17 @@ class Rise(_Perturbing):
 
 
 class Cam:
-    """Class activation maps read from the graph: the maps come out of the image's own
-    forward pass, at the feature map's resolution (the settings do not shape them)."""
+    """Grad-CAM read from the graph: the maps come out of the image's own forward pass
+    and the head's exact gradient, at the feature map's resolution (the settings do not
+    shape them)."""
 
     name = "cam"
     fixed_grid = True
     seeded = False
     key_fields = ("method",)
+    # 2: Grad-CAM through any supported head, in float64 (a GAP + linear head's maps
+    # differ from revision 1's by float32 rounding only)
+    revision = 2
 
     def passes_per_image(self, settings) -> int:
         return 0
