@@ -270,7 +270,8 @@ class OnnxClassifier:
             values = run_bounded(session, names, feed, self.timeout, self.path)
             for name, chunk, value in zip(names, chunks, values, strict=True):
                 chunk.append(numeric_output(value, len(part), name, self.path))
-        arrays = [np.concatenate(c)[:rows] for c in chunks]
+        # one chunk (a dynamic batch axis) needs no copy: a feature map can be large
+        arrays = [(c[0] if len(c) == 1 else np.concatenate(c))[:rows] for c in chunks]
         out = arrays[0].reshape(rows, -1)
         self.forward_passes += rows
         if out.shape[1] < 2:

@@ -241,4 +241,4 @@ def numeric_output(value, rows: int, name: str, path: Path):
     if value.ndim == 0 or len(value) != rows:
         raise HarnessError(f"{path}: output {excerpt(name)} has shape {value.shape} "
                            f"for a batch of {rows}; it must have one row per image")
-    return value.astype(np.float32)
+    return value.astype(np.float32, copy=False)
