@@ -292,3 +292,43 @@ def test_a_head_reading_two_feature_maps_is_refused(tmp_path):
         [_const("w", R.normal(size=(K, C)))])
     with pytest.raises(NoCamHead, match=r"reads 2 feature maps \(A, B\)"):
         find_head(onnx.load(str(path)), "logits")
+
+
+def test_a_named_layer_moves_the_map_and_keys_the_cache(tmp_path):
+    from harness.salience.settings import SalienceConfig
+
+    path = _efficientnet_silu(tmp_path / "silu.onnx")
+    model = onnx.load(str(path))
+    head = find_head(model, "logits", layer="A")  # before the 1x1 conv and the SiLU
+    assert head.feature == "A" and [n.op_type for n in head.nodes][:3] == ["Conv", "Sigmoid",
+                                                                          "Mul"]
+    x = R.random((3, 3, S, S)).astype(np.float32)
+    a, _ = _feature_and_logits(path, x, "A")
+    a = a.astype(np.float64)
+    targets = np.array([2, 0, 1])
+    g = np.zeros((3, K))
+    g[np.arange(3), targets] = 1.0
+    expected = central_difference(lambda v: _numpy_score(head, v), [a], 0, g)
+    np.testing.assert_allclose(head.gradient(a, targets), expected, rtol=1e-5, atol=1e-7)
+    clf = OnnxClassifier(path)
+    pixels = x.transpose(0, 2, 3, 1)
+    assert not np.allclose(cam(clf, pixels, layer="A"), cam(clf, pixels))
+    with pytest.raises(NoCamHead, match="the graph has no tensor named 'nowhere'"):
+        find_head(model, "logits", layer="nowhere")
+    with pytest.raises(NoCamHead, match="is a 3x3 convolution on a feature map"):
+        find_head(_with_3x3(model, tmp_path), "logits", layer="c")
+    keys = {SalienceConfig(method="cam").to_json(),
+            SalienceConfig(method="cam", layer="A").to_json()}
+    assert len(keys) == 2 and '"layer": "A"' in max(keys, key=len)
+
+
+def _with_3x3(model, tmp_path):
+    """The model with a 3x3 convolution between its first conv and A."""
+    from copy import deepcopy
+
+    model = deepcopy(model)
+    relu = next(n for n in model.graph.node if n.output[0] == "A")
+    relu.input[0] = "c3"
+    model.graph.initializer.append(_const("k3", R.normal(size=(C, C, 3, 3))))
+    model.graph.node.insert(1, helper.make_node("Conv", ["c", "k3"], ["c3"], pads=[1] * 4))
+    return model

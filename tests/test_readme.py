@@ -61,7 +61,9 @@ def test_readme_run_toml_lists_every_setting_and_parses(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(block)
     settings = read_config(path)
-    commented = set(re.findall(r"^# (\w+) = ", block, re.M))
+    top_part, salience_part = block.split("[salience]")
+    commented = set(re.findall(r"^# (\w+) = ", top_part, re.M)) | {
+        f"salience.{k}" for k in re.findall(r"^# (\w+) = ", salience_part, re.M)}
     top = {f.name for f in dataclasses.fields(RunConfig)} - {"salience"}
     sal = {f"salience.{f.name}" for f in dataclasses.fields(SalienceConfig)}
     assert set(settings) | commented == top | sal and not set(settings) & commented

@@ -20,6 +20,8 @@ from harness.salience.scoring import SCORES
               help="Salience method (cam: Grad-CAM through the model's head, from its graph).")
 @click.option("--grid", type=click.IntRange(1), default=7, show_default=True,
               help="Cells per side of the map.")
+@click.option("--layer", default=None, show_default="the last spatial feature map",
+              help="cam: the 4-D tensor of the graph whose maps Grad-CAM weighs.")
 @click.option("--window", type=click.IntRange(1), default=1, show_default=True,
               help="Occlusion window side, in cells.")
 @click.option("--baseline", default="blur", show_default=True,
@@ -43,8 +45,8 @@ from harness.salience.scoring import SCORES
 @click.option("--explain-head", is_flag=True,
               help="cam: print the head Grad-CAM differentiates (the ops from the feature "
                    "map to the score) and stop.")
-def salience(model, images, method, grid, window, baseline, score, n_masks, seed, batch_size,
-             model_timeout, limit, out, png, explain_head):
+def salience(model, images, method, grid, layer, window, baseline, score, n_masks, seed,
+             batch_size, model_timeout, limit, out, png, explain_head):
     """Explain MODEL's predictions on IMAGES (folder, image file or .npz); with
     --explain-head, show what --method cam differentiates (no IMAGES needed).
 
@@ -57,7 +59,8 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
 
     settings = SalienceConfig.checked(method=method, grid=grid, window=window,
                                       baseline=parse_baseline(baseline), score=score,
-                                      n_masks=n_masks, seed=seed, batch_size=batch_size)
+                                      n_masks=n_masks, seed=seed, batch_size=batch_size,
+                                      layer=layer)
     if images is None and not explain_head:
         raise click.UsageError("Missing argument 'IMAGES'.")
     check_writable(out.parent, "folder of --out")
@@ -70,7 +73,7 @@ def salience(model, images, method, grid, window, baseline, score, n_masks, seed
 
         if method != "cam":
             raise HarnessError("--explain-head shows the head of --method cam; add it")
-        click.echo(grad_head(clf).describe())
+        click.echo(grad_head(clf, layer).describe())
         return
     click.echo(f"model {clf.name}: input {clf.input_size[0]}x{clf.input_size[1]} "
                f"{clf.layout} {clf.color}, provider {clf.provider}", err=True)

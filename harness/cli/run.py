@@ -134,6 +134,8 @@ def _run_options(f):
         click.option("--target", type=click.Choice(["clean", "own"]), show_default="clean",
                      help="Class a perturbed image's map explains: the clean image's, or its "
                           "own prediction."),
+        click.option("--layer", show_default="the last spatial feature map",
+                     help="cam: the 4-D tensor of the graph whose maps Grad-CAM weighs."),
         click.option("--window", type=int, show_default="1", help="Occlusion window in cells."),
         click.option("--baseline", show_default="blur",
                      help="What hides a region: blur, mean or a grey level in [0, 1]."),
@@ -177,7 +179,8 @@ def _run_options(f):
 
 @click.command(short_help="Score every model, rank them, write the run folder.")
 @_run_options
-def run(zoo, models, data, split, out_of_set, measures, method, grid, target, window, baseline,
+def run(zoo, models, data, split, out_of_set, measures, method, grid, target, layer, window,
+        baseline,
         n_masks, batch_size, limit, seed, model_timeout, out, cache, shard_size, resume, engine,
         scheduler, workers, config_file, quiet, as_json, wide, print_config):
     """Score every model, rank them, and write the run to --out.
@@ -199,7 +202,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, wi
              "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
              "salience.method": method, "salience.grid": grid, "salience.window": window,
-             "salience.target": target,
+             "salience.target": target, "salience.layer": layer,
              "salience.baseline": None if baseline is None else parse_baseline(baseline),
              "salience.n_masks": n_masks, "salience.batch_size": batch_size}
     if resume is not None:

@@ -209,7 +209,9 @@ def to_toml(config: RunConfig) -> str:
             lines.append(f"{key} = []  # {_EMPTY[key]}")
         else:
             lines.append(f"{key} = {value(v)}")
-    lines += ["", "[salience]"] + [f"{k} = {value(v)}" for k, v in salience.items()]
+    lines += ["", "[salience]"] + [
+        f"# {k}: not set (cam: the last spatial feature map)" if v is None
+        else f"{k} = {value(v)}" for k, v in salience.items()]
     return "\n".join(lines) + "\n"
 
 

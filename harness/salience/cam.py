@@ -13,28 +13,29 @@ from harness.salience.head import Head, find_head
 from harness.salience.scoring import resolve_targets
 
 
-def grad_head(model) -> Head:
+def grad_head(model, layer: str | None = None) -> Head:
     """The differentiable head of an :class:`~harness.model.classifier.OnnxClassifier`
-    (found once per model; a twin, whose weights differ, finds its own).
+    from ``layer`` (default: the last spatial feature map) to the class score, found
+    once per model and layer (a twin, whose weights differ, finds its own).
 
     Raises:
         NoCamHead: the model has none; the message names the file and what stops it.
     """
     import onnx
 
-    cached = model.__dict__.get("_cam_head")
-    if cached is None:
+    heads = model.__dict__.setdefault("_cam_head", {})
+    if layer not in heads:
         proto = onnx.load(str(model.path), load_external_data=False) if model.source is None \
             else onnx.load_from_string(model.source)
         try:
-            cached = find_head(proto, model.output_name, str(model.path.parent))
+            heads[layer] = find_head(proto, model.output_name, str(model.path.parent), layer)
         except NoCamHead as exc:
             raise NoCamHead(f"{model.path}: {exc}") from None
-        model.__dict__["_cam_head"] = cached
-    return cached
+    return heads[layer]
 
 
-def cam_with_outputs(model, images, target=None) -> tuple[np.ndarray, np.ndarray]:
+def cam_with_outputs(model, images, target=None, layer: str | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM maps and the model's outputs from one forward pass per image.
 
     The map is sum_k alpha_k A_k with alpha_k the gradient of the class score (the logit)
@@ -47,12 +48,13 @@ def cam_with_outputs(model, images, target=None) -> tuple[np.ndarray, np.ndarray
         model: an :class:`~harness.model.classifier.OnnxClassifier`.
         images: ``(N, H, W, 3) float32 in [0, 1]`` pixel images.
         target: ``None`` (predicted class), an int, or ``(N,)`` ints.
+        layer: the 4-D tensor whose maps are weighed (default: the last spatial one).
 
     Returns:
         ``(maps, outputs)``: ``(N, h, w) float32`` raw maps at the feature-map
         resolution (before the ReLU of normalisation) and ``(N, K) float32`` outputs.
     """
-    head = grad_head(model)
+    head = grad_head(model, layer)
     outputs, (a,) = model.forward(checked_float(images), extra_outputs=(head.feature,))
     if a.ndim != 4:
         raise NoCamHead(f"{model.path}: the feature map {head.feature!r} is {a.ndim}-D, not "
@@ -69,7 +71,7 @@ def cam_with_outputs(model, images, target=None) -> tuple[np.ndarray, np.ndarray
     return maps.astype(np.float32), outputs
 
 
-def cam(model, images, target=None) -> np.ndarray:
-    """Class activation maps ``(N, h, w) float32`` (one forward pass per image); see
+def cam(model, images, target=None, layer: str | None = None) -> np.ndarray:
+    """Grad-CAM maps ``(N, h, w) float32`` (one forward pass per image); see
     :func:`cam_with_outputs`."""
-    return cam_with_outputs(model, images, target)[0]
+    return cam_with_outputs(model, images, target, layer)[0]

@@ -132,6 +132,8 @@ def find_head(model_proto, output_name: str, base_dir: str = "", layer: str | No
         raise NoCamHead(f"no head Grad-CAM can differentiate from output {output_name!r}: "
                         f"{why}. Use --method occlusion")
 
+    if layer is not None and layer not in producer:
+        refuse(f"the graph has no tensor named {layer!r} (--layer)")
     # the score: the logit before a final softmax
     score = output_name
     node = producer.get(score)
@@ -179,7 +181,8 @@ def find_head(model_proto, output_name: str, base_dir: str = "", layer: str | No
         kept[id(node)] = node
         stack.extend((i, False) for i in node.input)
     if not features:
-        refuse("no 4-D feature map feeds the class score")
+        refuse(f"the class score does not depend on layer {layer!r}" if layer is not None
+               else "no 4-D feature map feeds the class score")
     if len(features) > 1:
         refuse(f"the score reads {len(features)} feature maps ({', '.join(sorted(features))})")
     feature = features.pop()

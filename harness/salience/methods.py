@@ -110,12 +110,12 @@ class Cam:
     def explain(self, model, images, settings, target=None, clean=None) -> np.ndarray:
         from harness.salience.cam import cam
 
-        return cam(model, images, target)
+        return cam(model, images, target, settings.layer)
 
     def explain_with_outputs(self, model, images, settings, target=None):
         from harness.salience.cam import cam_with_outputs
 
-        maps, outputs = cam_with_outputs(model, images, target)
+        maps, outputs = cam_with_outputs(model, images, target, settings.layer)
         return outputs, maps
 
 

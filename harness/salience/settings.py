@@ -32,6 +32,8 @@ class SalienceConfig:
             decision) or ``"own"`` (the class predicted on the perturbed image itself,
             as the authors' scripts did). Scores and drops are always those of the
             clean class.
+        layer: cam only: the tensor whose maps Grad-CAM weighs (a 4-D tensor of the
+            graph); None: the last spatial feature map before the class score.
     """
 
     method: str = "occlusion"
@@ -45,6 +47,7 @@ class SalienceConfig:
     seed: int = 0
     batch_size: int = 64
     target: str = "clean"
+    layer: str | None = None
 
     def __post_init__(self):
         """Every setting checked once, wherever the config comes from (flags, TOML,
@@ -69,6 +72,8 @@ class SalienceConfig:
              "seed must be an integer in [0, 2^63 - 1)"),
             (integer(self.batch_size, 1), "batch_size must be >= 1"),
             (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}"),
+            (self.layer is None or (isinstance(self.layer, str) and self.layer != ""),
+             "layer must name a tensor of the model"),
             (self.baseline in ("blur", "mean") or (
                 number(self.baseline) and 0.0 <= self.baseline <= 1.0),
              "baseline must be 'blur', 'mean' or a number; a grey level must lie in [0, 1]"),
@@ -106,6 +111,8 @@ class SalienceConfig:
             fields["revision"] = self.explainer.revision
         if self.target != "clean":  # left out at its first default: older keys stay valid
             fields["target"] = self.target
+        if self.layer is not None and self.method == "cam":  # which map was weighed
+            fields["layer"] = self.layer
         return json.dumps(fields, sort_keys=True)
 
     def check_image_size(self, size: tuple[int, int], source: str) -> None:
