@@ -135,3 +135,34 @@ def test_grad_cam_through_deployed_heads_equals_layer_gradcam(head_net, n, targe
     theirs = gradcam.attribute(x_t, target=chosen).detach().numpy()[:, 0]
     ours = cam(OnnxClassifier(path), x, target=target)
     np.testing.assert_allclose(scale(ours)[0], scale(theirs)[0], atol=1e-5)
+
+
+class BinarySigmoidHead(torch.nn.Module):
+    """A binary detector: one logit, a sigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = _features(torch.nn.ReLU())
+        self.fc = torch.nn.Linear(12, 1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(self.features(x).mean(dim=(2, 3))))
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_grad_cam_of_a_single_sigmoid_output_equals_layer_gradcam(tmp_path, n):
+    torch.manual_seed(2)
+    net = BinarySigmoidHead().eval()
+    path = tmp_path / "binary.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 16, 16),), str(path), input_names=["image"],
+                      output_names=["prob"], opset_version=18, dynamo=True, verbose=False,
+                      dynamic_shapes={"x": {0: torch.export.Dim("N")}}, external_data=False)
+    x = np.random.default_rng(n).random((n, 16, 16, 3)).astype(np.float32)
+    x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    # Captum differentiates the one output (the sigmoid, a positive factor of the logit's
+    # gradient per image): our class 1; class 0 is its negation
+    theirs = captum_attr.LayerGradCam(net, net.features[-1]).attribute(
+        x_t, target=0).detach().numpy()[:, 0]
+    clf = OnnxClassifier(path)
+    np.testing.assert_allclose(scale(cam(clf, x, target=1))[0], scale(theirs)[0], atol=1e-5)
+    np.testing.assert_allclose(scale(cam(clf, x, target=0))[0], scale(-theirs)[0], atol=1e-5)

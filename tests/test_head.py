@@ -332,3 +332,39 @@ def _with_3x3(model, tmp_path):
     model.graph.initializer.append(_const("k3", R.normal(size=(C, C, 3, 3))))
     model.graph.node.insert(1, helper.make_node("Conv", ["c", "k3"], ["c3"], pads=[1] * 4))
     return model
+
+
+def test_a_single_sigmoid_output_is_differentiated_through_its_logit(tmp_path):
+    """A binary detector's one column: class 1 is explained by +z, class 0 by -z."""
+    conv = numpy_helper.from_array(R.normal(size=(C, 3, 1, 1)).astype(np.float32), "conv_w")
+    nodes = [helper.make_node("Conv", ["image", "conv_w"], ["c"]),
+             helper.make_node("Relu", ["c"], ["A"]),
+             helper.make_node("GlobalAveragePool", ["A"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "w"], ["z"], transB=1),
+             helper.make_node("Sigmoid", ["z"], ["prob"])]
+    graph = helper.make_graph(
+        nodes, "binary",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, S, S])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 1])],
+        initializer=[conv, _const("w", R.normal(size=(1, C)))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "binary.onnx"))
+    clf = OnnxClassifier(tmp_path / "binary.onnx")
+    assert clf.output_kind == "probabilities" and grad_head_of(clf).score == "z"
+    x = R.random((4, S, S, 3)).astype(np.float32)
+    face, other = cam(clf, x, target=1), cam(clf, x, target=0)
+    np.testing.assert_allclose(other, -face, rtol=1e-6)
+    w = numpy_helper.to_array(model.graph.initializer[1])[0]
+    feats = np.maximum(np.einsum("kc,nhwc->nkhw", numpy_helper.to_array(conv)[:, :, 0, 0], x),
+                       0)
+    # dz/dA_k summed over the map is w_k; class 1 takes half of +z
+    np.testing.assert_allclose(face, 0.5 * np.einsum("k,nkhw->nhw", w, feats), rtol=1e-4,
+                               atol=1e-6)
+
+
+def grad_head_of(clf):
+    from harness.salience.cam import grad_head
+
+    return grad_head(clf)

@@ -155,3 +155,18 @@ def test_cuda_sessions_compute_in_full_float32_and_reproducibly(monkeypatch):
         "CPUExecutionProvider"]
     monkeypatch.setattr(session, "nvidia_gpu_visible", lambda: False)
     assert session.default_providers() == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("post", [None, "Sigmoid"])
+def test_a_binary_detector_with_one_output_column_reads_as_two_classes(tmp_path, post):
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(1, 8, 8, 3)).astype(np.float32) / 20
+    clf = OnnxClassifier(linear_model(tmp_path / "one.onnx", w, bias=[0.1], post=post))
+    assert clf.num_classes == 2 and clf.single_logit
+    assert clf.output_kind == ("probabilities" if post else "logits")
+    x = rng.random((5, 8, 8, 3)).astype(np.float32)
+    z = (w[0] * x).sum(axis=(1, 2, 3)) + 0.1
+    p = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(clf.predict_proba(x), np.stack([1 - p, p], 1), rtol=1e-5)
+    expected = np.stack([1 - p, p], 1) if post else np.stack([-z / 2, z / 2], 1)
+    np.testing.assert_allclose(clf.forward(x), expected, rtol=1e-5, atol=1e-6)

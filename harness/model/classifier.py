@@ -166,7 +166,10 @@ class OnnxClassifier:
             chosen = ranked[0]
         self.output_name = chosen.name
         k = chosen.shape[-1] if chosen.shape else None
-        self.num_classes = k if isinstance(k, int) else None
+        # one column: a binary detector's logit (or sigmoid probability) of class 1,
+        # read as two classes (see run_prepared)
+        self.single_logit = k == 1
+        self.num_classes = 2 if self.single_logit else k if isinstance(k, int) else None
         if self.num_classes is not None and self.num_classes < 2:
             raise HarnessError(f"{self.path}: output {chosen.name!r} has {k} class(es); "
                                "the harness needs K >= 2 class scores")
@@ -174,7 +177,8 @@ class OnnxClassifier:
                 and len(self.spec.classes) != self.num_classes:
             raise HarnessError(f"{self.path}: {len(self.spec.classes)} class names declared for "
                                f"an output of {self.num_classes} classes")
-        self.output_kind = self.spec.output or infer_output_kind(self.graph, chosen.name)
+        self.output_kind = self.spec.output or infer_output_kind(self.graph, chosen.name,
+                                                                 self.single_logit)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -273,6 +277,8 @@ class OnnxClassifier:
         # one chunk (a dynamic batch axis) needs no copy: a feature map can be large
         arrays = [(c[0] if len(c) == 1 else np.concatenate(c))[:rows] for c in chunks]
         out = arrays[0].reshape(rows, -1)
+        if self.single_logit:
+            out = two_classes(out, self.output_kind)
         self.forward_passes += rows
         if out.shape[1] < 2:
             raise HarnessError(f"{self.path}: output {self.output_name!r} has {out.shape[1]} "
@@ -302,3 +308,14 @@ class OnnxClassifier:
     def __repr__(self):
         return (f"OnnxClassifier({self.name!r}, input={self.input_size}, layout={self.layout}, "
                 f"color={self.color}, output={self.output_kind}, provider={self.provider})")
+
+
+def two_classes(column: np.ndarray, kind: str) -> np.ndarray:
+    """A binary detector's one output column as two classes: probability p becomes
+    (1 - p, p); logit z becomes (-z / 2, z / 2), whose softmax is (1 - sigmoid(z),
+    sigmoid(z)) and whose class logits are +-z up to the factor 1/2."""
+    if column.shape[1] != 1:
+        return column
+    if kind == "probabilities":
+        return np.concatenate([1.0 - column, column], axis=1).astype(np.float32)
+    return np.concatenate([-column / 2, column / 2], axis=1).astype(np.float32)

@@ -113,14 +113,15 @@ def merge(primary: ModelSpec | None, fallback: ModelSpec) -> ModelSpec:
     )
 
 
-def infer_output_kind(graph, output_name: str) -> str:
+def infer_output_kind(graph, output_name: str, single: bool = False) -> str:
     """``probabilities`` when the graph's output ``output_name`` comes from a Softmax
-    (through reshapes), else ``logits``. Declare ``harness.output`` to override."""
+    (or, for a ``single`` output column, a Sigmoid) through reshapes, else ``logits``.
+    Declare ``harness.output`` to override."""
     producers = {out: node for node in graph.node for out in node.output}
     name = output_name
     while name in producers:
         node = producers[name]
-        if node.op_type == "Softmax":
+        if node.op_type == "Softmax" or (single and node.op_type == "Sigmoid"):
             return "probabilities"
         if node.op_type not in _PASS_THROUGH or not node.input:
             break

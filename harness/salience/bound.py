@@ -58,6 +58,7 @@ def bound_device(model, resized: bool) -> str | None:
     outputs = {o.name: o for o in model.session.get_outputs()}
     out = outputs.get(model.output_name)
     if (model.input_dtype != np.float32 or model.num_classes is None or out is None
+            or getattr(model, "single_logit", False)
             or out.type != "tensor(float)" or len(out.shape) != 2):
         return None
     return device if gpu() is not None else None

@@ -2,8 +2,9 @@
 Grad-CAM needs only the gradient of the class score with respect to the last spatial
 feature map A, and everything between A and the score is a small head.
 
-Walking back from the class output (past a final Softmax or LogSoftmax: the score is
-the logit), every node is kept until each path reaches A: the first 4-D tensor with a
+Walking back from the class output (past a final Softmax, LogSoftmax or Sigmoid: the
+score is the logit; a binary detector's single logit z scores its classes -z / 2 and
+z / 2), every node is kept until each path reaches A: the first 4-D tensor with a
 spatial extent above 1 x 1 (or the tensor named by ``layer``). Constants (initializers,
 ``Constant`` nodes, external data included) are read from the file; integer tensors
 the head uses as shapes are computed from A's shape. The head is
@@ -23,7 +24,7 @@ from onnx import helper, numpy_helper
 from harness.errors import NoCamHead
 from harness.numerics.head_ops import OPS, SHAPE_OPS, conv_supported
 
-_FINAL = ("Softmax", "LogSoftmax", "Identity", "Dropout")
+_FINAL = ("Softmax", "LogSoftmax", "Sigmoid", "Identity", "Dropout")
 _INTEGER = {6, 7, 12, 13, 2, 3, 4, 5, 9}  # onnx int and bool element types
 
 
@@ -68,7 +69,10 @@ class Head:
                 values[node.output[0]] = OPS[node.op_type][0](attrs[id(node)], *args)
         score = values[self.score]
         grads = {self.score: np.zeros_like(score)}
-        grads[self.score][np.arange(len(score)), targets] = 1.0
+        if score.shape[1] == 1:  # a binary detector's logit z: the classes' are -+z / 2
+            grads[self.score][:, 0] = np.where(np.asarray(targets) == 1, 0.5, -0.5)
+        else:
+            grads[self.score][np.arange(len(score)), targets] = 1.0
         for node in reversed(self.nodes):
             g = grads.get(node.output[0])
             if g is None or node.output[0] in self.shapes:
