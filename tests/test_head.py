@@ -214,7 +214,20 @@ def _a_read_twice(path):
          _const("w", R.normal(size=(K, C)))])
 
 
-HEADS = {"a_read_twice": _a_read_twice, "mobilenet_v3": _mobilenet_v3,
+def _kernel_on_a_pooled_map(path):
+    """A 3x3 convolution, padded, on the pooled 1 x 1 map: only its centre tap acts."""
+    return _head_model(path, [
+        helper.make_node("GlobalAveragePool", ["A"], ["p"]),
+        helper.make_node("Conv", ["p", "k3", "kb"], ["h"], pads=[1] * 4),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        helper.make_node("Gemm", ["f", "w"], ["logits"], transB=1)],
+        [_const("k3", R.normal(size=(8, C, 3, 3))), _const("kb", R.normal(size=8)),
+         _const("w", R.normal(size=(K, 8)))])
+
+
+HEADS = {"a_read_twice": _a_read_twice, "kernel_on_a_pooled_map": _kernel_on_a_pooled_map,
+         "mobilenet_v3": _mobilenet_v3,
          "efficientnet_silu": _efficientnet_silu,
          "convnext_layernorm": _convnext_layernorm,
          "decomposed_layernorm_gelu": _decomposed_layernorm_gelu, "vgg_no_pool": _vgg_no_pool,
