@@ -158,54 +158,43 @@ def run_options():
     return options
 
 
-def run_bounded(session, names, feed, timeout: float | None, path: Path):
-    """``session.run`` stopped after ``timeout`` seconds (ONNX Runtime's terminate
-    flag), with ONNX Runtime's run-time failures (a shape the graph cannot take, a
-    failing kernel) as one clear line.
-
-    Raises:
-        ModelTimeout: the run did not finish in time.
-        HarnessError: ONNX Runtime failed.
-    """
-
-    options = run_options()
-    timer = None
-    if timeout:
-        timer = threading.Timer(timeout, setattr, (options, "terminate", True))
-        timer.start()
-    try:
-        return session.run(names, feed, options)
-    except Exception as exc:  # ONNX Runtime raises its own untyped errors
-        if options.terminate:
-            raise ModelTimeout(f"{path}: a batch of {len(next(iter(feed.values())))} "
-                               f"did not finish within --model-timeout {timeout:g} s") from None
-        raise HarnessError(f"{path}: ONNX Runtime failed running the model: "
-                           f"{first_line(exc)}") from None
-    finally:
-        if timer is not None:
-            timer.cancel()
-
-
 class Deadline:
     """ONNX Runtime's terminate flag raised once a run outlasts ``timeout`` seconds, by
     one watching thread for all the runs of a loop rather than a timer thread started
     per run, which on a GPU would cost a noticeable share of a small model's batch.
-    :meth:`arm` before each run."""
+    :meth:`run` arms it for each run."""
 
     def __init__(self, timeout: float | None):
-
         self.options = run_options()
         self.timeout = timeout
         self._due = None
         self._stop = threading.Event()
-        self._thread = None
         if timeout:
-            self._thread = threading.Thread(target=self._watch, daemon=True, name="deadline")
-            self._thread.start()
+            threading.Thread(target=self._watch, daemon=True, name="deadline").start()
 
     def arm(self):
+        """Start the clock of the next run."""
         if self.timeout:
             self._due = time.monotonic() + self.timeout
+
+    def run(self, call, path: Path, rows: int):
+        """``call(options)``, one run of ``rows`` rows, stopped at the deadline, with
+        ONNX Runtime's run-time failures (a shape the graph cannot take, a failing
+        kernel) as one clear line.
+
+        Raises:
+            ModelTimeout: the run did not finish in time.
+            HarnessError: ONNX Runtime failed.
+        """
+        self.arm()
+        try:
+            return call(self.options)
+        except Exception as exc:  # ONNX Runtime raises its own untyped errors
+            if self.options.terminate:
+                raise ModelTimeout(f"{path}: a batch of {rows} did not finish within "
+                                   f"--model-timeout {self.timeout:g} s") from None
+            raise HarnessError(f"{path}: ONNX Runtime failed running the model: "
+                               f"{first_line(exc)}") from None
 
     def _watch(self):
         while not self._stop.is_set():
@@ -224,6 +213,13 @@ class Deadline:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def run_bounded(session, names, feed, timeout: float | None, path: Path):
+    """``session.run`` stopped after ``timeout`` seconds; see :meth:`Deadline.run`."""
+    with Deadline(timeout) as deadline:
+        return deadline.run(lambda options: session.run(names, feed, options), path,
+                            len(next(iter(feed.values()))))
 
 
 def numeric_output(value, rows: int, name: str, path: Path):

@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from harness.errors import HarnessError, ModelTimeout, NonFiniteOutput, first_line
+from harness.errors import NonFiniteOutput
 from harness.model.session import CPU, CUDA, Deadline
 from harness.salience.scoring import class_scores
 
@@ -217,16 +217,9 @@ class DeviceImages:
 
 
 def _run(model, binding, deadline, k: int) -> None:
-    """One bound run of ``k`` real rows, stopped at the deadline, failures as one line."""
-    deadline.arm()
-    try:
-        model.session.run_with_iobinding(binding, deadline.options)
-    except Exception as exc:  # ONNX Runtime raises its own untyped errors
-        if deadline.options.terminate:
-            raise ModelTimeout(f"{model.path}: a batch of {k} did not finish within "
-                               f"--model-timeout {model.timeout:g} s") from None
-        raise HarnessError(f"{model.path}: ONNX Runtime failed running the model: "
-                           f"{first_line(exc)}") from None
+    """One bound run of ``k`` real rows, stopped at the deadline."""
+    deadline.run(lambda options: model.session.run_with_iobinding(binding, options),
+                 model.path, k)
     model.forward_passes += k
 
 
