@@ -71,6 +71,18 @@ def _all_tensors(proto):
                 yield attr.t
 
 
+def constant_tensors(graph) -> dict:
+    """The graph's constant tensors by name: its initializers and the tensor values of
+    its ``Constant`` nodes (as TensorProtos, not read)."""
+    tensors = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    tensors[node.output[0]] = attr.t
+    return tensors
+
+
 def _itemsize(tensor) -> int:
     """Bytes per element of an ONNX tensor's type (0 for strings and undefined types)."""
     from onnx import helper
@@ -90,12 +102,7 @@ def check_sizes(proto, path: Path) -> None:
     if weights > most:
         raise HarnessError(f"{path}: declares {weights / 2**30:,.2f} GiB of weights, over the "
                            f"limit of {most / 2**30:g} GiB; raise it with {WEIGHT_BYTES.env}")
-    shapes = {t.name: t for t in proto.graph.initializer}
-    for node in proto.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    shapes[node.output[0]] = attr.t
+    shapes = constant_tensors(proto.graph)
     most = CONSTANT_BYTES.value()
     for node in proto.graph.node:
         if node.op_type != "ConstantOfShape" or node.input[0] not in shapes:
