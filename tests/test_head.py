@@ -268,19 +268,7 @@ def test_whole_heads_agree_with_onnx_runtime_and_finite_differences(tmp_path, ki
 
 
 def _numpy_score(head, a):
-    from onnx import helper as h
-
-    from harness.numerics.head_ops import SHAPE_OPS
-
-    values = dict(head.constants)
-    values[head.feature] = a
-    for node in head.nodes:
-        attrs = {x.name: h.get_attribute_value(x) for x in node.attribute}
-        args = [values.get(i) if i else None for i in node.input]
-        table = SHAPE_OPS if node.output[0] in head.shapes else {k: f for k, (f, _) in
-                                                                  OPS.items()}
-        values[node.output[0]] = table[node.op_type](attrs, *args)
-    return values[head.score]
+    return head.values(a)[head.score]
 
 
 @pytest.mark.parametrize("kind", sorted(HEADS))

@@ -22,6 +22,7 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 from harness.errors import NoCamHead
+from harness.model.vetting import constant_tensors
 from harness.numerics.head_ops import OPS, SHAPE_OPS, conv_supported
 
 _FINAL = ("Softmax", "LogSoftmax", "Sigmoid", "Identity", "Dropout")
@@ -40,6 +41,7 @@ class Head:
         shapes: the integer tensors the head computes (shapes), evaluated, never
             differentiated.
         channel_axis: A's channel axis (1 for NCHW, 3 for NHWC).
+        attributes: each node's attributes, in the order of ``nodes``.
     """
 
     feature: str
@@ -48,32 +50,36 @@ class Head:
     constants: dict
     shapes: frozenset
     channel_axis: int
+    attributes: tuple = ()
 
     def describe(self) -> str:
         """The ops from A to the score, one line."""
         return " -> ".join([f"A = {self.feature!r}"] + [n.op_type for n in self.nodes]
                            + [f"score {self.score!r}"])
 
+    def values(self, a: np.ndarray) -> dict:
+        """Every tensor of the head, by name, computed forward from A."""
+        values = dict(self.constants)
+        values[self.feature] = np.asarray(a)  # float32 A: the ops after it go to float64
+        for node, attrs in zip(self.nodes, self.attributes, strict=True):
+            args = [values.get(i) if i else None for i in node.input]
+            if node.output[0] in self.shapes:
+                values[node.output[0]] = SHAPE_OPS[node.op_type](attrs, *args)
+            else:
+                values[node.output[0]] = OPS[node.op_type][0](attrs, *args)
+        return values
+
     def gradient(self, a: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """dScore[target] / dA for each image, ``a``'s shape, in float64 (a broadcast
         view where the head starts by pooling: the same at every position)."""
-        values = dict(self.constants)
-        values[self.feature] = np.asarray(a)  # float32 A: the ops after it go to float64
-        attrs = {id(n): {x.name: helper.get_attribute_value(x) for x in n.attribute}
-                 for n in self.nodes}
-        for node in self.nodes:
-            args = [values.get(i) if i else None for i in node.input]
-            if node.output[0] in self.shapes:
-                values[node.output[0]] = SHAPE_OPS[node.op_type](attrs[id(node)], *args)
-            else:
-                values[node.output[0]] = OPS[node.op_type][0](attrs[id(node)], *args)
+        values = self.values(a)
         score = values[self.score]
         grads = {self.score: np.zeros_like(score)}
         if score.shape[1] == 1:  # a binary detector's logit z: the classes' are -+z / 2
             grads[self.score][:, 0] = np.where(np.asarray(targets) == 1, 0.5, -0.5)
         else:
             grads[self.score][np.arange(len(score)), targets] = 1.0
-        for node in reversed(self.nodes):
+        for node, attrs in zip(reversed(self.nodes), reversed(self.attributes), strict=True):
             g = grads.get(node.output[0])
             if g is None or node.output[0] in self.shapes:
                 continue
@@ -81,7 +87,7 @@ class Head:
             wanted = tuple(bool(i) and i not in self.constants and i not in self.shapes
                            for i in node.input)
             backward = OPS[node.op_type][1]
-            for name, grad in zip(node.input, backward(attrs[id(node)], inputs,
+            for name, grad in zip(node.input, backward(attrs, inputs,
                                                        values[node.output[0]], g, wanted),
                                   strict=False):
                 if grad is None or not name or name in self.constants or name in self.shapes:
@@ -110,12 +116,7 @@ def find_head(model_proto, output_name: str, base_dir: str = "", layer: str | No
     info = {v.name: v.type.tensor_type for v in
             list(inferred.value_info) + list(inferred.input) + list(inferred.output)}
     producer = {out: node for node in graph.node for out in node.output}
-    constant_protos = {t.name: t for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    constant_protos[node.output[0]] = attr.t
+    constant_protos = constant_tensors(graph)
     inputs = {i.name for i in graph.input} - set(constant_protos)
 
     def shape(name):
@@ -219,7 +220,8 @@ def find_head(model_proto, output_name: str, base_dir: str = "", layer: str | No
                        "the whole map")
     channel_axis = 3 if _pooled_as_nhwc(nodes, feature, constants) else 1
     integer = frozenset(n.output[0] for n in nodes if id(n) in computed)
-    return Head(feature, score, nodes, constants, integer, channel_axis)
+    return Head(feature, score, nodes, constants, integer, channel_axis,
+                tuple(_attrs(n) for n in nodes))
 
 
 def _pooled_as_nhwc(nodes, feature, constants) -> bool:
