@@ -107,18 +107,22 @@ def _global_pool_back(attrs, inputs, out, g, wanted=None):
     return [np.broadcast_to(g / count, x.shape)]  # a view: the same at every position
 
 
-def _reduce_mean(attrs, x, axes=None):
-    found = _axes(attrs, [x, axes], x.ndim)
+def _mean_axes(attrs, inputs, rank) -> tuple[int, ...]:
+    """ReduceMean's axes; none given: every axis, or none with noop_with_empty_axes."""
+    found = _axes(attrs, inputs, rank)
     if found is None:
-        found = () if attrs.get("noop_with_empty_axes", 0) else tuple(range(x.ndim))
-    return x.mean(axis=found, keepdims=bool(attrs.get("keepdims", 1)))
+        found = () if attrs.get("noop_with_empty_axes", 0) else tuple(range(rank))
+    return found
+
+
+def _reduce_mean(attrs, x, axes=None):
+    return x.mean(axis=_mean_axes(attrs, [x, axes], x.ndim),
+                  keepdims=bool(attrs.get("keepdims", 1)))
 
 
 def _reduce_mean_back(attrs, inputs, out, g, wanted=None):
     x = inputs[0]
-    found = _axes(attrs, inputs, x.ndim)
-    if found is None:
-        found = () if attrs.get("noop_with_empty_axes", 0) else tuple(range(x.ndim))
+    found = _mean_axes(attrs, inputs, x.ndim)
     if not attrs.get("keepdims", 1):
         for axis in found:
             g = np.expand_dims(g, axis)
@@ -236,16 +240,19 @@ def _unary(fn, derivative):
     return forward, backward
 
 
+def _clip_bounds(attrs, low=None, high=None) -> tuple[float, float]:
+    """Clip's bounds: the inputs (opset 11+), else the attributes, else unbounded."""
+    return (attrs.get("min", -np.inf) if low is None else float(low),
+            attrs.get("max", np.inf) if high is None else float(high))
+
+
 def _clip(attrs, x, low=None, high=None):
-    low = attrs.get("min", -np.inf) if low is None else float(low)
-    high = attrs.get("max", np.inf) if high is None else float(high)
-    return np.clip(x, low, high)
+    return np.clip(x, *_clip_bounds(attrs, low, high))
 
 
 def _clip_back(attrs, inputs, out, g, wanted=None):
     x = inputs[0]
-    low = attrs.get("min", -np.inf) if len(inputs) < 2 or inputs[1] is None else float(inputs[1])
-    high = attrs.get("max", np.inf) if len(inputs) < 3 or inputs[2] is None else float(inputs[2])
+    low, high = _clip_bounds(attrs, *inputs[1:])
     return [g * ((x > low) & (x < high))] + [None] * (len(inputs) - 1)
 
 
