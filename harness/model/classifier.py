@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError, NonFiniteOutput
-from harness.model.session import create_bounded, numeric_output, run_bounded, with_outputs
+from harness.model.session import (
+    IOBINDING,
+    create_bounded,
+    numeric_output,
+    run_bounded,
+    with_outputs,
+)
 from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata, per_channel
 from harness.model.vetting import (
     check_domains,
@@ -195,8 +201,8 @@ class OnnxClassifier:
     def execution(self) -> str:
         """The provider, with ``[iobinding]`` once perturbed copies ran bound on its
         device: what the results record as this model's provider."""
-        if "iobinding" in self.__dict__.get("io_paths", ()):
-            return f"{self.provider}[iobinding]"
+        if IOBINDING in self.__dict__.get("io_paths", ()):
+            return f"{self.provider}[{IOBINDING}]"
         return self.provider
 
     @functools.cached_property

@@ -14,6 +14,7 @@ from harness.errors import HarnessError, ModelTimeout, excerpt, first_line
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+IOBINDING = "iobinding"  # the I/O path of copies run bound on the model's device
 # TF32 convolutions (ONNX Runtime's CUDA default) moved the zoo's headline values by up
 # to 0.015 against CPU; in full float32 the difference fell to 0.0009. Scores that
 # depend on the card a run lands on would make the gate flaky, so full precision it is.

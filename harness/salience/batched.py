@@ -14,8 +14,9 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.errors import NonFiniteOutput
+from harness.model.session import IOBINDING
 from harness.numerics.filters import gaussian_blur
-from harness.salience.bound import IOBINDING, DeviceImages, bound_device
+from harness.salience.bound import DeviceImages, bound_device
 from harness.salience.scoring import class_scores, resolve_targets
 
 

@@ -24,7 +24,6 @@ from harness.errors import NonFiniteOutput
 from harness.model.session import CPU, CUDA, Deadline
 from harness.salience.scoring import class_scores
 
-IOBINDING = "iobinding"
 # device memory for one group of input batches (two groups are held)
 _GROUP_BYTES = 256 << 20
 
