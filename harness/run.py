@@ -22,7 +22,7 @@ from harness.execution.engines import make_engine
 from harness.execution.plan import model_identity
 from harness.inputs.images import load_image_set
 from harness.inputs.settings import RunConfig, to_json
-from harness.inputs.zoo import builtin_manifest, read_manifest
+from harness.inputs.zoo import run_sources
 from harness.io import check_writable
 from harness.measures import ALL, get_measures
 from harness.model.classifier import OnnxClassifier
@@ -71,24 +71,19 @@ def run(config: RunConfig, progress=None, resume: bool = False, log=None) -> Fin
     check_writable(config.cache_dir, "cache folder")
     if not resume:
         folder.clear_results()
-    manifests = list(config.zoo) or ([] if config.models else [builtin_manifest()])
-    zoos = [read_manifest(m) for m in manifests]
-    entries = [(m.path, m.spec) for z in zoos for m in z.models]
+    sources = run_sources(config.zoo, config.models, config.data, config.split,
+                          config.out_of_set)
+    entries = [(m.path, m.spec) for z in sources.zoos for m in z.models]
     entries += [(path, None) for path in config.models]
     measures = get_measures(list(config.measures) or list(ALL))
 
-    own = next((z for z in zoos if z.data is not None), None)
-    data_path = config.data or (own.data if own else None)
-    if data_path is None:
+    if sources.data is None:
         raise HarnessError("no image set: pass --data IMAGES (a folder, an image or an .npz)")
-    from_zoo = config.data is None
-    split = config.split or (own.split if from_zoo else None)
-    inset = load_image_set(data_path, split=split)
+    inset = load_image_set(sources.data, split=sources.split)
     if config.limit:
         inset = inset.subset(np.arange(min(config.limit, len(inset))))
     config.salience.check_image_size(inset.size, inset.source)
-    oos_paths = list(config.out_of_set) or (list(own.out_of_set) if from_zoo else [])
-    oos = {p.stem: load_image_set(p) for p in oos_paths}
+    oos = {p.stem: load_image_set(p) for p in sources.out_of_set}
 
     loaded, failed = [], []
     for path, spec in entries:

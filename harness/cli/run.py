@@ -92,18 +92,15 @@ def _duration(seconds: float) -> str:
 def _announce(config) -> str:
     """The first line of a run: what will be scored, from the settings alone (before
     anything heavy is loaded)."""
-    from harness.inputs.zoo import builtin_manifest, read_manifest
+    from harness.inputs.zoo import run_sources
 
-    manifests = list(config.zoo) or ([] if config.models else [builtin_manifest()])
-    zoos = [read_manifest(m) for m in manifests]
-    models = sum(len(z.models) for z in zoos) + len(config.models)
+    sources = run_sources(config.zoo, config.models, config.data, config.split,
+                          config.out_of_set)
+    models = sum(len(z.models) for z in sources.zoos) + len(config.models)
     where = "the built-in zoo" if not config.zoo and not config.models else \
         ", ".join([m.name for m in config.zoo] + ([f"{len(config.models)} --model"]
                                                   if config.models else []))
-    own = next((z.data for z in zoos if z.data is not None), None)
-    data = config.data or own
-    split = config.split or (next((z.split for z in zoos if z.data is not None), None)
-                             if config.data is None else None)
+    data, split = sources.data, sources.split
     images = f"{Path(data).name if data else '?'}" + (f" [{split}]" if split else "") + (
         f", first {config.limit}" if config.limit else "")
     measures = list(config.measures) or list(MEASURE_NAMES)

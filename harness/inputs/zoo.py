@@ -136,6 +136,27 @@ def read_manifest(path) -> Zoo:
                doc.get("split"), tuple(root / p for p in doc.get("out_of_set", [])))
 
 
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """What a run reads: its zoos and the image sets it scores."""
+
+    zoos: list[Zoo]
+    data: Path | None
+    split: str | None
+    out_of_set: list[Path]
+
+
+def run_sources(zoo, models, data, split, out_of_set) -> Sources:
+    """The zoo manifests a run reads (the built-in zoo when neither zoos nor models are
+    named), and its image sets: those given, else the first zoo's with data."""
+    manifests = list(zoo) or ([] if models else [builtin_manifest()])
+    zoos = [read_manifest(m) for m in manifests]
+    own = next((z for z in zoos if z.data is not None), None) if data is None else None
+    return Sources(zoos, data or (own.data if own else None),
+                   split or (own.split if own else None),
+                   list(out_of_set) or (list(own.out_of_set) if own else []))
+
+
 def export(manifest, folder) -> list[Path]:
     """Write a zoo as plain files a user can point the harness at: ``models/*.onnx``,
     its in-set images as a folder of PNGs with labels from the sub-folder names and the
