@@ -134,6 +134,7 @@ def occlusion_rate(clf, images: np.ndarray, rounds: int, bind: bool) -> float:
 def copies_rate(clf, images: np.ndarray, rounds: int) -> float:
     """Passes/s of the bound loop alone (fill kernels, bound runs, scores) on images
     already on the device: what the floor is the floor of."""
+    from harness.salience.batched import blur_sigmas
     from harness.salience.bound import DeviceImages, bound_device
     from harness.salience.occlusion import window_boxes
 
@@ -141,7 +142,7 @@ def copies_rate(clf, images: np.ndarray, rounds: int) -> float:
     device = bound_device(clf, False)
     if device is None:
         return float("nan")
-    on_device = DeviceImages(clf, device, images, (h / 14, w / 14), None, BATCH)
+    on_device = DeviceImages(clf, device, images, blur_sigmas(images, "blur", 7), None, BATCH)
     boxes = window_boxes(h, w, 7, 1)
     targets = np.zeros(n, np.int64)
 

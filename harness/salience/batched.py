@@ -20,7 +20,7 @@ from harness.salience.bound import DeviceImages, bound_device
 from harness.salience.scoring import class_scores, resolve_targets
 
 
-def _blur_sigmas(images: np.ndarray, baseline, grid: int) -> tuple[float, float] | None:
+def blur_sigmas(images: np.ndarray, baseline, grid: int) -> tuple[float, float] | None:
     """Per-axis sigmas of the blur baseline, or None for another baseline."""
     if isinstance(baseline, str) and baseline == "blur":
         _, h, w, _ = images.shape
@@ -47,7 +47,7 @@ def make_baseline(images: np.ndarray, baseline, grid: int) -> np.ndarray:
             ``"mean"`` (per-image, per-channel mean) or a number (constant grey).
         grid: cells per side, which sets the blur's cell size.
     """
-    blur = _blur_sigmas(images, baseline, grid)
+    blur = blur_sigmas(images, baseline, grid)
     if blur is not None:
         return gaussian_blur(images, blur)
     if isinstance(baseline, str):
@@ -116,7 +116,7 @@ def score_perturbations(model, images: np.ndarray, baseline, grid: int, per_imag
     paths = model.__dict__.setdefault("io_paths", set())
     if device is not None:
         paths.add(IOBINDING)
-        blur = _blur_sigmas(images, baseline, grid)
+        blur = blur_sigmas(images, baseline, grid)
         on_device = DeviceImages(model, device, images, blur,
                                  None if blur else make_baseline(images, baseline, grid),
                                  batch)
