@@ -60,7 +60,7 @@ def cam_with_outputs(model, images, target=None, layer: str | None = None
         raise NoCamHead(f"{model.path}: the feature map {head.feature!r} is {a.ndim}-D, not "
                         "4-D; use --method occlusion")
     targets = resolve_targets(outputs, target)
-    grads = head.gradient(a.astype(np.float32, copy=False), targets)
+    grads = head.gradient(a, targets)  # a is float32, as every forward output
     if head.channel_axis == 3:
         a, grads = a.transpose(0, 3, 1, 2), grads.transpose(0, 3, 1, 2)
     if grads.strides[2] == grads.strides[3] == 0:  # pooled first: one value per channel
