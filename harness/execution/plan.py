@@ -120,11 +120,13 @@ def distinct_keys(hashes: list[str]) -> list[str]:
 def model_identity(clf) -> str:
     """What decides a model's maps besides the image: the file and the preprocessing it
     is run with (a manifest may override the file's metadata). Names, families and
-    class names do not change a map, so they are left out."""
+    class names do not change a map, so they are left out. A model pinned to a provider
+    (a comparison across providers) adds it: its maps must be that provider's."""
     spec = dataclasses.asdict(clf.spec)
     for key in ("family", "name", "classes"):
         spec.pop(key)
-    text = json.dumps([clf.sha256, spec], sort_keys=True, default=list)
+    pinned = [clf.pinned] if clf.pinned else []
+    text = json.dumps([clf.sha256, spec, *pinned], sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

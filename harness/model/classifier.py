@@ -9,7 +9,9 @@ keys of docs/measures.md, and the input's declared shape.
 
 from __future__ import annotations
 
+import copy
 import functools
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from harness.model.session import (
     IOBINDING,
     create_bounded,
     numeric_output,
+    providers_of,
     run_bounded,
     with_outputs,
 )
@@ -57,6 +60,10 @@ class OnnxClassifier:
     """
 
     source = None  # the serialised graph of an in-memory variant (a twin); None: the file
+    # The provider the maps must come from, part of the model's identity (a comparison
+    # across providers must not be served maps another provider computed); None:
+    # whichever provider the session got, as for any run.
+    pinned = None
     # Perturbed copies are made and run on the GPU where the model runs there
     # (harness.salience.bound); False keeps them on the host path, to compare the two.
     bind_io = True
@@ -207,8 +214,36 @@ class OnnxClassifier:
 
     @functools.cached_property
     def sha256(self) -> str:
-        """Identity of every byte the model loads (file and external data)."""
+        """Identity of every byte the model loads (file and external data, or the
+        in-memory variant's serialised graph)."""
+        if self.source is not None:
+            return hashlib.sha256(self.source).hexdigest()
         return file_sha256(self.path, self.external)
+
+    def with_graph(self, data: bytes) -> OnnxClassifier:
+        """A copy of this classifier running ``data``, a serialised variant of its model
+        (a randomised twin, a quantised build), with the same preprocessing and on the
+        providers, with their options, that this one got; the file is only read. The
+        variant's input and output are checked as the model's were.
+
+        Raises:
+            HarnessError: ONNX Runtime cannot load the variant, or its input or output
+                is not what an image classifier takes.
+        """
+        import onnx
+
+        clone = copy.copy(self)
+        # a session's own and the head's caches, and the identity: the variant's, not
+        # the model's
+        for own in ("_twins", "_bound_buffers", "_cam_head", "io_paths", "sha256"):
+            clone.__dict__.pop(own, None)
+        clone.session = create_bounded(self.path, providers_of(self.session), self._threads,
+                                       self.timeout, data)
+        clone.source, clone._variants, clone.forward_passes = data, {}, 0
+        clone.graph = onnx.load_from_string(data).graph
+        clone._read_input()
+        clone._read_output()
+        return clone
 
     # -- running -------------------------------------------------------------------
 

@@ -9,12 +9,9 @@ external data, are only read.
 
 from __future__ import annotations
 
-import copy
 import zlib
 
 import numpy as np
-
-from harness.model.session import create_bounded, providers_of
 
 _STREAM = zlib.crc32(b"randomised-twin")
 _FLOATS = {1, 10, 11, 16}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -47,17 +44,9 @@ def randomised_twin(clf, seed: int):
 
     twins = clf.__dict__.setdefault("_twins", {})
     if seed not in twins:
-        proto = onnx.load(str(clf.path))  # with its external data, read only
-        if not randomise(proto, seed):
-            twins[seed] = None
-        else:
-            data = proto.SerializeToString()
-            twin = copy.copy(clf)
-            # a session's own and the head's weights: the twin's, not the model's
-            for own in ("_twins", "_bound_buffers", "_cam_head"):
-                twin.__dict__.pop(own, None)
-            twin.session = create_bounded(clf.path, providers_of(clf.session), clf._threads,
-                                          clf.timeout, data)
-            twin.source, twin._variants, twin.forward_passes = data, {}, 0
-            twins[seed] = twin
+        # with its external data, read only; an in-memory variant's own graph
+        proto = onnx.load(str(clf.path)) if clf.source is None \
+            else onnx.load_from_string(clf.source)
+        twins[seed] = clf.with_graph(proto.SerializeToString()) \
+            if randomise(proto, seed) else None
     return twins[seed]
