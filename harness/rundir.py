@@ -33,6 +33,8 @@ class RunDir:
     EXAMPLES = "examples.npz"
     INFO = "run.json"
     LEADERBOARD = "leaderboard"  # .parquet, .csv and .md
+    PARITY = "parity.parquet"  # a parity run's comparison, and as Markdown:
+    PARITY_TEXT = "parity.md"
     REPORT = "report.html"
 
     def __init__(self, path):
@@ -47,7 +49,7 @@ class RunDir:
         """Remove a previous run's results, so a new run that fails or is killed leaves
         no leaderboard of other inputs behind to be gated."""
         for name in (self.SCORES, self.PER_IMAGE, self.PAIRS, self.FAMILIES, self.EXAMPLES,
-                     self.INFO, self.REPORT,
+                     self.INFO, self.REPORT, self.PARITY, self.PARITY_TEXT,
                      *(f"{self.LEADERBOARD}.{suffix}" for suffix in ("parquet", "csv", "md"))):
             (self / name).unlink(missing_ok=True)
 

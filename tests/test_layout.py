@@ -21,7 +21,7 @@ LAYERS = [
     ("inputs",),
     ("runner",),
     ("report",),
-    ("explain", "run"),
+    ("explain", "run", "parity"),
     ("cli",),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

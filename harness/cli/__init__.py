@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 import harness.cli.explain as explain_commands
+import harness.cli.parity as parity_commands
 import harness.cli.results as results_commands
 import harness.cli.run as run_commands
 import harness.cli.zoo as zoo_commands
@@ -33,7 +34,7 @@ def cli():
 
 for command in (explain_commands.salience, run_commands.run, results_commands.leaderboard,
                 results_commands.compare, results_commands.gate, results_commands.report,
-                zoo_commands.zoo):
+                zoo_commands.zoo, parity_commands.parity):
     cli.add_command(command)
 
 

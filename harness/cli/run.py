@@ -18,7 +18,7 @@ MEASURE_NAMES = ("entropy", "out_of_set", "transforms", "stability", "degradatio
                  "agreement", "sanity")
 
 
-class _Progress:
+class Progress:
     """What a run is doing, on stderr: the plan once the cache is consulted, then the
     unit of work running (model, image set, images) with the passes per second computed
     so far and the time left at that rate. On a terminal one line redrawn in place;
@@ -110,6 +110,35 @@ def _announce(config) -> str:
             f"{', '.join(measures)}; {method} salience -> {config.out}/")
 
 
+# The salience settings, shared with ``harness parity``. Defaults are shown but not set:
+# a flag left out must not override the settings file.
+SALIENCE_OPTIONS = [
+    click.option("--method", type=click.Choice(list(METHODS)), show_default="occlusion",
+                 help="Salience method."),
+    click.option("--grid", type=int, show_default="7",
+                 help="Cells per side of the maps (at least 7 for the SSIM measures)."),
+    click.option("--target", type=click.Choice(["clean", "own"]), show_default="clean",
+                 help="Class a perturbed image's map explains: the clean image's, or its "
+                      "own prediction."),
+    click.option("--layer", show_default="the last spatial feature map",
+                 help="cam: the 4-D tensor of the graph whose maps Grad-CAM weighs."),
+    click.option("--window", type=int, show_default="1", help="Occlusion window in cells."),
+    click.option("--baseline", show_default="blur",
+                 help="What hides a region: blur, mean or a grey level in [0, 1]."),
+    click.option("--n-masks", "n_masks", type=int, show_default="1000", help="RISE masks."),
+    click.option("--batch-size", "batch_size", type=int, show_default="64",
+                 help="Perturbed copies per ONNX Runtime call."),
+]
+
+
+def salience_flags(method, grid, target, layer, window, baseline, n_masks, batch_size) -> dict:
+    """The salience flags given, as ``salience.<key>`` settings (None: not given)."""
+    return {"salience.method": method, "salience.grid": grid, "salience.window": window,
+            "salience.target": target, "salience.layer": layer,
+            "salience.baseline": None if baseline is None else parse_baseline(baseline),
+            "salience.n_masks": n_masks, "salience.batch_size": batch_size}
+
+
 def _run_options(f):
     # Defaults are shown but not set: a flag left out must not override the settings file.
     options = [
@@ -124,21 +153,7 @@ def _run_options(f):
                      type=click.Path(path_type=Path), help="Out-of-set image set; repeatable."),
         click.option("--measures", show_default="all",
                      help=f"Comma-separated measures, of: {', '.join(MEASURE_NAMES)}."),
-        click.option("--method", type=click.Choice(list(METHODS)), show_default="occlusion",
-                     help="Salience method."),
-        click.option("--grid", type=int, show_default="7",
-                     help="Cells per side of the maps (at least 7 for the SSIM measures)."),
-        click.option("--target", type=click.Choice(["clean", "own"]), show_default="clean",
-                     help="Class a perturbed image's map explains: the clean image's, or its "
-                          "own prediction."),
-        click.option("--layer", show_default="the last spatial feature map",
-                     help="cam: the 4-D tensor of the graph whose maps Grad-CAM weighs."),
-        click.option("--window", type=int, show_default="1", help="Occlusion window in cells."),
-        click.option("--baseline", show_default="blur",
-                     help="What hides a region: blur, mean or a grey level in [0, 1]."),
-        click.option("--n-masks", "n_masks", type=int, show_default="1000", help="RISE masks."),
-        click.option("--batch-size", "batch_size", type=int, show_default="64",
-                     help="Perturbed copies per ONNX Runtime call."),
+        *SALIENCE_OPTIONS,
         click.option("--limit", type=int, show_default="all",
                      help="Score only the first N images."),
         click.option("--seed", type=int, show_default="0",
@@ -198,10 +213,8 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
              "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "out": out,
              "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
-             "salience.method": method, "salience.grid": grid, "salience.window": window,
-             "salience.target": target, "salience.layer": layer,
-             "salience.baseline": None if baseline is None else parse_baseline(baseline),
-             "salience.n_masks": n_masks, "salience.batch_size": batch_size}
+             **salience_flags(method, grid, target, layer, window, baseline, n_masks,
+                              batch_size)}
     if resume is not None:
         given = [k.split(".")[-1] for k, v in flags.items() if v is not None]
         given += ["config_file"] * bool(config_file)
@@ -230,7 +243,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
         config = dataclasses.replace(config, out=Path("results") / stamp,
                                      cache=config.cache or Path("results") / "cache")
     log_to_stderr()
-    progress = None if quiet or as_json else _Progress()
+    progress = None if quiet or as_json else Progress()
     say = (lambda message: None) if quiet or as_json else (lambda m: click.echo(m, err=True))
     say(_announce(config))
     try:

@@ -101,9 +101,11 @@ def read_config(path) -> dict:
     return {**doc, **{f"salience.{k}": v for k, v in salience.items()}}
 
 
-def build_config(**settings) -> RunConfig:
+def build_config(default_measures=None, **settings) -> RunConfig:
     """A validated RunConfig from settings (``salience.<key>`` for salience fields);
     ``None`` values are ignored so flags that were not given do not override the file.
+    ``default_measures``: what ``measures = ()`` stands for (default: all seven; a
+    parity run: none), for the check of the grid against them.
 
     Raises:
         HarnessError: a value out of range or of the wrong kind, naming the setting.
@@ -157,7 +159,8 @@ def build_config(**settings) -> RunConfig:
         raise HarnessError("scheduler and workers need engine = \"dask\" (--engine dask)")
     from harness.measures import ALL, check_grid, get_measures
 
-    check_grid(get_measures(list(config.measures or ALL)), config.salience)
+    implied = ALL if default_measures is None else default_measures
+    check_grid(get_measures(list(config.measures or implied)), config.salience)
     return config
 
 

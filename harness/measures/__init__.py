@@ -39,7 +39,7 @@ def get_measures(names) -> list:
 def check_grid(measures, salience) -> int:
     """Refuse a perturbation grid too coarse for the chosen measures; returns the
     smallest map side they can score (a CAM's side is checked per model, once known)."""
-    min_map = max(m.min_map for m in measures)
+    min_map = max((m.min_map for m in measures), default=0)
     if not salience.explainer.fixed_grid and salience.grid < min_map:
         raise HarnessError(f"grid {salience.grid} is too coarse for "
                            f"{too_small(measures, min_map)}; use a grid of at least "

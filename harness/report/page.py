@@ -93,6 +93,41 @@ def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
     return "\n".join(lines)
 
 
+def _parity_html(parity: pl.DataFrame) -> str:
+    """A parity run's comparison: a row per variant, failed ones with their reason."""
+    from harness.results.parity import TITLES, cell_parts, provider_name
+
+    stats = parity["statistic"].unique(maintain_order=True).to_list()
+    head = "".join(f"<th>{html.escape(TITLES.get(s, f'{s} Δ'))}</th>" for s in stats)
+    lines = [f"<table><tr><th>model</th><th>variant</th><th>provider</th>{head}</tr>"]
+    for (model, variant), rows in parity.group_by(["model", "variant"], maintain_order=True):
+        first = rows.row(0, named=True)
+        who = f"<td>{html.escape(model)}</td><td>{html.escape(variant)}</td>"
+        if first["status"] != "ok":
+            lines.append(f'<tr class="failed">{who}<td colspan="{len(stats) + 1}">'
+                         f'{html.escape(first["status"])}</td></tr>')
+            continue
+        cells = {r["statistic"]: cell_parts(r) for r in rows.iter_rows(named=True)}
+        lines.append(f"<tr>{who}<td>{provider_name(first['provider'])}</td>" + "".join(
+            f'<td class="num">{html.escape(cells[s][0])}<br><span class="ci">'
+            f'{html.escape(cells[s][1])}</span></td>' for s in stats) + "</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _parity_section(folder: RunDir) -> list[str]:
+    """The comparison of a ``harness parity`` run (nothing for other runs)."""
+    if not (folder / RunDir.PARITY).is_file():
+        return []
+    return ["<h2>Deployment parity: does a variant decide and look as the model does?</h2>"
+            "<p class='note'>Per variant, on the same images: the share of images where it "
+            "predicts the model's class, the change of that class's log-odds (absolute, and "
+            "signed with a paired sign-flip test), the SSIM between the model's and the "
+            "variant's 8-bit maps (1 = the same map), and each measure's change (variant - "
+            "model, paired, Holm-adjusted p). Brackets: 95% bootstrap intervals.</p>",
+            _parity_html(folder.table(RunDir.PARITY))]
+
+
 def build_report(run_dir, images: int = 4) -> str:
     """The report of the run in ``run_dir`` as one HTML string."""
     import matplotlib
@@ -127,6 +162,7 @@ def build_report(run_dir, images: int = 4) -> str:
              f"{html.escape(shown(info.get('image_set', '?')))}, salience: "
              f"{html.escape(salience.get('method', '?'))}, "
              f"{_passes(info)}</p>",
+             *_parity_section(folder),
              "<h2>Leaderboard</h2>", _leaderboard_html(board, dirs),
              f"<p class='note'>{html.escape(footnote())}</p>", "<dl class='measures'>"]
     for m, higher in dirs.items():
@@ -134,9 +170,10 @@ def build_report(run_dir, images: int = 4) -> str:
         direction = "↑ higher is better" if higher else "↓ lower is better"
         parts.append(f"<dt>{html.escape(m)} {direction}</dt><dd>{html.escape(question)}</dd>")
     parts.append("</dl>")
-    parts += ["<h2>Every model on every measure</h2><p class='note'>Headline with its 95% "
-              "bootstrap interval; colours are families.</p>",
-              _img(measure_figure(scores, dirs, order), "headline per measure")]
+    if dirs:  # a parity run may compare no measure
+        parts += ["<h2>Every model on every measure</h2><p class='note'>Headline with its "
+                  "95% bootstrap interval; colours are families.</p>",
+                  _img(measure_figure(scores, dirs, order), "headline per measure")]
     wins = win_matrix_figure(pairs, order, dirs)
     if wins:
         parts += ["<h2>Who beats whom</h2><p class='note'>Row model against column model, "

@@ -14,7 +14,10 @@ checked nothing, which is a usage error, never a pass.
 
 A rule names a measure (its headline) or ``measure.statistic`` for a detail row. A model
 without a value for a rule (no family, no human maps, failed) fails that rule: a gate
-that cannot check something does not pass it.
+that cannot check something does not pass it. A model with no rows of the measure at
+all is one the measure is not about (the model itself in a parity run, whose
+``parity.ssim`` and ``parity.agreement`` rows are its variants'): its check is skipped,
+on a SKIP line.
 
 A regression is judged like a pair of models (docs/measures.md, "Statistics"): each
 model against the same-named model of the baseline, on the per-image differences over
@@ -35,6 +38,7 @@ import polars as pl
 
 from harness.errors import HarnessError, did_you_mean, excerpt
 from harness.results.comparisons import SEPARABLE
+from harness.results.schema import per_image_column
 from harness.stats.bootstrap import Bootstrap
 from harness.stats.paired import holm, paired
 from harness.tomlfile import check_keys, read_toml
@@ -155,9 +159,16 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
                            "rules to")
     value = {(r["model"], r["measure"], r["statistic"]): r["value"]
              for r in scores.select("model", "measure", "statistic", "value").iter_rows(named=True)}
+    measured = set(zip(scores["model"].to_list(), scores["measure"].to_list(), strict=True))
     checks = []
     for rule in rules.rules:
         for model in models:
+            if (model, rule.measure) not in measured:
+                # e.g. the model a parity run compares its variants with: a model that
+                # has no value fails, one the measure is not about is not checked
+                checks.append(Check(model, rule.text, None, f"(no {rule.measure} rows for "
+                                    "this model: not checked)", True, skipped=True))
+                continue
             v = value.get((model, rule.measure, rule.statistic))
             checks.append(Check(model, rule.text, v, f"{rule.op} {rule.bound:g}",
                                 v is not None and OPS[rule.op](v, rule.bound)))
@@ -255,12 +266,8 @@ def _regressions(scores, per_image, baseline, baseline_per_image, models, rules
 def _differences(run: pl.DataFrame, baseline: pl.DataFrame, model: str, measure: str,
                  keys: list[str]) -> np.ndarray:
     """Per-image run - baseline over ``keys``, NaN where either has no value."""
-    def column(frame):
-        rows = frame.filter((pl.col("model") == model) & (pl.col("measure") == measure))
-        found = dict(zip(rows["image"].to_list(), rows["value"].to_list(), strict=True))
-        return np.array([np.nan if found.get(k) is None else found[k] for k in keys])
-
-    return column(run) - column(baseline)
+    return per_image_column(run, model, measure, keys) - \
+        per_image_column(baseline, model, measure, keys)
 
 
 def _verdict(r: dict, result, j: int, p_adjusted: float, tolerance: float) -> Check:

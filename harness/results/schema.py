@@ -65,3 +65,11 @@ def per_image_frame(columns: list[tuple[str, str, np.ndarray]], keys: list[str]
         "measure": [s for _, s, _ in columns for _ in range(n)],
         "image": keys * len(columns),
         "value": values}, schema=PER_IMAGE).with_columns(pl.col("value").fill_nan(None))
+
+
+def per_image_column(per_image: pl.DataFrame, model: str, measure: str, keys) -> np.ndarray:
+    """One model's per-image values of one measure over the images ``keys``, NaN where
+    it has none."""
+    rows = per_image.filter((pl.col("model") == model) & (pl.col("measure") == measure))
+    found = dict(zip(rows["image"].to_list(), rows["value"].to_list(), strict=True))
+    return np.array([np.nan if found.get(k) is None else found[k] for k in keys], np.float64)

@@ -1,0 +1,379 @@
+"""A whole ``harness parity``: does shipping a model in half precision, in 8-bit integers
+or on another execution provider change what it decides and what it looks at?
+
+Each model's variants are built in memory (:mod:`harness.model.variants`) and scored
+beside it on the same images, as models of one run named ``model@variant``: their clean
+maps (and, when measures are asked for, every map those need) come from the salience
+cache like any run's, so a variant's maps are computed once and the model's are shared
+with ``harness run``. The comparison itself (:mod:`harness.results.parity`) is written
+to the run folder as ``parity.parquet`` and ``parity.md``, and its drift statistics join
+``scores.parquet`` (measure ``parity``) with a ``variant`` column, for the gate.
+
+With ``providers``, the model runs on the first (the reference) and each other provider
+becomes a variant of the same file; every model of such a run is pinned to its provider,
+so no provider is served another's maps from the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from harness.errors import HarnessError, did_you_mean, first_line
+from harness.execution.cache import SalienceCache
+from harness.execution.plan import image_keys
+from harness.inputs.images import load_image_set
+from harness.inputs.settings import RunConfig, to_json
+from harness.inputs.zoo import run_sources
+from harness.io import atomic_path, check_writable
+from harness.measures import get_measures
+from harness.model.classifier import OnnxClassifier
+from harness.model.session import CPU, CUDA, CUDA_OPTIONS
+from harness.model.variants import BUILDERS, CALIBRATION_BATCH, CALIBRATION_IMAGES, build
+from harness.numerics.similarity import WIN
+from harness.report.examples import Examples
+from harness.results.comparisons import family_pairs, model_pairs, values
+from harness.results.leaderboard import build as build_board
+from harness.results.leaderboard import directions, render
+from harness.results.parity import DRIFT, MEASURE, Comparison, score_rows, table, variant_name
+from harness.results.parity import render as render_parity
+from harness.results.schema import per_image_column, per_image_frame, to_frame, versions
+from harness.rundir import RunDir
+from harness.runner import Evaluation, failed_records, provenance, score
+from harness.salience.scoring import class_scores
+from harness.stats.bootstrap import Bootstrap
+
+ORIGINAL = "original"  # the variant column's value for the model itself
+PROVIDERS = {"cpu": CPU, "cuda": CUDA}
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityRun:
+    """A finished parity run, as written to its folder.
+
+    Attributes:
+        parity: the comparison (``parity.parquet``); ``text``: it as Markdown.
+        scores: the long scores of models and variants, with a ``variant`` column.
+        info: what ``run.json`` says of the run.
+    """
+
+    parity: pl.DataFrame
+    text: str
+    scores: pl.DataFrame
+    info: dict
+
+
+@dataclasses.dataclass
+class _Entry:
+    """A model or one of its variants on its way through the run."""
+
+    model: str  # the model it is a variant of (its own name for the model)
+    variant: str
+    clf: OnnxClassifier | None = None
+    failure: str | None = None
+
+
+def parity(config: RunConfig, names: Sequence[str] = (),
+           variants: Sequence[str] | dict[str, Callable] = tuple(BUILDERS),
+           providers: Sequence[str] = (), save_variants=None, progress=None,
+           log=None) -> ParityRun:
+    """Compare every chosen model with its variants and write the run to ``config.out``.
+
+    Args:
+        config: the images (``data``/``split``/``limit``, default the zoo's), the models
+            (``models``: files; ``zoo``: manifests, default the built-in zoo), the
+            measures to compare (none by default: ``measures = ()`` scores only the drift),
+            the salience settings, seed, cache and output folder.
+        names: models of the zoo to compare, by name; none: every model of the zoo
+            unless files are given.
+        variants: variant names (:data:`harness.model.variants.BUILDERS`), or name ->
+            builder (``(proto, calibration) -> proto``) for variants of one's own.
+        providers: execution providers to compare (``cpu``, ``cuda`` or ONNX Runtime's
+            names): the first runs the models, each other one is a variant.
+        save_variants: a folder to write each built variant to as ``model@variant.onnx``
+            (default: variants are never written).
+        progress, log: as for :func:`harness.run.run`.
+    """
+    say = log or (lambda message: None)
+    folder = RunDir(config.out)
+    check_writable(config.out, "output folder")
+    check_writable(config.cache_dir, "cache folder")
+    if save_variants is not None:
+        check_writable(save_variants, "--save-variants folder")
+    measures = get_measures(list(config.measures))
+    if any(m.name == "stability" for m in measures):
+        raise HarnessError("stability compares training runs of a family; parity compares a "
+                           "model with its own variants: leave stability out")
+    sal = config.salience
+    if not sal.explainer.fixed_grid and sal.grid < WIN:
+        raise HarnessError(f"grid {sal.grid} is too coarse for parity: the SSIM between maps "
+                           f"needs maps of at least {WIN}x{WIN}")
+    builders = _builders(variants)
+    pinned = [_provider(p) for p in providers]
+    folder.clear_results()
+
+    sources = run_sources(config.zoo, config.models, config.data, config.split,
+                          config.out_of_set)
+    originals = _originals(sources, config.models, names)
+    if sources.data is None:
+        raise HarnessError("no image set: pass --data IMAGES (a folder, an image or an .npz)")
+    inset = load_image_set(sources.data, split=sources.split)
+    if config.limit:
+        inset = inset.subset(np.arange(min(config.limit, len(inset))))
+    sal.check_image_size(inset.size, inset.source)
+    oos = {p.stem: load_image_set(p) for p in sources.out_of_set} \
+        if any(m.name == "out_of_set" for m in measures) else {}
+
+    entries = []
+    for path, spec in originals:
+        entries += _open(path, spec, config, builders, pinned, inset, save_variants, say)
+    clfs = [e.clf for e in entries if e.clf is not None]
+    keep, examples = {}, Examples(inset, config.seed, config.noise_levels)
+
+    def on_model(clf, maps):
+        keep[clf.name] = maps
+        examples.add(clf, maps)
+
+    cache = SalienceCache(config.cache_dir)
+    start = time.perf_counter()
+    try:
+        how = Evaluation(measures=[m.name for m in measures], salience=sal, seed=config.seed,
+                         noise_levels=config.noise_levels, keep_going=True,
+                         shard_size=config.shard_size, cache=cache, progress=progress,
+                         on_model=on_model)
+        scored = score(clfs, inset, how, out_of_set=oos, families={c.name: None for c in clfs})
+    finally:
+        cache.close()
+    seconds = time.perf_counter() - start
+
+    keys = image_keys(inset.images)
+    boot = Bootstrap(config.seed, keys)
+    status = dict(scored.scores.select("model", "status").unique("model").rows())
+    comparisons, drift_rows, rescored = [], [], 0
+    for e in entries:
+        if e.variant == ORIGINAL:
+            continue
+        name = variant_name(e.model, e.variant)
+        reference = next(x for x in entries if x.model == e.model and x.variant == ORIGINAL)
+        why = e.failure or _failure(status, name) or (
+            f"the model itself failed: {reference.failure or _failure(status, e.model)}"
+            if reference.failure or _failure(status, e.model) else None)
+        if why is None:
+            why = _small_maps(keep[e.model], keep[name])
+        if why is not None:
+            comparisons.append(Comparison(e.model, e.variant, None, f"failed: {why}"))
+            continue
+        values_of, passes = _per_image(reference.clf, keep[e.model], e.clf, keep[name],
+                                       inset.pixels())
+        rescored += passes
+        for m in measures:
+            values_of[m.name] = per_image_column(scored.per_image, name, m.name, keys) - \
+                per_image_column(scored.per_image, e.model, m.name, keys)
+        comparisons.append(Comparison(e.model, e.variant, e.clf.execution, "ok", values_of))
+        drift_rows += [(name, f"{MEASURE}.{s}", values_of[s]) for s in DRIFT]
+    parity_table = table(comparisons, [m.name for m in measures], boot)
+
+    common = provenance(inset, sal, config.seed)
+    base = {r["model"]: {k: r[k] for k in ("family", "provider", "model_sha256",
+                                           "forward_passes", "status")}
+            for r in scored.scores.unique("model", maintain_order=True).iter_rows(named=True)}
+    extra = []
+    for e in entries:
+        name = e.model if e.variant == ORIGINAL else variant_name(e.model, e.variant)
+        if name not in base:  # never opened: listed as failed
+            base[name] = {"family": None, "provider": None, "model_sha256": None,
+                          "forward_passes": 0, "status": f"failed: {e.failure}"}
+            extra += failed_records(common | {"model": name, **base[name]}, measures)
+    extra += [common | base[r["model"]] | r for r in score_rows(parity_table)]
+    scores = pl.concat([scored.scores, to_frame(extra)])
+    variant_of = {variant_name(e.model, e.variant) if e.variant != ORIGINAL else e.model:
+                  e.variant for e in entries}
+    scores = scores.with_columns(variant=pl.col("model").replace_strict(
+        variant_of, return_dtype=pl.String))
+    per_image = pl.concat([scored.per_image, per_image_frame(drift_rows, keys)])
+    vals = values(scores, per_image)
+    pairs = model_pairs(vals)
+    board = build_board(scores, per_image, pairs)
+    dirs = directions(scores)
+    text = render_parity(parity_table)
+    failed = {variant_name(c.model, c.variant): c.status for c in comparisons
+              if c.status != "ok"}
+    info = {"config": to_json(config), "image_set": inset.source, "images": len(inset),
+            "image_set_hash": inset.hash, "models": [e.model for e in entries
+                                                     if e.variant == ORIGINAL],
+            "variants": list(builders), "providers": [p for p, _ in pinned],
+            "failed": failed, "seconds": round(seconds, 2),
+            "forward_passes": int(scores.unique("model")["forward_passes"].sum()),
+            "computed_passes": scored.spent.computed_passes,
+            "reused_maps": scored.spent.reused_maps, "rescored_passes": rescored,
+            "saved_variants": str(Path(save_variants).resolve()) if save_variants else None,
+            **versions()}
+    if scored.spent.reused_maps:
+        say(f"cache {config.cache_dir}: reused {scored.spent.reused_maps:,} maps, computed "
+            f"{scored.spent.computed_passes:,} forward passes")
+    folder.path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / RunDir.PARITY_TEXT) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    folder.write_results({RunDir.SCORES: scores, RunDir.PER_IMAGE: per_image,
+                          RunDir.PAIRS: pairs, RunDir.FAMILIES: family_pairs(vals),
+                          RunDir.PARITY: parity_table},
+                         info, examples.arrays(), board,
+                         {"csv": render(board, dirs, "csv"), "md": render(board, dirs, "md")})
+    return ParityRun(parity_table, text, scores, info)
+
+
+def _builders(variants) -> dict[str, Callable]:
+    if isinstance(variants, dict):
+        return dict(variants)
+    chosen = {}
+    for name in variants:
+        if name not in BUILDERS:
+            raise HarnessError(f"unknown variant {name!r}{did_you_mean(name, BUILDERS)} "
+                               f"(known: {', '.join(BUILDERS)})")
+        chosen[name] = BUILDERS[name]
+    return chosen
+
+
+def _provider(name: str) -> tuple[str, str]:
+    """``(short name, ONNX Runtime provider)`` for a ``--providers`` entry."""
+    import onnxruntime as ort
+
+    full = PROVIDERS.get(name.lower(), name)
+    if full not in ort.get_all_providers():
+        raise HarnessError(f"unknown execution provider {name!r}"
+                           f"{did_you_mean(name.lower(), PROVIDERS)} (use cpu, cuda or one "
+                           "of ONNX Runtime's provider names)")
+    short = next((k for k, v in PROVIDERS.items() if v == full), full)
+    return short, full
+
+
+def _originals(sources, files, names) -> list[tuple[Path, object]]:
+    """``(path, spec)`` of the models to compare: the files, then the zoo models named
+    (every zoo model when neither names nor files are given)."""
+    zoo_models = {m.name: m for z in sources.zoos for m in z.models}
+    chosen = [(Path(f), None) for f in files]
+    for name in names:
+        if name not in zoo_models:
+            raise HarnessError(f"{name!r} is neither a model file nor a model of the zoo"
+                               f"{did_you_mean(name, zoo_models)}")
+        chosen.append((zoo_models[name].path, zoo_models[name].spec))
+    if not chosen:
+        chosen = [(m.path, m.spec) for m in zoo_models.values()]
+    return chosen
+
+
+def _open(path, spec, config, builders, pinned, inset, save_variants, say) -> list[_Entry]:
+    """A model opened on the reference provider, then each variant built and opened
+    (a variant that cannot be is an entry with its failure)."""
+    name = spec.name if spec is not None and spec.name else Path(path).stem
+    try:
+        clf = OnnxClassifier(path, spec, providers=_session_providers(pinned[0])
+                             if pinned else None, batch_size=config.salience.batch_size,
+                             timeout=config.model_timeout)
+    except HarnessError as exc:
+        variants = [*builders, *(short for short, _ in pinned[1:])]
+        return [_Entry(name, ORIGINAL, failure=str(exc))] + [
+            _Entry(name, v, failure=f"the model itself failed: {exc}") for v in variants]
+    if pinned:
+        short, full = pinned[0]
+        if clf.provider != full:
+            raise HarnessError(f"--providers: {short} ({full}) is not available here: ONNX "
+                               f"Runtime gave the session {clf.provider}")
+        clf.pinned = full
+    entries = [_Entry(clf.name, ORIGINAL, clf)]
+    proto = None
+    for variant, builder in builders.items():
+        entry = _Entry(clf.name, variant)
+        entries.append(entry)
+        try:
+            if proto is None:
+                import onnx
+
+                proto = onnx.load(str(clf.path))  # with its external data, read only
+            data = build(builder, proto, calibration_batches(clf, inset))
+        except Exception as exc:  # a quantiser's refusal, in whatever type it raises
+            entry.failure = f"cannot build it: {type(exc).__name__}: {first_line(exc)}"
+            say(f"{variant_name(clf.name, variant)}: {entry.failure}")
+            continue
+        if save_variants is not None:
+            target = Path(save_variants) / f"{variant_name(clf.name, variant)}.onnx"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(data)
+        try:
+            entry.clf = clf.with_graph(data)
+        except HarnessError as exc:
+            entry.failure = str(exc)
+            continue
+        entry.clf.name, entry.clf.pinned = variant_name(clf.name, variant), clf.pinned
+    for short, full in pinned[1:]:
+        entry = _Entry(clf.name, short)
+        entries.append(entry)
+        try:
+            other = OnnxClassifier(path, spec, providers=_session_providers((short, full)),
+                                   batch_size=clf.batch_size, timeout=clf.timeout)
+        except HarnessError as exc:
+            entry.failure = str(exc)
+            continue
+        if other.provider != full:
+            entry.failure = (f"{full} is not available here (ONNX Runtime gave the session "
+                             f"{other.provider})")
+            continue
+        other.name, other.pinned = variant_name(clf.name, short), full
+        entry.clf = other
+    return entries
+
+
+def _session_providers(pinned: tuple[str, str]) -> list:
+    """One provider only: a pinned model must not fall back to another."""
+    full = pinned[1]
+    return [(CUDA, dict(CUDA_OPTIONS))] if full == CUDA else [full]
+
+
+def calibration_batches(clf: OnnxClassifier, inset) -> Callable:
+    """The run's first images as the model's input tensors, batch by batch (each batch
+    of the model's fixed batch size, when it has one, the last padded)."""
+    def batches():
+        images = inset.images[:CALIBRATION_IMAGES]
+        step = clf.fixed_batch or CALIBRATION_BATCH
+        for start in range(0, len(images), step):
+            x = clf.preprocess(images[start:start + step])
+            if len(x) < step and clf.fixed_batch:
+                x = np.concatenate([x, np.repeat(x[-1:], step - len(x), axis=0)])
+            yield x.astype(clf.input_dtype, copy=False)
+    return batches
+
+
+def _failure(status: dict, name: str) -> str | None:
+    text = status.get(name)
+    return None if text is None or text == "ok" else text.removeprefix("failed: ")
+
+
+def _small_maps(ref, var) -> str | None:
+    side = min(min(m.clean.raw.shape[1:]) for m in (ref, var))
+    if side < WIN:
+        return (f"its maps are {side} cells a side; the SSIM between maps needs at least "
+                f"{WIN}x{WIN}")
+    return None
+
+
+def _per_image(clf, maps, variant, vmaps, pixels) -> tuple[dict, int]:
+    """The drift of ``variant`` from ``clf`` per image, and the forward passes spent
+    reading the variant's score of the model's class where their predictions differ
+    (the variant's maps explain its own class)."""
+    from harness.results.parity import drift
+
+    predicted = maps.clean.predicted
+    score_v = np.array(vmaps.clean.target_score, np.float64)
+    flipped = np.flatnonzero(vmaps.clean.predicted != predicted)
+    if len(flipped):
+        out = variant.forward(pixels[flipped])
+        score_v[flipped] = class_scores(out, variant.output_kind, predicted[flipped],
+                                        "log_odds")
+    return drift(maps.q, maps.flat, predicted, maps.clean.target_score, vmaps.q, vmaps.flat,
+                 vmaps.clean.predicted, score_v), len(flipped)

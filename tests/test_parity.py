@@ -1,0 +1,293 @@
+"""Deployment parity: a model against its variants, built in memory."""
+
+import hashlib
+import json
+import tempfile
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from harness import OnnxClassifier
+from harness.cli import cli
+from harness.errors import HarnessError
+from harness.execution.cache import SalienceCache
+from harness.inputs.settings import build_config
+from harness.model.variants import fp16, int8_dynamic
+from harness.parity import parity
+from harness.results.parity import drift
+from harness.runner import evaluate
+from harness.stats.bootstrap import Bootstrap
+from harness.stats.paired import paired
+from tests.onnx_models import cnn_model
+
+N_IMAGES = 24
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A small CNN and 24 labelled 32 px images."""
+    (tmp_path / "models").mkdir()
+    model = cnn_model(tmp_path / "models" / "cnn.onnx", size=32, widths=(8, 8), seed=5,
+                      metadata={"harness.classes": "face,other"})
+    gen = np.random.default_rng(11)
+    data = tmp_path / "data.npz"
+    np.savez(data, images=(gen.random((N_IMAGES, 32, 32, 3)) * 255).astype(np.uint8),
+             labels=np.array(["face", "other"] * (N_IMAGES // 2)))
+    return model, data
+
+
+def _config(tmp_path, model, data, **kwargs):
+    return build_config(models=(model,), data=data, out=tmp_path / "out",
+                        cache=tmp_path / "cache", **kwargs)
+
+
+def _row(frame, variant, statistic):
+    return frame.filter((pl.col("variant") == variant)
+                        & (pl.col("statistic") == statistic)).row(0, named=True)
+
+
+def flip_sign(proto, calibration):
+    """A planted change: the first convolution's weights with their sign flipped."""
+    init = next(i for i in proto.graph.initializer if i.name == "c0.w")
+    init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
+    return proto
+
+
+def negate_logits(proto, calibration):
+    """Every prediction flipped: the classifier's weights and bias negated."""
+    for init in proto.graph.initializer:
+        if init.name.startswith("fc."):
+            init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
+    return proto
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fp16_of_a_small_cnn_keeps_its_decisions_and_its_maps(tmp_path, study):
+    model, data = study
+    done = parity(_config(tmp_path, model, data), variants=("fp16",))
+    agreement = _row(done.parity, "fp16", "agreement")
+    ssim = _row(done.parity, "fp16", "ssim")
+    assert agreement["value"] == 1.0 and agreement["n"] == N_IMAGES
+    assert ssim["value"] > 0.99 and ssim["ci_low"] > 0.98
+    assert _row(done.parity, "fp16", "score_change")["value"] < 0.01
+    assert done.parity["provider"].drop_nulls().unique().to_list() == ["CPUExecutionProvider"]
+
+
+def test_a_planted_sign_flip_is_detected_and_separable_from_fp16(tmp_path, study):
+    model, data = study
+    done = parity(_config(tmp_path, model, data),
+                  variants={"fp16": fp16,
+                            "planted": flip_sign})
+    half, planted = _row(done.parity, "fp16", "ssim"), _row(done.parity, "planted", "ssim")
+    assert planted["ci_high"] < half["ci_low"], (planted, half)
+    assert planted["value"] < 0.9
+    # the same drop as a paired test of the per-image SSIM, planted against fp16
+    per_image = pl.read_parquet(tmp_path / "out" / "per_image.parquet").filter(
+        pl.col("measure") == "parity.ssim")
+    keys = per_image["image"].unique(maintain_order=True).to_list()
+
+    def column(name):
+        rows = per_image.filter(pl.col("model") == name)
+        return np.array(rows.sort(pl.col("image").replace_strict(
+            {k: i for i, k in enumerate(keys)}))["value"].fill_null(np.nan).to_list())
+
+    test = paired(column("cnn@planted") - column("cnn@fp16"), Bootstrap(0, keys))
+    assert test.p_value[0] < 0.05 and test.ci_high[0] < 0
+
+
+def test_the_score_of_a_flipped_prediction_is_read_for_the_models_class(tmp_path, study):
+    model, data = study
+    done = parity(_config(tmp_path, model, data), variants={"negated": negate_logits})
+    assert _row(done.parity, "negated", "agreement")["value"] == 0.0
+    assert done.info["rescored_passes"] == N_IMAGES
+    clf = OnnxClassifier(model)
+    images = np.load(data)["images"]
+    z = clf.forward(images).astype(np.float64)
+    log_odds = np.abs(z[:, 0] - z[:, 1])  # of the predicted class
+    # negated logits: the model's class has log-odds -s on the variant, a shift of -2 s
+    shift = _row(done.parity, "negated", "score_shift")
+    assert shift["value"] == pytest.approx(-2 * log_odds.mean(), rel=1e-4)
+    assert shift["p_adjusted"] < 0.05
+    assert _row(done.parity, "negated", "score_change")["value"] == pytest.approx(
+        2 * log_odds.mean(), rel=1e-4)
+
+
+def test_drift_of_identical_maps_is_one_and_flat_maps_give_no_value():
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 256, (3, 7, 7)).astype(np.uint8)
+    flat = np.array([False, False, True])
+    out = drift(q, flat, np.array([0, 1, 1]), np.array([1.0, 2.0, 3.0]), q.copy(),
+                np.zeros(3, bool), np.array([0, 0, 1]), np.array([1.5, 2.0, 2.0]))
+    np.testing.assert_array_equal(out["agreement"], [1, 0, 1])
+    np.testing.assert_allclose(out["score_shift"], [0.5, 0.0, -1.0])
+    np.testing.assert_allclose(out["score_change"], [0.5, 0.0, 1.0])
+    np.testing.assert_allclose(out["ssim"][:2], [1.0, 1.0])
+    assert np.isnan(out["ssim"][2])
+
+
+def test_a_variant_that_cannot_be_built_or_loaded_is_listed_and_the_rest_go_on(tmp_path,
+                                                                               study):
+    model, data = study
+
+    def refuses(proto, calibration):
+        raise ValueError("no quantised kernel for Foo")
+
+    def broken(proto, calibration):
+        proto.graph.node[0].op_type = "NoSuchOp"
+        return proto
+
+    done = parity(_config(tmp_path, model, data, measures=("entropy",)),
+                  variants={"refuses": refuses, "broken": broken, "int8-dynamic":
+                            int8_dynamic})
+    refused = _row(done.parity, "refuses", "ssim")
+    assert refused["status"] == "failed: cannot build it: ValueError: no quantised kernel for Foo"
+    assert refused["value"] is None
+    assert _row(done.parity, "broken", "ssim")["status"].startswith(
+        "failed: ") and "ONNX Runtime cannot load" in _row(done.parity, "broken", "ssim")["status"]
+    assert _row(done.parity, "int8-dynamic", "ssim")["status"] == "ok"
+    assert "Failed:\n- refuses: failed: cannot build it" in done.text
+    # the failed variants are in the scores too, and fail a gate on them
+    scores = pl.read_parquet(tmp_path / "out" / "scores.parquet")
+    failed = scores.filter(pl.col("model") == "cnn@refuses")
+    assert set(failed["measure"]) == {"entropy", "parity"}
+    assert failed["value"].null_count() == len(failed)
+    rules = tmp_path / "gate.toml"
+    rules.write_text('rules = ["parity.ssim >= 0.5", "parity.agreement >= 0.99"]\n')
+    res = CliRunner().invoke(cli, ["gate", str(tmp_path / "out"), "--rules", str(rules)])
+    assert res.exit_code == 1, res.output
+    assert "SKIP  cnn " in res.output and "FAIL  cnn@refuses" in res.output
+    assert "PASS  cnn@int8-dynamic" in res.output
+
+
+def test_the_model_is_only_read_and_variants_are_written_only_when_asked(tmp_path, study,
+                                                                         monkeypatch):
+    model, data = study
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before, listing = _sha(model), sorted(model.parent.iterdir())
+    parity(_config(tmp_path, model, data))
+    assert _sha(model) == before and sorted(model.parent.iterdir()) == listing
+    assert list(scratch.iterdir()) == []  # the quantisers' scratch folders are gone
+    assert not list(tmp_path.rglob("*@*.onnx"))
+
+    saved = tmp_path / "variants"
+    done = parity(_config(tmp_path, model, data), variants=("fp16", "int8-dynamic"),
+                  save_variants=saved)
+    assert sorted(p.name for p in saved.iterdir()) == ["cnn@fp16.onnx", "cnn@int8-dynamic.onnx"]
+    assert _sha(model) == before
+    # a saved variant is the one scored: its maps are found in the parity run's cache
+    cache = SalienceCache(tmp_path / "cache")
+    try:
+        again = evaluate([saved / "cnn@fp16.onnx"], np.load(data)["images"],
+                         measures="entropy", cache=cache)
+    finally:
+        cache.close()
+    sha = done.scores.filter(pl.col("model") == "cnn@fp16")["model_sha256"][0]
+    assert again["model_sha256"][0] == sha == _sha(saved / "cnn@fp16.onnx")
+    assert OnnxClassifier(saved / "cnn@fp16.onnx").classes == ("face", "other")
+
+
+def test_parity_costs_the_maps_it_needs_and_shares_them_with_the_cache(tmp_path, study):
+    model, data = study
+    config = _config(tmp_path, model, data)
+    evaluate([model], np.load(data)["images"], measures="entropy",
+             cache=(cache := SalienceCache(tmp_path / "cache")))
+    cache.close()
+    per_map = 1 + 7 * 7
+    done = parity(config, variants=("fp16", "int8-dynamic"))
+    # the model's clean maps came from the run above: only the variants' were computed
+    assert done.info["computed_passes"] == 2 * N_IMAGES * per_map
+    assert done.info["forward_passes"] == 3 * N_IMAGES * per_map
+    again = parity(config, variants=("fp16", "int8-dynamic"))
+    assert again.info["computed_passes"] == 0
+    assert again.parity.equals(done.parity)
+
+
+def test_measures_are_compared_with_paired_tests(tmp_path, study):
+    model, data = study
+    done = parity(_config(tmp_path, model, data, measures=("entropy", "transforms")),
+                  variants={"planted": flip_sign})
+    stats = done.parity["statistic"].to_list()
+    assert stats == ["agreement", "score_change", "score_shift", "ssim", "entropy",
+                     "transforms"]
+    per_image = pl.read_parquet(tmp_path / "out" / "per_image.parquet")
+    keys = per_image["image"].unique(maintain_order=True).to_list()
+
+    def column(name):
+        rows = per_image.filter((pl.col("model") == name) & (pl.col("measure") == "entropy"))
+        found = dict(zip(rows["image"], rows["value"], strict=True))
+        return np.array([np.nan if found[k] is None else found[k] for k in keys])
+
+    expected = paired(column("cnn@planted") - column("cnn"), Bootstrap(0, keys))
+    row = _row(done.parity, "planted", "entropy")
+    assert row["value"] == pytest.approx(expected.diff[0])
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (expected.ci_low[0], expected.ci_high[0]))
+    assert row["p_value"] == pytest.approx(expected.p_value[0])
+    assert set(done.scores["variant"]) == {"original", "planted"}
+
+
+def test_providers_become_variants_and_a_missing_one_fails_alone(tmp_path, study):
+    model, data = study
+    done = parity(_config(tmp_path, model, data), variants=(), providers=("cpu", "cuda"))
+    cuda = _row(done.parity, "cuda", "ssim")
+    if cuda["status"] == "ok":  # a machine with a GPU
+        assert cuda["provider"].startswith("CUDAExecutionProvider")
+    else:
+        assert "CUDAExecutionProvider is not available here" in cuda["status"]
+    # pinned to its provider, the model does not share maps with an unpinned run
+    unpinned = parity(build_config(models=(model,), data=data, out=tmp_path / "o2",
+                                   cache=tmp_path / "cache"), variants=())
+    assert unpinned.info["computed_passes"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variants", "fp8"], "unknown variant 'fp8'"),
+    (["--providers", "cdua"], "unknown execution provider 'cdua'; did you mean 'cuda'?"),
+    (["--measures", "stability"], "stability compares training runs of a family"),
+    (["--grid", "4"], "grid 4 is too coarse for parity"),
+    (["no-such-model"], "'no-such-model' is neither a model file nor a model of the zoo"),
+])
+def test_a_users_mistake_is_one_line(tmp_path, study, args, message):
+    model, data = study
+    first = [] if args == ["no-such-model"] else [str(model)]
+    res = CliRunner().invoke(cli, ["parity", *first, "--data", str(data), "--out",
+                                   str(tmp_path / "o"), *args])
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], res.output
+    assert "Traceback" not in res.output
+
+
+def test_a_reference_provider_that_is_missing_is_a_usage_error(tmp_path, study):
+    from harness.model.session import nvidia_gpu_visible
+
+    model, data = study
+    if nvidia_gpu_visible():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(HarnessError, match="--providers: cuda .* is not available here"):
+        parity(_config(tmp_path, model, data), providers=("cuda", "cpu"))
+
+
+def test_the_command_prints_the_table_writes_the_folder_and_the_report(tmp_path, study):
+    model, data = study
+    out = tmp_path / "o"
+    res = CliRunner().invoke(cli, ["parity", str(model), "--data", str(data), "--out",
+                                   str(out), "--variants", "fp16,int8-static", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("## cnn\n")
+    assert "| fp16 " in res.stdout and "| int8-static " in res.stdout
+    assert (out / "parity.md").read_text() == res.stdout
+    info = json.loads((out / "run.json").read_text())
+    assert info["variants"] == ["fp16", "int8-static"] and info["failed"] == {}
+    res = CliRunner().invoke(cli, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    page = (out / "report.html").read_text()
+    assert "Deployment parity" in page and "int8-static" in page
