@@ -19,10 +19,10 @@ import numpy as np
 from harness.errors import HarnessError, NonFiniteOutput
 from harness.model.session import (
     IOBINDING,
+    Deadline,
     create_bounded,
     numeric_output,
     providers_of,
-    run_bounded,
     with_outputs,
 )
 from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata, per_channel
@@ -64,6 +64,10 @@ class OnnxClassifier:
     # across providers must not be served maps another provider computed); None:
     # whichever provider the session got, as for any run.
     pinned = None
+    # Every image in a run of its own: for a model whose outputs for one image depend on
+    # the other images of its batch (dynamic quantisation scales activations per batch),
+    # so that its maps are those of a deployment serving one image at a time.
+    one_at_a_time = False
     # Perturbed copies are made and run on the GPU where the model runs there
     # (harness.salience.bound); False keeps them on the host path, to compare the two.
     bind_io = True
@@ -212,6 +216,12 @@ class OnnxClassifier:
             return f"{self.provider}[{IOBINDING}]"
         return self.provider
 
+    @property
+    def rows_per_run(self) -> int | None:
+        """Rows each ``session.run`` must get (the model's fixed batch axis, or 1 when it
+        runs one image at a time); None: any number."""
+        return 1 if self.one_at_a_time else self.fixed_batch
+
     @functools.cached_property
     def sha256(self) -> str:
         """Identity of every byte the model loads (file and external data, or the
@@ -297,24 +307,31 @@ class OnnxClassifier:
     def run_prepared(self, batch: np.ndarray, extra: tuple[str, ...] = ()):
         """Run already-preprocessed model input ``(B, ...)`` -> ``(B, K) float32``; one
         forward pass counted per row. A model with a fixed batch axis gets its rows in
-        chunks of that size, the last one padded.
+        chunks of that size, the last one padded (one at a time: see
+        :attr:`rows_per_run`).
 
         ``extra`` names inner tensors to return too, from an in-memory copy of the model
         that exposes them as outputs: the result is then ``(outputs, [arrays])``.
         """
         rows = len(batch)
-        step = self.fixed_batch or rows
+        step = self.rows_per_run or rows
         session = self._variant(extra) if extra else self.session
         names = [self.output_name, *extra]
         chunks = [[] for _ in names]
-        for start in range(0, rows, step):
-            part = batch[start:start + step]
-            if len(part) < step:
-                part = np.concatenate([part, np.repeat(part[-1:], step - len(part), axis=0)])
-            feed = {self.input_name: part.astype(self.input_dtype, copy=False)}
-            values = run_bounded(session, names, feed, self.timeout, self.path)
-            for name, chunk, value in zip(names, chunks, values, strict=True):
-                chunk.append(numeric_output(value, len(part), name, self.path))
+        # one watch over the chunks: a model run in many small chunks (a fixed batch
+        # axis, one image at a time) would otherwise start a timer thread per chunk
+        with Deadline(self.timeout) as deadline:
+            for start in range(0, rows, step):
+                part = batch[start:start + step]
+                if len(part) < step:
+                    part = np.concatenate([part, np.repeat(part[-1:], step - len(part),
+                                                           axis=0)])
+                feed = {self.input_name: part.astype(self.input_dtype, copy=False)}
+                values = deadline.run(lambda options, feed=feed: session.run(names, feed,
+                                                                             options),
+                                      self.path, len(part))
+                for name, chunk, value in zip(names, chunks, values, strict=True):
+                    chunk.append(numeric_output(value, len(part), name, self.path))
         # one chunk (a dynamic batch axis) needs no copy: a feature map can be large
         arrays = [(c[0] if len(c) == 1 else np.concatenate(c))[:rows] for c in chunks]
         out = arrays[0].reshape(rows, -1)

@@ -216,13 +216,6 @@ class Deadline:
         self.close()
 
 
-def run_bounded(session, names, feed, timeout: float | None, path: Path):
-    """``session.run`` stopped after ``timeout`` seconds; see :meth:`Deadline.run`."""
-    with Deadline(timeout) as deadline:
-        return deadline.run(lambda options: session.run(names, feed, options), path,
-                            len(next(iter(feed.values()))))
-
-
 def numeric_output(value, rows: int, name: str, path: Path):
     """A session output as float32 with one row per input row.
 

@@ -126,7 +126,7 @@ class DeviceImages:
         self.shape = (c, h, w) if self.channels_first else (h, w, c)
         self.hwc = (h, w, c)
         self.length = c * h * w
-        self.slots = model.fixed_batch or batch
+        self.slots = model.rows_per_run or batch
         self.stream = self._buffers().stream
         pixels = cuda.to_device(np.ascontiguousarray(images, np.float32))
         if blur is not None:
@@ -163,7 +163,7 @@ class DeviceImages:
                 k = min(buf.slots, self.n - start)
                 buf.inputs[0, :k].copy_to_device(self.src[start:start + k])
                 self.cuda.synchronize()  # the model's stream does not wait for the copy
-                binding = buf.binding(model, self.device, 0, model.fixed_batch or k, self.shape)
+                binding = buf.binding(model, self.device, 0, model.rows_per_run or k, self.shape)
                 _run(model, binding, deadline, k)
                 out[start:start + k] = buf.outputs[0, :k]
         bad = ~np.isfinite(out).all(axis=1)
@@ -207,7 +207,7 @@ class DeviceImages:
                 for d in range(steps):
                     k = min(slots, (total - first - d + queue - 1) // queue)
                     j = (group % 2) * depth + d
-                    _run(model, buf.binding(model, self.device, j, model.fixed_batch or k,
+                    _run(model, buf.binding(model, self.device, j, model.rows_per_run or k,
                                             self.shape), deadline, k)
                     held[d] = buf.outputs[j]
                 _score_steps(model, held[:steps], first, queue, total, per_image, targets,
