@@ -40,7 +40,15 @@ from harness.report.examples import Examples
 from harness.results.comparisons import family_pairs, model_pairs, values
 from harness.results.leaderboard import build as build_board
 from harness.results.leaderboard import directions, render
-from harness.results.parity import DRIFT, MEASURE, Comparison, score_rows, table, variant_name
+from harness.results.parity import (
+    DRIFT,
+    MEASURE,
+    Comparison,
+    difference,
+    score_rows,
+    table,
+    variant_name,
+)
 from harness.results.parity import render as render_parity
 from harness.results.schema import per_image_column, per_image_frame, to_frame, versions
 from harness.rundir import RunDir
@@ -49,6 +57,10 @@ from harness.salience.scoring import class_scores
 from harness.stats.bootstrap import Bootstrap
 
 ORIGINAL = "original"  # the variant column's value for the model itself
+# Images run alone and together to tell whether a variant's outputs depend on the batch;
+# differences below BATCH_TOLERANCE times the outputs' scale are rounding.
+PROBE_IMAGES = 8
+BATCH_TOLERANCE = 1e-4
 PROVIDERS = {"cpu": CPU, "cuda": CUDA}
 
 
@@ -76,6 +88,15 @@ class _Entry:
     variant: str
     clf: OnnxClassifier | None = None
     failure: str | None = None
+    batch_dependence: float = 0.0  # see batch_dependence()
+    extra_passes: int = 0  # forward passes spent outside the maps
+
+    @property
+    def note(self) -> str | None:
+        if not self.batch_dependence:
+            return None
+        return (f"its outputs for an image depend on the other images of its batch (by up "
+                f"to {self.batch_dependence:.3g} in log-odds): run one image at a time")
 
 
 def parity(config: RunConfig, names: Sequence[str] = (),
@@ -154,7 +175,7 @@ def parity(config: RunConfig, names: Sequence[str] = (),
     keys = image_keys(inset.images)
     boot = Bootstrap(config.seed, keys)
     status = dict(scored.scores.select("model", "status").unique("model").rows())
-    comparisons, drift_rows, rescored = [], [], 0
+    comparisons, drift_rows = [], []
     for e in entries:
         if e.variant == ORIGINAL:
             continue
@@ -170,11 +191,13 @@ def parity(config: RunConfig, names: Sequence[str] = (),
             continue
         values_of, passes = _per_image(reference.clf, keep[e.model], e.clf, keep[name],
                                        inset.pixels())
-        rescored += passes
+        e.extra_passes += passes
         for m in measures:
-            values_of[m.name] = per_image_column(scored.per_image, name, m.name, keys) - \
+            values_of[difference(m.name)] = \
+                per_image_column(scored.per_image, name, m.name, keys) - \
                 per_image_column(scored.per_image, e.model, m.name, keys)
-        comparisons.append(Comparison(e.model, e.variant, e.clf.execution, "ok", values_of))
+        comparisons.append(Comparison(e.model, e.variant, e.clf.execution, "ok", values_of,
+                                      e.note))
         drift_rows += [(name, f"{MEASURE}.{s}", values_of[s]) for s in DRIFT]
     parity_table = table(comparisons, [m.name for m in measures], boot)
 
@@ -210,7 +233,8 @@ def parity(config: RunConfig, names: Sequence[str] = (),
             "failed": failed, "seconds": round(seconds, 2),
             "forward_passes": int(scores.unique("model")["forward_passes"].sum()),
             "computed_passes": scored.spent.computed_passes,
-            "reused_maps": scored.spent.reused_maps, "rescored_passes": rescored,
+            "reused_maps": scored.spent.reused_maps,
+            "extra_passes": sum(e.extra_passes for e in entries),
             "saved_variants": str(Path(save_variants).resolve()) if save_variants else None,
             **versions()}
     if scored.spent.reused_maps:
@@ -307,10 +331,15 @@ def _open(path, spec, config, builders, pinned, inset, save_variants, say) -> li
                 tmp.write_bytes(data)
         try:
             entry.clf = clf.with_graph(data)
+            entry.clf.name, entry.clf.pinned = variant_name(clf.name, variant), clf.pinned
+            entry.batch_dependence = batch_dependence(entry.clf, inset.pixels()[:PROBE_IMAGES])
         except HarnessError as exc:
-            entry.failure = str(exc)
+            entry.clf, entry.failure = None, str(exc)
             continue
-        entry.clf.name, entry.clf.pinned = variant_name(clf.name, variant), clf.pinned
+        # one image at a time, as a deployment serving single images would see it: its
+        # maps then do not depend on which copies shared a batch
+        entry.clf.one_at_a_time = entry.batch_dependence > 0
+        entry.extra_passes = entry.clf.forward_passes
     for short, full in pinned[1:]:
         entry = _Entry(clf.name, short)
         entries.append(entry)
@@ -347,6 +376,24 @@ def calibration_batches(clf: OnnxClassifier, inset) -> Callable:
                 x = np.concatenate([x, np.repeat(x[-1:], step - len(x), axis=0)])
             yield x.astype(clf.input_dtype, copy=False)
     return batches
+
+
+def batch_dependence(clf: OnnxClassifier, pixels: np.ndarray) -> float:
+    """How far the log-odds of the predicted class move when the images run one at a
+    time instead of together: 0 for an ordinary model (differences within rounding are
+    taken as none), more for one that scales its activations per batch (ONNX Runtime's
+    dynamic quantisation does), whose maps would otherwise depend on which perturbed
+    copies happened to share a batch."""
+    prepared = clf.preprocess(pixels)
+    together = clf.run_prepared(prepared)  # in one run, whatever the batch size setting
+    alone = np.concatenate([clf.run_prepared(prepared[i:i + 1]) for i in range(len(pixels))])
+    scale = max(1.0, float(np.abs(together).max()))
+    if np.abs(alone - together).max() <= BATCH_TOLERANCE * scale:
+        return 0.0
+    predicted = together.argmax(axis=1)
+    moved = class_scores(alone, clf.output_kind, predicted, "log_odds") - \
+        class_scores(together, clf.output_kind, predicted, "log_odds")
+    return float(np.abs(moved).max())
 
 
 def _failure(status: dict, name: str) -> str | None:

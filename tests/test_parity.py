@@ -16,7 +16,7 @@ from harness.errors import HarnessError
 from harness.execution.cache import SalienceCache
 from harness.inputs.settings import build_config
 from harness.model.variants import fp16, int8_dynamic
-from harness.parity import parity
+from harness.parity import PROBE_IMAGES, parity
 from harness.results.parity import drift
 from harness.runner import evaluate
 from harness.stats.bootstrap import Bootstrap
@@ -28,14 +28,16 @@ N_IMAGES = 24
 
 @pytest.fixture
 def study(tmp_path):
-    """A small CNN and 24 labelled 32 px images."""
+    """A small CNN and 24 labelled 32 px images, the first half with human maps."""
     (tmp_path / "models").mkdir()
     model = cnn_model(tmp_path / "models" / "cnn.onnx", size=32, widths=(8, 8), seed=5,
                       metadata={"harness.classes": "face,other"})
     gen = np.random.default_rng(11)
     data = tmp_path / "data.npz"
+    masks = np.zeros((N_IMAGES, 32, 32), bool)
+    masks[:N_IMAGES // 2, 8:24, 8:24] = True
     np.savez(data, images=(gen.random((N_IMAGES, 32, 32, 3)) * 255).astype(np.uint8),
-             labels=np.array(["face", "other"] * (N_IMAGES // 2)))
+             labels=np.array(["face", "other"] * (N_IMAGES // 2)), masks=masks)
     return model, data
 
 
@@ -105,7 +107,8 @@ def test_the_score_of_a_flipped_prediction_is_read_for_the_models_class(tmp_path
     model, data = study
     done = parity(_config(tmp_path, model, data), variants={"negated": negate_logits})
     assert _row(done.parity, "negated", "agreement")["value"] == 0.0
-    assert done.info["rescored_passes"] == N_IMAGES
+    # the flipped images' scores re-read, after the probe of the batch (8 alone, 8 together)
+    assert done.info["extra_passes"] == N_IMAGES + 2 * PROBE_IMAGES
     clf = OnnxClassifier(model)
     images = np.load(data)["images"]
     z = clf.forward(images).astype(np.float64)
@@ -118,17 +121,40 @@ def test_the_score_of_a_flipped_prediction_is_read_for_the_models_class(tmp_path
         2 * log_odds.mean(), rel=1e-4)
 
 
-def test_drift_of_identical_maps_is_one_and_flat_maps_give_no_value():
+def test_a_variant_whose_outputs_depend_on_the_batch_runs_one_image_at_a_time(tmp_path,
+                                                                              study):
+    model, data = study
+    tables = []
+    for batch in (64, 5):
+        done = parity(build_config(models=(model,), data=data, out=tmp_path / f"o{batch}",
+                                   cache=tmp_path / f"cache{batch}",
+                                   **{"salience.batch_size": batch}),
+                      variants=("fp16", "int8-dynamic"))
+        tables.append(done.parity.drop("p_value", "p_adjusted"))
+        assert _row(done.parity, "fp16", "ssim")["note"] is None
+        note = _row(done.parity, "int8-dynamic", "ssim")["note"]
+        assert note.startswith("its outputs for an image depend on the other images of its "
+                               "batch (by up to ") and note.endswith("run one image at a time")
+        assert "- int8-dynamic: its outputs for an image depend" in done.text
+    # its maps no longer depend on how the perturbed copies were batched
+    assert tables[0].equals(tables[1])
+
+
+def test_drift_of_identical_maps_is_one_and_a_map_gone_flat_is_counted_lost():
     rng = np.random.default_rng(0)
     q = rng.integers(0, 256, (3, 7, 7)).astype(np.uint8)
     flat = np.array([False, False, True])
-    out = drift(q, flat, np.array([0, 1, 1]), np.array([1.0, 2.0, 3.0]), q.copy(),
-                np.zeros(3, bool), np.array([0, 0, 1]), np.array([1.5, 2.0, 2.0]))
+    flat_v = np.array([False, True, False])
+    q_v = q.copy()
+    q_v[1] = 0
+    out = drift(q, flat, np.array([0, 1, 1]), np.array([1.0, 2.0, 3.0]), q_v, flat_v,
+                np.array([0, 0, 1]), np.array([1.5, 2.0, 2.0]))
     np.testing.assert_array_equal(out["agreement"], [1, 0, 1])
     np.testing.assert_allclose(out["score_shift"], [0.5, 0.0, -1.0])
     np.testing.assert_allclose(out["score_change"], [0.5, 0.0, 1.0])
-    np.testing.assert_allclose(out["ssim"][:2], [1.0, 1.0])
-    assert np.isnan(out["ssim"][2])
+    assert out["ssim"][0] == pytest.approx(1.0) and np.isnan(out["ssim"][1:]).all()
+    np.testing.assert_array_equal(out["lost_maps"][:2], [0.0, 1.0])  # the variant's flat
+    assert np.isnan(out["lost_maps"][2])  # the model's own map is flat
 
 
 def test_a_variant_that_cannot_be_built_or_loaded_is_listed_and_the_rest_go_on(tmp_path,
@@ -212,11 +238,12 @@ def test_parity_costs_the_maps_it_needs_and_shares_them_with_the_cache(tmp_path,
 
 def test_measures_are_compared_with_paired_tests(tmp_path, study):
     model, data = study
-    done = parity(_config(tmp_path, model, data, measures=("entropy", "transforms")),
+    done = parity(_config(tmp_path, model, data, measures=("entropy", "transforms",
+                                                             "agreement")),
                   variants={"planted": flip_sign})
     stats = done.parity["statistic"].to_list()
-    assert stats == ["agreement", "score_change", "score_shift", "ssim", "entropy",
-                     "transforms"]
+    assert stats == ["agreement", "score_change", "score_shift", "ssim", "lost_maps",
+                     "entropy_diff", "transforms_diff", "agreement_diff"]
     per_image = pl.read_parquet(tmp_path / "out" / "per_image.parquet")
     keys = per_image["image"].unique(maintain_order=True).to_list()
 
@@ -226,12 +253,16 @@ def test_measures_are_compared_with_paired_tests(tmp_path, study):
         return np.array([np.nan if found[k] is None else found[k] for k in keys])
 
     expected = paired(column("cnn@planted") - column("cnn"), Bootstrap(0, keys))
-    row = _row(done.parity, "planted", "entropy")
+    row = _row(done.parity, "planted", "entropy_diff")
     assert row["value"] == pytest.approx(expected.diff[0])
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(
         (expected.ci_low[0], expected.ci_high[0]))
     assert row["p_value"] == pytest.approx(expected.p_value[0])
     assert set(done.scores["variant"]) == {"original", "planted"}
+    # a measure named like a drift statistic keeps its own row
+    assert _row(done.parity, "planted", "agreement")["p_value"] is None
+    assert _row(done.parity, "planted", "agreement_diff")["n"] < N_IMAGES  # masked images
+    assert "| agreement Δ " in done.text
 
 
 def test_providers_become_variants_and_a_missing_one_fails_alone(tmp_path, study):

@@ -95,13 +95,17 @@ def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
 
 def _parity_html(parity: pl.DataFrame) -> str:
     """A parity run's comparison: a row per variant, failed ones with their reason."""
-    from harness.results.parity import TITLES, cell_parts, provider_name
+    from harness.results.parity import cell_parts, provider_name, title
 
     stats = parity["statistic"].unique(maintain_order=True).to_list()
-    head = "".join(f"<th>{html.escape(TITLES.get(s, f'{s} Δ'))}</th>" for s in stats)
+    head = "".join(f"<th>{html.escape(title(s))}</th>" for s in stats)
     lines = [f"<table><tr><th>model</th><th>variant</th><th>provider</th>{head}</tr>"]
+    notes = []
     for (model, variant), rows in parity.group_by(["model", "variant"], maintain_order=True):
         first = rows.row(0, named=True)
+        if first["note"]:
+            notes.append(f"<p class='note'>{html.escape(model)} {html.escape(variant)}: "
+                         f"{html.escape(first['note'])}</p>")
         who = f"<td>{html.escape(model)}</td><td>{html.escape(variant)}</td>"
         if first["status"] != "ok":
             lines.append(f'<tr class="failed">{who}<td colspan="{len(stats) + 1}">'
@@ -111,7 +115,7 @@ def _parity_html(parity: pl.DataFrame) -> str:
         lines.append(f"<tr>{who}<td>{provider_name(first['provider'])}</td>" + "".join(
             f'<td class="num">{html.escape(cells[s][0])}<br><span class="ci">'
             f'{html.escape(cells[s][1])}</span></td>' for s in stats) + "</tr>")
-    lines.append("</table>")
+    lines += ["</table>", *notes]
     return "\n".join(lines)
 
 

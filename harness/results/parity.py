@@ -10,7 +10,11 @@ Per image and variant, with c the class the model predicts on the clean image:
   moves every score the same way, which moves a deployed decision threshold);
 - ``ssim``: SSIM between the model's and the variant's 8-bit clean maps, each explaining
   its own prediction as a deployed variant's explanation would (a flipped prediction
-  therefore usually shows as drift too); no value where either map is flat.
+  therefore usually shows as drift too); no value where either map is flat;
+- ``lost_maps``: 1 when the variant's map is flat where the model's is not (occluding
+  any one cell no longer moves a score that quantisation made coarse), else 0; no value
+  where the model's own map is flat. The SSIM leaves such images out, so it is read
+  with this beside it.
 
 Each is reported as its mean with the run's bootstrap interval (SPEC section 4: one set
 of resamples for every interval, so the variants' intervals are paired). ``score_shift``
@@ -31,11 +35,12 @@ from harness.stats.bootstrap import Bootstrap
 from harness.stats.paired import holm, paired
 
 PARITY = {"model": pl.String, "variant": pl.String, "provider": pl.String,
-          "status": pl.String, "statistic": pl.String, "value": pl.Float64,
+          "status": pl.String, "note": pl.String, "statistic": pl.String, "value": pl.Float64,
           "ci_low": pl.Float64, "ci_high": pl.Float64, "n": pl.Int64,
           "p_value": pl.Float64, "p_adjusted": pl.Float64}
 # statistic -> higher is better (None: nearer 0 is better)
-DRIFT = {"agreement": True, "score_change": False, "score_shift": None, "ssim": True}
+DRIFT = {"agreement": True, "score_change": False, "score_shift": None, "ssim": True,
+         "lost_maps": False}
 # the drift statistics whose mean is tested against no change
 TESTED = ("score_shift",)
 MEASURE = "parity"  # their measure's name in scores.parquet, for the gate
@@ -57,7 +62,8 @@ def drift(q, flat, predicted, score, q_v, flat_v, predicted_v, score_v) -> dict:
     similar = np.where(flat | flat_v, np.nan, ssim(q, q_v)) if len(q) else np.zeros(0)
     return {"agreement": (np.asarray(predicted_v) == np.asarray(predicted)).astype(np.float64),
             "score_change": np.abs(shift), "score_shift": shift,
-            "ssim": similar.astype(np.float64)}
+            "ssim": similar.astype(np.float64),
+            "lost_maps": np.where(flat, np.nan, np.asarray(flat_v, np.float64))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +76,9 @@ class Comparison:
         status: ``ok`` or ``failed: <why>`` (the variant could not be built, loaded or
             scored).
         values: statistic -> ``(N,)`` per-image values: the :data:`DRIFT` statistics and
-            each measure's difference variant - model; empty for a failed variant.
+            each measure's :func:`difference` variant - model; empty for a failed variant.
+        note: what a reader of the figures should know (e.g. that the variant was run
+            one image at a time), or None.
     """
 
     model: str
@@ -78,17 +86,24 @@ class Comparison:
     provider: str | None
     status: str
     values: dict = dataclasses.field(default_factory=dict)
+    note: str | None = None
+
+
+def difference(measure: str) -> str:
+    """The statistic of a measure's headline difference variant - model (its own name
+    would be ambiguous: ``agreement`` is a measure and a drift statistic)."""
+    return f"{measure}_diff"
 
 
 def table(comparisons: list[Comparison], measures: list[str], boot: Bootstrap
           ) -> pl.DataFrame:
     """The parity table (:data:`PARITY`): one row per comparison and statistic, the
-    drift statistics first, then one per measure."""
-    statistics = [*DRIFT, *measures]
+    drift statistics first, then each measure's :func:`difference`."""
+    statistics = [*DRIFT, *map(difference, measures)]
     rows = {}
     for stat in statistics:
         scored = [c for c in comparisons if stat in c.values]
-        tested = stat in TESTED or stat in measures
+        tested = stat not in DRIFT or stat in TESTED
         if scored and tested:
             result = paired(np.stack([c.values[stat] for c in scored], axis=1), boot)
             adjusted = holm(result.p_value)
@@ -107,8 +122,8 @@ def table(comparisons: list[Comparison], measures: list[str], boot: Bootstrap
         for stat in statistics:
             value, low, high, n, p, p_adj = rows.get((c.model, c.variant, stat),
                                                      (np.nan,) * 3 + (0,) + (np.nan,) * 2)
-            for name, x in zip(PARITY, (c.model, c.variant, c.provider, c.status, stat, value,
-                                        low, high, n, p, p_adj), strict=True):
+            for name, x in zip(PARITY, (c.model, c.variant, c.provider, c.status, c.note,
+                                        stat, value, low, high, n, p, p_adj), strict=True):
                 out[name].append(x)
     frame = pl.DataFrame({k: [None if isinstance(x, float) and np.isnan(x) else x
                               for x in v] for k, v in out.items()}, schema=PARITY)
@@ -141,19 +156,23 @@ def render(parity: pl.DataFrame) -> str:
     for model in parity["model"].unique(maintain_order=True).to_list():
         rows = parity.filter(pl.col("model") == model)
         stats = rows["statistic"].unique(maintain_order=True).to_list()
-        header = ["variant", "provider", *[TITLES.get(s, f"{s} Δ") for s in stats]]
-        body, failed = [], []
+        header = ["variant", "provider", *map(title, stats)]
+        body, failed, notes = [], [], []
         for variant in rows["variant"].unique(maintain_order=True).to_list():
             of = rows.filter(pl.col("variant") == variant)
             first = of.row(0, named=True)
             if first["status"] != "ok":
                 failed.append(f"- {variant}: {first['status']}")
                 continue
+            if first["note"]:
+                notes.append(f"- {variant}: {first['note']}")
             cells = {r["statistic"]: cell(r) for r in of.iter_rows(named=True)}
             body.append([variant, provider_name(first["provider"]), *[cells[s] for s in stats]])
         lines += [f"## {model}", ""]
         if body:
             lines += _aligned([header, *body])
+        if notes:
+            lines += ["", "Notes:", *notes]
         if failed:
             lines += ["", "Failed:", *failed]
         lines.append("")
@@ -161,8 +180,13 @@ def render(parity: pl.DataFrame) -> str:
 
 
 TITLES = {"agreement": "agreement", "score_change": "abs Δ log-odds",
-           "score_shift": "Δ log-odds", "ssim": "map SSIM"}
-_FIXED = ("agreement", "ssim")  # shares in [0, 1]: four decimals, not three digits
+          "score_shift": "Δ log-odds", "ssim": "map SSIM", "lost_maps": "maps lost"}
+_FIXED = ("agreement", "ssim", "lost_maps")  # in [0, 1]: four decimals, not three digits
+
+
+def title(statistic: str) -> str:
+    """A statistic's column title: ``map SSIM``, ``entropy Δ``..."""
+    return TITLES.get(statistic, f"{statistic.removesuffix('_diff')} Δ")
 
 
 def provider_name(name: str | None) -> str:
