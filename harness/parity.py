@@ -45,6 +45,7 @@ from harness.results.parity import (
     MEASURE,
     Comparison,
     difference,
+    drift,
     score_rows,
     table,
     variant_name,
@@ -154,6 +155,8 @@ def parity(config: RunConfig, names: Sequence[str] = (),
     for path, spec in originals:
         entries += _open(path, spec, config, builders, pinned, inset, save_variants, say)
     clfs = [e.clf for e in entries if e.clf is not None]
+    if not any(e.clf is not None for e in entries if e.variant == ORIGINAL):
+        raise HarnessError(next(e.failure for e in entries if e.variant == ORIGINAL))
     keep, examples = {}, Examples(inset, config.seed, config.noise_levels)
 
     def on_model(clf, maps):
@@ -181,11 +184,7 @@ def parity(config: RunConfig, names: Sequence[str] = (),
             continue
         name = variant_name(e.model, e.variant)
         reference = next(x for x in entries if x.model == e.model and x.variant == ORIGINAL)
-        why = e.failure or _failure(status, name) or (
-            f"the model itself failed: {reference.failure or _failure(status, e.model)}"
-            if reference.failure or _failure(status, e.model) else None)
-        if why is None:
-            why = _small_maps(keep[e.model], keep[name])
+        why = _why_failed(e, reference, status, keep)
         if why is not None:
             comparisons.append(Comparison(e.model, e.variant, None, f"failed: {why}"))
             continue
@@ -396,13 +395,22 @@ def batch_dependence(clf: OnnxClassifier, pixels: np.ndarray) -> float:
     return float(np.abs(moved).max())
 
 
-def _failure(status: dict, name: str) -> str | None:
-    text = status.get(name)
-    return None if text is None or text == "ok" else text.removeprefix("failed: ")
+def _why_failed(entry: _Entry, reference: _Entry, status: dict, maps: dict) -> str | None:
+    """Why a variant cannot be compared (it or its model failed to open or to be scored,
+    or their maps are too small for SSIM), or None."""
+    def failure(e: _Entry, name: str) -> str | None:
+        text = status.get(name)
+        scored = None if text is None or text == "ok" else text.removeprefix("failed: ")
+        return e.failure or scored
 
-
-def _small_maps(ref, var) -> str | None:
-    side = min(min(m.clean.raw.shape[1:]) for m in (ref, var))
+    why = failure(entry, variant_name(entry.model, entry.variant))
+    if why is not None:
+        return why
+    if (model := failure(reference, entry.model)) is not None:
+        return f"the model itself failed: {model}"
+    side = min(min(m.clean.raw.shape[1:]) for m in (maps[entry.model],
+                                                    maps[variant_name(entry.model,
+                                                                      entry.variant)]))
     if side < WIN:
         return (f"its maps are {side} cells a side; the SSIM between maps needs at least "
                 f"{WIN}x{WIN}")
@@ -413,8 +421,6 @@ def _per_image(clf, maps, variant, vmaps, pixels) -> tuple[dict, int]:
     """The drift of ``variant`` from ``clf`` per image, and the forward passes spent
     reading the variant's score of the model's class where their predictions differ
     (the variant's maps explain its own class)."""
-    from harness.results.parity import drift
-
     predicted = maps.clean.predicted
     score_v = np.array(vmaps.clean.target_score, np.float64)
     flipped = np.flatnonzero(vmaps.clean.predicted != predicted)

@@ -177,7 +177,7 @@ def test_a_variant_that_cannot_be_built_or_loaded_is_listed_and_the_rest_go_on(t
     assert _row(done.parity, "broken", "ssim")["status"].startswith(
         "failed: ") and "ONNX Runtime cannot load" in _row(done.parity, "broken", "ssim")["status"]
     assert _row(done.parity, "int8-dynamic", "ssim")["status"] == "ok"
-    assert "Failed:\n- refuses: failed: cannot build it" in done.text
+    assert "Failed:\n- refuses: cannot build it" in done.text
     # the failed variants are in the scores too, and fail a gate on them
     scores = pl.read_parquet(tmp_path / "out" / "scores.parquet")
     failed = scores.filter(pl.col("model") == "cnn@refuses")
@@ -322,3 +322,20 @@ def test_the_command_prints_the_table_writes_the_folder_and_the_report(tmp_path,
     assert res.exit_code == 0, res.output
     page = (out / "report.html").read_text()
     assert "Deployment parity" in page and "int8-static" in page
+
+
+def test_a_model_that_cannot_be_opened_fails_with_its_variants_and_alone_is_an_error(
+        tmp_path, study):
+    model, data = study
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model")
+    done = parity(build_config(models=(model, junk), data=data, out=tmp_path / "o",
+                               cache=tmp_path / "cache"), variants=("fp16",))
+    failed = _row(done.parity.filter(pl.col("model") == "junk"), "fp16", "ssim")
+    assert failed["status"].startswith("failed: the model itself failed: ")
+    assert "not an ONNX model" in failed["status"]
+    assert _row(done.parity.filter(pl.col("model") == "cnn"), "fp16", "ssim")["status"] == "ok"
+    assert done.scores.filter(pl.col("model") == "junk@fp16")["status"][0].startswith("failed: ")
+    res = CliRunner().invoke(cli, ["parity", str(junk), "--data", str(data), "--out",
+                                   str(tmp_path / "o2")])
+    assert res.exit_code == 2 and "error: " in res.output and "not an ONNX model" in res.output

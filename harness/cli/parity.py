@@ -56,8 +56,7 @@ def _options(f):
     return f
 
 
-@click.command(short_help="Does FP16, INT8 or another provider change what a model "
-                          "looks at?")
+@click.command(short_help="Compare a model with its FP16, INT8, other-provider variants.")
 @_options
 def parity(models, zoo, data, split, variants, providers, measures, method, grid, target,
            layer, window, baseline, n_masks, batch_size, limit, seed, model_timeout, out,

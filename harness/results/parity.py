@@ -125,9 +125,8 @@ def table(comparisons: list[Comparison], measures: list[str], boot: Bootstrap
             for name, x in zip(PARITY, (c.model, c.variant, c.provider, c.status, c.note,
                                         stat, value, low, high, n, p, p_adj), strict=True):
                 out[name].append(x)
-    frame = pl.DataFrame({k: [None if isinstance(x, float) and np.isnan(x) else x
-                              for x in v] for k, v in out.items()}, schema=PARITY)
-    return frame
+    return pl.DataFrame({k: [None if isinstance(x, float) and np.isnan(x) else x
+                             for x in v] for k, v in out.items()}, schema=PARITY)
 
 
 def score_rows(parity: pl.DataFrame) -> list[dict]:
@@ -152,7 +151,7 @@ def render(parity: pl.DataFrame) -> str:
     """The parity table as Markdown, one block per model: a row per variant with its
     agreement, score change, SSIM drift and measure differences; failed variants with
     their reason."""
-    lines = []
+    blocks = []
     for model in parity["model"].unique(maintain_order=True).to_list():
         rows = parity.filter(pl.col("model") == model)
         stats = rows["statistic"].unique(maintain_order=True).to_list()
@@ -162,21 +161,21 @@ def render(parity: pl.DataFrame) -> str:
             of = rows.filter(pl.col("variant") == variant)
             first = of.row(0, named=True)
             if first["status"] != "ok":
-                failed.append(f"- {variant}: {first['status']}")
+                failed.append(f"- {variant}: {first['status'].removeprefix('failed: ')}")
                 continue
             if first["note"]:
                 notes.append(f"- {variant}: {first['note']}")
             cells = {r["statistic"]: cell(r) for r in of.iter_rows(named=True)}
             body.append([variant, provider_name(first["provider"]), *[cells[s] for s in stats]])
-        lines += [f"## {model}", ""]
+        block = [f"## {model}"]
         if body:
-            lines += _aligned([header, *body])
+            block += ["", *_aligned([header, *body])]
         if notes:
-            lines += ["", "Notes:", *notes]
+            block += ["", "Notes:", *notes]
         if failed:
-            lines += ["", "Failed:", *failed]
-        lines.append("")
-    return "\n".join(lines)
+            block += ["", "Failed:", *failed]
+        blocks.append("\n".join(block))
+    return "\n\n".join(blocks) + "\n"
 
 
 TITLES = {"agreement": "agreement", "score_change": "abs Δ log-odds",
