@@ -177,14 +177,13 @@ def parity(config: RunConfig, names: Sequence[str] = (),
 
     keys = image_keys(inset.images)
     boot = Bootstrap(config.seed, keys)
-    status = dict(scored.scores.select("model", "status").unique("model").rows())
     comparisons, drift_rows = [], []
     for e in entries:
         if e.variant == ORIGINAL:
             continue
         name = variant_name(e.model, e.variant)
         reference = next(x for x in entries if x.model == e.model and x.variant == ORIGINAL)
-        why = _why_failed(e, reference, status, keep)
+        why = _why_failed(e, reference, scored.failed, keep)
         if why is not None:
             comparisons.append(Comparison(e.model, e.variant, None, f"failed: {why}"))
             continue
@@ -395,13 +394,12 @@ def batch_dependence(clf: OnnxClassifier, pixels: np.ndarray) -> float:
     return float(np.abs(moved).max())
 
 
-def _why_failed(entry: _Entry, reference: _Entry, status: dict, maps: dict) -> str | None:
+def _why_failed(entry: _Entry, reference: _Entry, failed: dict, maps: dict) -> str | None:
     """Why a variant cannot be compared (it or its model failed to open or to be scored,
-    or their maps are too small for SSIM), or None."""
+    or their maps are too small for SSIM), or None; ``failed``: model -> why scoring it
+    failed."""
     def failure(e: _Entry, name: str) -> str | None:
-        text = status.get(name)
-        scored = None if text is None or text == "ok" else text.removeprefix("failed: ")
-        return e.failure or scored
+        return e.failure or failed.get(name)
 
     why = failure(entry, variant_name(entry.model, entry.variant))
     if why is not None:

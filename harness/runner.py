@@ -73,11 +73,14 @@ class Evaluation:
 @dataclasses.dataclass(frozen=True)
 class Scored:
     """What :func:`score` returns: the long scores, every headline's per-image values
-    (:data:`harness.results.schema.PER_IMAGE`), and what the maps cost."""
+    (:data:`harness.results.schema.PER_IMAGE`), what the maps cost, and why each model
+    that could not be scored failed (also in its rows' ``status``, when it has rows:
+    with no measure chosen it has none)."""
 
     scores: pl.DataFrame
     per_image: pl.DataFrame
     spent: Spent
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +220,7 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
                 per_image.append((clf.name, result.measure, result.per_image))
     spent = Spent(scheduler.computed_passes, scheduler.reused_maps, len(scheduler.units),
                   scheduler.cached_units)
-    return Scored(to_frame(records), per_image_frame(per_image, keys), spent)
+    return Scored(to_frame(records), per_image_frame(per_image, keys), spent, failed)
 
 
 def provenance(inset: ImageSet, salience: SalienceConfig, seed: int) -> dict:
