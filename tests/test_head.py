@@ -25,6 +25,7 @@ def _away_from_kinks(shape, low=0.2, high=2.0):
 # op -> (attributes, inputs, which inputs to differentiate)
 CASES = {
     "Identity": ({}, [R.normal(size=(2, 3))], [0]),
+    "Cast": ({"to": TensorProto.FLOAT}, [R.normal(size=(2, 3))], [0]),
     "Dropout": ({}, [R.normal(size=(2, 3))], [0]),
     "Flatten": ({"axis": 1}, [R.normal(size=(2, 3, 1, 1))], [0]),
     "Reshape": ({}, [R.normal(size=(2, 3, 1, 1)), np.array([0, -1])], [0]),

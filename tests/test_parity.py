@@ -89,6 +89,11 @@ def test_a_planted_sign_flip_is_detected_and_separable_from_fp16(tmp_path, study
     half, planted = _row(done.parity, "fp16", "ssim"), _row(done.parity, "planted", "ssim")
     assert planted["ci_high"] < half["ci_low"], (planted, half)
     assert planted["value"] < 0.9
+    # its scores move too, separably and far beyond FP16's rounding
+    shift, rounding = (_row(done.parity, v, "score_shift") for v in ("planted", "fp16"))
+    assert shift["p_adjusted"] < 0.05
+    assert min(abs(shift["ci_low"]), abs(shift["ci_high"])) > 100 * max(
+        abs(rounding["ci_low"]), abs(rounding["ci_high"]))
     # the same drop as a paired test of the per-image SSIM, planted against fp16
     per_image = pl.read_parquet(tmp_path / "out" / "per_image.parquet").filter(
         pl.col("measure") == "parity.ssim")
@@ -339,3 +344,15 @@ def test_a_model_that_cannot_be_opened_fails_with_its_variants_and_alone_is_an_e
     res = CliRunner().invoke(cli, ["parity", str(junk), "--data", str(data), "--out",
                                    str(tmp_path / "o2")])
     assert res.exit_code == 2 and "error: " in res.output and "not an ONNX model" in res.output
+
+
+def test_grad_cam_reads_a_half_precision_head_and_refuses_a_quantised_one(tmp_path, study):
+    model, data = study
+    done = parity(build_config(models=(model,), data=data, out=tmp_path / "o",
+                               cache=tmp_path / "cache", **{"salience.method": "cam"}))
+    assert _row(done.parity, "fp16", "ssim")["value"] > 0.99
+    assert _row(done.parity, "fp16", "agreement")["value"] == 1.0
+    for variant, op in (("int8-dynamic", "DynamicQuantizeLinear"),
+                        ("int8-static", "DequantizeLinear")):
+        status = _row(done.parity, variant, "ssim")["status"]
+        assert status.startswith("failed: ") and f"is a {op}" in status, status

@@ -386,6 +386,10 @@ OPS = {
                   lambda attrs, x, out: 2 / np.sqrt(np.pi) * np.exp(-x ** 2)),
     "Sqrt": _unary(lambda attrs, x: np.sqrt(x), lambda attrs, x, out: 0.5 / out),
     "Gelu": _unary(_gelu, _gelu_grad),
+    # a float-to-float cast (a half-precision head's output cast back to float32): the
+    # head is computed in float64 throughout, so it passes values and gradients as they
+    # are; a cast to an integer type yields a shape, evaluated by SHAPE_OPS instead
+    "Cast": (_identity, _identity_back),
     "BatchNormalization": (_batch_norm, _batch_norm_back),
     "LayerNormalization": (_layer_norm, _layer_norm_back),
     "Softmax": (_softmax, _softmax_back),
