@@ -356,3 +356,12 @@ def test_grad_cam_reads_a_half_precision_head_and_refuses_a_quantised_one(tmp_pa
                         ("int8-static", "DequantizeLinear")):
         status = _row(done.parity, variant, "ssim")["status"]
         assert status.startswith("failed: ") and f"is a {op}" in status, status
+
+
+def test_the_help_lists_the_variants_without_loading_onnx_runtime():
+    from harness.cli.parity import VARIANT_NAMES
+    from harness.model.variants import BUILDERS
+
+    assert VARIANT_NAMES == tuple(BUILDERS)
+    text = " ".join(CliRunner().invoke(cli, ["parity", "--help"]).output.split())
+    assert "fp16, int8-dynamic, int8-static" in text and "parity.ssim >= 0.9" in text

@@ -66,7 +66,6 @@ def int8_static(proto, calibration: Calibration):
 
 BUILDERS: dict[str, Callable] = {"fp16": fp16, "int8-dynamic": int8_dynamic,
                                  "int8-static": int8_static}
-VARIANTS = tuple(BUILDERS)
 
 
 def build(builder: Callable, proto, calibration: Calibration) -> bytes:

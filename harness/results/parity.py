@@ -16,11 +16,11 @@ Per image and variant, with c the class the model predicts on the clean image:
   where the model's own map is flat. The SSIM leaves such images out, so it is read
   with this beside it.
 
-Each is reported as its mean with the run's bootstrap interval (SPEC section 4: one set
-of resamples for every interval, so the variants' intervals are paired). ``score_shift``
-and every requested measure's headline difference (variant - model, over the images both
-have a value) also get the paired sign-flip test, Holm-adjusted per statistic over all
-the comparisons of the run.
+Each is reported as its mean with the run's bootstrap interval (docs/measures.md,
+"Statistics": one set of resamples for every interval, so the variants' intervals are
+paired). ``score_shift`` and every requested measure's headline difference (variant -
+model, over the images both have a value) also get the paired sign-flip test,
+Holm-adjusted per statistic over all the comparisons of the run.
 """
 
 from __future__ import annotations
