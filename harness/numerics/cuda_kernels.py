@@ -32,6 +32,8 @@ if not hasattr(np, "row_stack"):
 
 from numba import cuda  # noqa: E402
 
+from harness.numerics.filters import bilinear_source  # noqa: E402
+
 THREADS = 256
 
 
@@ -43,16 +45,7 @@ def _offset(p, ch, hw, c, channels_first):
     return p * c + ch
 
 
-@cuda.jit(device=True)
-def _axis_sample(pos, n_grid, n_up):
-    f = (pos + 0.5) * n_grid / n_up - 0.5
-    if f < 0.0:
-        f = 0.0
-    if f > n_grid - 1:
-        f = float(n_grid - 1)
-    lo = int(f)
-    hi = min(lo + 1, n_grid - 1)
-    return lo, hi, f - lo
+_axis_sample = cuda.jit(device=True)(bilinear_source)
 
 
 @cuda.jit(device=True)

@@ -45,6 +45,22 @@ def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, w.astype(np.float32)
 
 
+def bilinear_source(pos, n_grid, n_up):
+    """Where sample ``pos`` of an axis upsampled bilinearly from ``n_grid`` to ``n_up``
+    samples reads: (lower index, upper index, weight of the upper), with half-pixel
+    centres, clamped at the edges. Plain Python, compiled where it is called: for the CPU
+    by the RISE kernels, for the GPU by :mod:`harness.numerics.cuda_kernels`, so both
+    upsample the masks with the same arithmetic."""
+    f = (pos + 0.5) * n_grid / n_up - 0.5
+    if f < 0.0:
+        f = 0.0
+    if f > n_grid - 1:
+        f = float(n_grid - 1)
+    lo = int(f)
+    hi = min(lo + 1, n_grid - 1)
+    return lo, hi, f - lo
+
+
 def gaussian_taps(n: int, sigma: float, truncate: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian taps for one axis, borders reflected (scipy.ndimage's ``mode='reflect'``).
 

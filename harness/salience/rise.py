@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 from numba import njit, prange
 
-from harness.numerics.filters import cell_edges
+from harness.numerics.filters import bilinear_source, cell_edges
 from harness.numerics.pixels import checked_float
 from harness.salience.batched import score_perturbations
 
@@ -116,18 +116,7 @@ def rise(model, images, n_masks: int = 1000, cell: int = 7, p_keep: float = 0.5,
     return maps.astype(np.float32)
 
 
-@njit(cache=True, inline="always")
-def _axis_sample(pos, n_grid, n_up):
-    """Bilinear sampling position of upsampled pixel ``pos`` on a grid axis:
-    (lower index, upper index, weight of upper)."""
-    f = (pos + 0.5) * n_grid / n_up - 0.5
-    if f < 0.0:
-        f = 0.0
-    if f > n_grid - 1:
-        f = float(n_grid - 1)
-    lo = int(f)
-    hi = min(lo + 1, n_grid - 1)
-    return lo, hi, f - lo
+_axis_sample = njit(cache=True, inline="always")(bilinear_source)
 
 
 @njit(cache=True, inline="always")
