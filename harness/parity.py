@@ -188,7 +188,7 @@ def parity(config: RunConfig, names: Sequence[str] = (),
             comparisons.append(Comparison(e.model, e.variant, None, f"failed: {why}"))
             continue
         values_of, passes = _per_image(reference.clf, keep[e.model], e.clf, keep[name],
-                                       inset.pixels())
+                                       inset.images)
         e.extra_passes += passes
         for m in measures:
             values_of[difference(m.name)] = \
@@ -330,7 +330,8 @@ def _open(path, spec, config, builders, pinned, inset, save_variants, say) -> li
         try:
             entry.clf = clf.with_graph(data)
             entry.clf.name, entry.clf.pinned = variant_name(clf.name, variant), clf.pinned
-            entry.batch_dependence = batch_dependence(entry.clf, inset.pixels()[:PROBE_IMAGES])
+            entry.batch_dependence = batch_dependence(entry.clf,
+                                                      inset.images[:PROBE_IMAGES])
         except HarnessError as exc:
             entry.clf, entry.failure = None, str(exc)
             continue
@@ -376,15 +377,15 @@ def calibration_batches(clf: OnnxClassifier, inset) -> Callable:
     return batches
 
 
-def batch_dependence(clf: OnnxClassifier, pixels: np.ndarray) -> float:
+def batch_dependence(clf: OnnxClassifier, images: np.ndarray) -> float:
     """How far the log-odds of the predicted class move when the images run one at a
     time instead of together: 0 for an ordinary model (differences within rounding are
     taken as none), more for one that scales its activations per batch (ONNX Runtime's
     dynamic quantisation does), whose maps would otherwise depend on which perturbed
-    copies happened to share a batch."""
-    prepared = clf.preprocess(pixels)
+    copies happened to share a batch. ``images``: pixel-space, uint8 or float."""
+    prepared = clf.preprocess(images)
     together = clf.run_prepared(prepared)  # in one run, whatever the batch size setting
-    alone = np.concatenate([clf.run_prepared(prepared[i:i + 1]) for i in range(len(pixels))])
+    alone = np.concatenate([clf.run_prepared(prepared[i:i + 1]) for i in range(len(images))])
     scale = max(1.0, float(np.abs(together).max()))
     if np.abs(alone - together).max() <= BATCH_TOLERANCE * scale:
         return 0.0
@@ -415,15 +416,16 @@ def _why_failed(entry: _Entry, reference: _Entry, failed: dict, maps: dict) -> s
     return None
 
 
-def _per_image(clf, maps, variant, vmaps, pixels) -> tuple[dict, int]:
+def _per_image(clf, maps, variant, vmaps, images) -> tuple[dict, int]:
     """The drift of ``variant`` from ``clf`` per image, and the forward passes spent
     reading the variant's score of the model's class where their predictions differ
-    (the variant's maps explain its own class)."""
+    (the variant's maps explain its own class); ``images``: the run's, uint8, of which
+    only those are converted and run."""
     predicted = maps.clean.predicted
     score_v = np.array(vmaps.clean.target_score, np.float64)
     flipped = np.flatnonzero(vmaps.clean.predicted != predicted)
     if len(flipped):
-        out = variant.forward(pixels[flipped])
+        out = variant.forward(images[flipped])
         score_v[flipped] = class_scores(out, variant.output_kind, predicted[flipped],
                                         "log_odds")
     return drift(maps.q, maps.flat, predicted, maps.clean.target_score, vmaps.q, vmaps.flat,
