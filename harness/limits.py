@@ -35,7 +35,10 @@ CONSTANT_BYTES = Limit("HARNESS_MAX_CONSTANT_BYTES", 1 << 28,
 IMAGE_PIXELS = Limit("HARNESS_MAX_IMAGE_PIXELS", 4096 * 4096, "pixels of one image")
 IMAGE_ASPECT = Limit("HARNESS_MAX_IMAGE_ASPECT", 8,
                      "how many times one side of an image may be the other")
+CAM_FEATURE_ELEMENTS = Limit("HARNESS_MAX_CAM_FEATURE", 1 << 24,
+                            "values per image of the feature map Grad-CAM weighs")
 CLASSES = Limit("HARNESS_MAX_CLASSES", 100_000,
                 "classes an .npz's integer labels may name without label_names")
 
-ALL = (INPUT_BYTES, WEIGHT_BYTES, CONSTANT_BYTES, IMAGE_PIXELS, IMAGE_ASPECT, CLASSES)
+ALL = (INPUT_BYTES, WEIGHT_BYTES, CONSTANT_BYTES, IMAGE_PIXELS, IMAGE_ASPECT, CLASSES,
+       CAM_FEATURE_ELEMENTS)

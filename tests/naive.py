@@ -122,3 +122,21 @@ def central_difference(f, inputs, which: int, g, eps: float = 1e-6):
         args_m[which] = minus
         out[i] = ((g * f(*args_p)).sum() - (g * f(*args_m)).sum()) / (2 * eps)
     return out
+
+
+def grad_cam_fd(head, a, targets, step=1e-4):
+    """Grad-CAM of the ``(N, C, H, W)`` feature map ``a`` with its gradient taken by
+    central differences of ``head`` (a function ``(B, C, H, W) -> (B, K)`` class scores,
+    e.g. ONNX Runtime running the head alone in float64), element by element: map =
+    sum_c (sum_hw dScore/dA[c, h, w]) A[c]. The reference for Grad-CAM read from a
+    graph."""
+    a = np.asarray(a, np.float64)
+    maps = np.zeros((len(a),) + a.shape[2:], np.float64)
+    for n, target in enumerate(targets):
+        count = a[n].size
+        bumps = np.eye(count).reshape((count,) + a.shape[1:]) * step
+        up = head(a[n][None] + bumps)[:, target].astype(np.float64)
+        down = head(a[n][None] - bumps)[:, target].astype(np.float64)
+        grad = ((up - down) / (2 * step)).reshape(a.shape[1:])
+        maps[n] = np.einsum("c,chw->hw", grad.sum(axis=(1, 2)), a[n])
+    return maps

@@ -62,6 +62,12 @@ CASES = {
                                           R.normal(size=5)], [0, 1, 2]),
     "Softmax": ({"axis": -1}, [R.normal(size=(2, 4))], [0]),
     "LogSoftmax": ({"axis": -1}, [R.normal(size=(2, 4))], [0]),
+    # opsets 1 to 12: over every axis from `axis` (default 1) at once
+    "Softmax-1": ({}, [R.normal(size=(2, 3, 2, 2))], [0]),
+    "LogSoftmax-1": ({"axis": 2}, [R.normal(size=(2, 3, 2, 2))], [0]),
+    "Slice": ({}, [R.normal(size=(2, 3, 5, 5)), np.array([1, 4]), np.array([4, 0]),
+                   np.array([2, 3]), np.array([1, -2])], [0]),
+    "Pad": ({}, [R.normal(size=(2, 3, 4, 4)), np.array([0, 0, 1, -1, 0, 0, 2, 1])], [0]),
 }
 
 
@@ -250,7 +256,7 @@ def _feature_and_logits(path, x, feature):
 @pytest.mark.parametrize("kind", sorted(HEADS))
 def test_whole_heads_agree_with_onnx_runtime_and_finite_differences(tmp_path, kind):
     path = HEADS[kind](tmp_path / f"{kind}.onnx")
-    head = find_head(onnx.load(str(path)), "logits")
+    head = _find(onnx.load(str(path)), "logits")
     # the last spatial map: the SiLU of a convolution of A in that head
     assert head.feature == ("silu" if kind == "efficientnet_silu" else "A")
     x = R.random((3, 3, S, S)).astype(np.float32)
@@ -266,6 +272,32 @@ def test_whole_heads_agree_with_onnx_runtime_and_finite_differences(tmp_path, ki
     g[np.arange(3), targets] = 1.0
     expected = central_difference(lambda v: _numpy_score(head, v), [a], 0, g)
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
+
+
+def _find(model, output, layer=None):
+    """find_head with the shapes of a run of ``model`` on one image."""
+    session = ort.InferenceSession(_exposing_all(model).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    x = R.random((1, 3, S, S)).astype(np.float32)
+    names = [o.name for o in session.get_outputs()]
+    tensors = dict(zip(names, session.run(names, {"image": x}), strict=True))
+    tensors["image"] = x
+    return find_head(model, output, tensors, "image", "NCHW", layer=layer)
+
+
+def _exposing_all(model):
+    from copy import deepcopy
+
+    from harness.model.session import tensor_types
+
+    model = deepcopy(model)
+    types = tensor_types(model)
+    present = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        for name in node.output:
+            if name in types and name not in present:
+                model.graph.output.append(helper.make_tensor_value_info(name, types[name], None))
+    return model
 
 
 def _numpy_score(head, a):
@@ -293,7 +325,7 @@ def test_a_head_reading_two_feature_maps_is_refused(tmp_path):
         helper.make_node("Gemm", ["f", "w"], ["logits"], transB=1)],
         [_const("w", R.normal(size=(K, C)))])
     with pytest.raises(NoCamHead, match=r"reads 2 feature maps \(A, B\)"):
-        find_head(onnx.load(str(path)), "logits")
+        _find(onnx.load(str(path)), "logits")
 
 
 def test_a_named_layer_moves_the_map_and_keys_the_cache(tmp_path):
@@ -301,7 +333,7 @@ def test_a_named_layer_moves_the_map_and_keys_the_cache(tmp_path):
 
     path = _efficientnet_silu(tmp_path / "silu.onnx")
     model = onnx.load(str(path))
-    head = find_head(model, "logits", layer="A")  # before the 1x1 conv and the SiLU
+    head = _find(model, "logits", layer="A")  # before the 1x1 conv and the SiLU
     assert head.feature == "A" and [n.op_type for n in head.nodes][:3] == ["Conv", "Sigmoid",
                                                                           "Mul"]
     x = R.random((3, 3, S, S)).astype(np.float32)
@@ -316,9 +348,9 @@ def test_a_named_layer_moves_the_map_and_keys_the_cache(tmp_path):
     pixels = x.transpose(0, 2, 3, 1)
     assert not np.allclose(cam(clf, pixels, layer="A"), cam(clf, pixels))
     with pytest.raises(NoCamHead, match="the graph has no tensor named 'nowhere'"):
-        find_head(model, "logits", layer="nowhere")
+        _find(model, "logits", layer="nowhere")
     with pytest.raises(NoCamHead, match="is a 3x3 convolution on a feature map"):
-        find_head(_with_3x3(model, tmp_path), "logits", layer="c")
+        _find(_with_3x3(model, tmp_path), "logits", layer="c")
     keys = {SalienceConfig(method="cam").to_json(),
             SalienceConfig(method="cam", layer="A").to_json()}
     assert len(keys) == 2 and '"layer": "A"' in max(keys, key=len)

@@ -23,6 +23,7 @@ from harness.model.session import (
     create_bounded,
     numeric_output,
     providers_of,
+    tensor_types,
     with_outputs,
 )
 from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata, per_channel
@@ -245,7 +246,8 @@ class OnnxClassifier:
         clone = copy.copy(self)
         # a session's own and the head's caches, and the identity: the variant's, not
         # the model's
-        for own in ("_twins", "_bound_buffers", "_cam_head", "io_paths", "sha256"):
+        for own in ("_twins", "_bound_buffers", "_cam_head", "_cam_checked", "io_paths",
+                    "sha256"):
             clone.__dict__.pop(own, None)
         clone.session = create_bounded(self.path, providers_of(self.session), self._threads,
                                        self.timeout, data)
@@ -353,6 +355,33 @@ class OnnxClassifier:
             self._variants[key] = with_outputs(self.path, key, self.session, self._threads,
                                                  self.timeout, self.source)
         return self._variants[key]
+
+    def inner_tensors(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Every tensor the graph's nodes compute (those whose type its operators fix)
+        for a few pixel ``images``, from a temporary copy of the model exposing them
+        all: the shapes the graph really computes, whatever the file declares, and the
+        values a check of another computation compares against. Not a counted pass.
+        """
+        import onnx
+
+        proto = onnx.load(str(self.path), load_external_data=False) if self.source is None \
+            else onnx.load_from_string(self.source)
+        types = tensor_types(proto)
+        names = tuple(dict.fromkeys(o for n in proto.graph.node for o in n.output
+                                    if o and o in types and o != self.output_name))
+        session = with_outputs(self.path, names, self.session, self._threads, self.timeout,
+                               self.source)
+        x = self.preprocess(images)
+        if self.fixed_batch and len(x) != self.fixed_batch:
+            x = np.repeat(x[:1], self.fixed_batch, axis=0)
+        feed = {self.input_name: x.astype(self.input_dtype, copy=False)}
+        wanted = [o.name for o in session.get_outputs()]
+        with Deadline(self.timeout) as deadline:
+            values = deadline.run(lambda options: session.run(wanted, feed, options),
+                                  self.path, len(images))
+        found = {name: np.asarray(v) for name, v in zip(wanted, values, strict=True)}
+        found[self.input_name] = feed[self.input_name]
+        return found
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, K) float32`` for pixel-space images."""

@@ -127,9 +127,7 @@ def with_outputs(path: Path, extra: tuple[str, ...], session, threads,
     import onnx
 
     proto = onnx.load(str(path)) if source is None else onnx.load_from_string(source)
-    inferred = onnx.shape_inference.infer_shapes(proto)
-    types = {v.name: v.type.tensor_type.elem_type for v in
-             list(inferred.graph.value_info) + list(inferred.graph.output)}
+    types = tensor_types(proto)
     present = {o.name for o in proto.graph.output}
     for name in extra:
         if name not in present:
@@ -137,6 +135,26 @@ def with_outputs(path: Path, extra: tuple[str, ...], session, threads,
                 name, types.get(name) or onnx.TensorProto.FLOAT, None))
     return create_bounded(path, providers_of(session), threads, timeout,
                           proto.SerializeToString())
+
+
+def inferred_graph(proto):
+    """The graph with every tensor's type and shape as ONNX's inference derives them
+    from the operators; the file's own ``value_info`` is left out, since it may say
+    anything."""
+    import onnx
+
+    bare = onnx.ModelProto()
+    bare.CopyFrom(proto)
+    bare.graph.ClearField("value_info")
+    return onnx.shape_inference.infer_shapes(bare).graph
+
+
+def tensor_types(proto) -> dict[str, int]:
+    """Every tensor's ONNX element type as the graph's operators make it."""
+    inferred = inferred_graph(proto)
+    return {v.name: v.type.tensor_type.elem_type for v in
+            list(inferred.value_info) + list(inferred.output) + list(inferred.input)
+            if v.type.tensor_type.elem_type}
 
 
 def providers_of(session) -> list[tuple[str, dict]]:

@@ -339,6 +339,29 @@ def _log_softmax(attrs, x):
     return np.log(_softmax(attrs, x))
 
 
+def _coerced(fn):
+    """Softmax or LogSoftmax as opsets 1 to 12 define them: over the input flattened
+    into 2-D at ``axis`` (default 1), i.e. over every axis from ``axis`` on at once."""
+    def forward(attrs, x):
+        axis = attrs.get("axis", 1) % max(x.ndim, 1)
+        rows = int(np.prod(x.shape[:axis]))
+        return fn({"axis": -1}, x.reshape(rows, -1)).reshape(x.shape)
+
+    return forward
+
+
+def _coerced_back(fn):
+    def backward(attrs, inputs, out, g, wanted=None):
+        x = inputs[0]
+        axis = attrs.get("axis", 1) % max(x.ndim, 1)
+        rows = int(np.prod(x.shape[:axis]))
+        flat = fn({"axis": -1}, [x.reshape(rows, -1)], out.reshape(rows, -1),
+                  g.reshape(rows, -1), wanted)
+        return [flat[0].reshape(x.shape)]
+
+    return backward
+
+
 def _log_softmax_back(attrs, inputs, out, g, wanted=None):
     axis = attrs.get("axis", -1)
     return [g - np.exp(out) * g.sum(axis=axis, keepdims=True)]
@@ -346,6 +369,65 @@ def _log_softmax_back(attrs, inputs, out, g, wanted=None):
 
 def _sigmoid(attrs, x):
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _float_slice(attrs, x, starts=None, ends=None, axes=None, steps=None):
+    return x[_slice_index(attrs, x.ndim, starts, ends, axes, steps)]
+
+
+def _slice_index(attrs, rank, starts, ends, axes, steps) -> tuple:
+    """Slice's index (inputs from opset 10, attributes before)."""
+    starts = attrs.get("starts") if starts is None else starts
+    ends = attrs.get("ends") if ends is None else ends
+    axes = attrs.get("axes") if axes is None else axes
+    starts = [int(v) for v in np.asarray(starts).reshape(-1)]
+    ends = [int(v) for v in np.asarray(ends).reshape(-1)]
+    axes = range(len(starts)) if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+    steps = [1] * len(starts) if steps is None else [int(v) for v in
+                                                     np.asarray(steps).reshape(-1)]
+    index = [slice(None)] * rank
+    for a, s, e, st in zip(axes, starts, ends, steps, strict=True):
+        index[a % rank] = slice(s, e, st)
+    return tuple(index)
+
+
+def _float_slice_back(attrs, inputs, out, g, wanted=None):
+    x = inputs[0]
+    grad = np.zeros(x.shape, np.float64)
+    grad[_slice_index(attrs, x.ndim, *(list(inputs[1:]) + [None] * (5 - len(inputs))))] = g
+    return [grad] + [None] * (len(inputs) - 1)
+
+
+def _pad_widths(attrs, x, pads, axes):
+    pads = attrs.get("pads") if pads is None else pads
+    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    half = len(pads) // 2
+    axes = range(x.ndim) if axes is None else [int(a) % x.ndim for a in
+                                               np.asarray(axes).reshape(-1)]
+    widths = [(0, 0)] * x.ndim
+    for k, a in enumerate(axes):
+        widths[a] = (pads[k], pads[k + half])
+    return widths
+
+
+def _pad(attrs, x, pads=None, value=None, axes=None):
+    """Pad with a constant (the only mode a head is allowed); negative pads crop."""
+    fill = attrs.get("value", 0.0) if value is None else float(np.asarray(value).reshape(-1)[0])
+    widths = _pad_widths(attrs, x, pads, axes)
+    grown = np.pad(x, [(max(b, 0), max(e, 0)) for b, e in widths], constant_values=fill)
+    return grown[tuple(slice(max(-b, 0), grown.shape[i] - max(-e, 0))
+                       for i, (b, e) in enumerate(widths))]
+
+
+def _pad_back(attrs, inputs, out, g, wanted=None):
+    x = inputs[0]
+    widths = _pad_widths(attrs, x, inputs[1] if len(inputs) > 1 else None,
+                         inputs[3] if len(inputs) > 3 else None)
+    grad = np.zeros(x.shape, np.float64)
+    inner = tuple(slice(max(-b, 0), x.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(widths))
+    grad[inner] = g[tuple(slice(max(b, 0), g.shape[i] - max(e, 0))
+                          for i, (b, e) in enumerate(widths))]
+    return [grad] + [None] * (len(inputs) - 1)
 
 
 def _pow_back(attrs, inputs, out, g, wanted=None):
@@ -394,7 +476,20 @@ OPS = {
     "LayerNormalization": (_layer_norm, _layer_norm_back),
     "Softmax": (_softmax, _softmax_back),
     "LogSoftmax": (_log_softmax, _log_softmax_back),
+    "Softmax-1": (_coerced(_softmax), _coerced_back(_softmax_back)),
+    "LogSoftmax-1": (_coerced(_log_softmax), _coerced_back(_log_softmax_back)),
+    "Slice": (_float_slice, _float_slice_back),
+    "Pad": (_pad, _pad_back),
 }
+# operators whose meaning changed with an opset: (op, first opset of today's meaning)
+_CHANGED = {"Softmax": 13, "LogSoftmax": 13}
+
+
+def kernel_for(op_type: str, opset: int) -> str:
+    """The ``OPS`` entry that computes ``op_type`` as the model's ``opset`` defines it."""
+    if op_type in _CHANGED and opset < _CHANGED[op_type]:
+        return f"{op_type}-1"
+    return op_type
 
 
 # -- shape arithmetic (integer tensors: evaluated, never differentiated) ----------------

@@ -4,26 +4,36 @@ feature map A, and everything between A and the score is a small head.
 
 Walking back from the class output (past a final Softmax, LogSoftmax or Sigmoid: the
 score is the logit; a binary detector's single logit z scores its classes -z / 2 and
-z / 2), every node is kept until each path reaches A: the first 4-D tensor with a
-spatial extent above 1 x 1 (or the tensor named by ``layer``). Constants (initializers,
-``Constant`` nodes, external data included) are read from the file; integer tensors
-the head uses as shapes are computed from A's shape. The head is
-then evaluated and differentiated in NumPy (float64, :mod:`harness.numerics.head_ops`)
-on (batch, channels) arrays, so the cost stays one ONNX Runtime pass per image. A node
-of another kind, a head that reads two feature maps, or one that reaches the model's
-input without one is refused in one line.
+z / 2), every node is kept until each path reaches A: the first tensor that is a map
+of the image, i.e. whose height and width axes are the image's, followed from the
+convolution that made it through the layout operators after it
+(:mod:`harness.salience.spatial`), with a spatial extent above 1 x 1 (or the tensor
+named by ``layer``). An NHWC map is weighed over its channels as it is; a map whose
+height and width were swapped is swapped back; a reshape that scrambles the positions,
+a crop or a pad ends the search at the tensor before it, so the map stays aligned with
+the image. Every shape comes from a run of the graph, never from the file's
+``value_info``. Constants (initializers, ``Constant`` nodes, external data included)
+are read from the file; integer tensors the head uses as shapes are computed from A's
+shape. The head is then evaluated and differentiated in NumPy (float64,
+:mod:`harness.numerics.head_ops`) on (batch, channels) arrays, so the cost stays one
+ONNX Runtime pass per image. A node of another kind, a head that reads two feature
+maps, or one that reaches the model's input without one is refused in one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from onnx import helper, numpy_helper
 
-from harness.errors import NoCamHead
+from harness.errors import NoCamHead, excerpt
+from harness.limits import CAM_FEATURE_ELEMENTS
+from harness.model.session import inferred_graph
 from harness.model.vetting import constant_tensors
-from harness.numerics.head_ops import OPS, SHAPE_OPS, conv_supported
+from harness.numerics.head_ops import OPS, SHAPE_OPS, conv_supported, kernel_for
+from harness.salience.spatial import spatial_axes
 
 _FINAL = ("Softmax", "LogSoftmax", "Sigmoid", "Identity", "Dropout")
 _INTEGER = {6, 7, 12, 13, 2, 3, 4, 5, 9}  # onnx int and bool element types
@@ -40,8 +50,9 @@ class Head:
         constants: the head's constant inputs by name.
         shapes: the integer tensors the head computes (shapes), evaluated, never
             differentiated.
-        channel_axis: A's channel axis (1 for NCHW, 3 for NHWC).
+        axes: A's (height, width, channel) axes: (2, 3, 1) for NCHW, (1, 2, 3) for NHWC.
         attributes: each node's attributes, in the order of ``nodes``.
+        kernels: each node's entry in ``OPS`` (its operator, as its opset defines it).
     """
 
     feature: str
@@ -49,50 +60,61 @@ class Head:
     nodes: tuple
     constants: dict
     shapes: frozenset
-    channel_axis: int
+    axes: tuple = (2, 3, 1)
     attributes: tuple = ()
+    kernels: tuple = ()
 
     def describe(self) -> str:
         """The ops from A to the score, one line."""
-        return " -> ".join([f"A = {self.feature!r}"] + [n.op_type for n in self.nodes]
+        layout = "" if self.axes == (2, 3, 1) else \
+            f" (height, width, channel axes {', '.join(map(str, self.axes))})"
+        return " -> ".join([f"A = {self.feature!r}{layout}"] + [n.op_type for n in self.nodes]
                            + [f"score {self.score!r}"])
 
     def values(self, a: np.ndarray) -> dict:
         """Every tensor of the head, by name, computed forward from A."""
         values = dict(self.constants)
         values[self.feature] = np.asarray(a)  # float32 A: the ops after it go to float64
-        for node, attrs in zip(self.nodes, self.attributes, strict=True):
+        for node, attrs, kernel in zip(self.nodes, self.attributes, self.kernels, strict=True):
             args = [values.get(i) if i else None for i in node.input]
             if node.output[0] in self.shapes:
                 values[node.output[0]] = SHAPE_OPS[node.op_type](attrs, *args)
             else:
-                values[node.output[0]] = OPS[node.op_type][0](attrs, *args)
+                values[node.output[0]] = OPS[kernel][0](attrs, *args)
         return values
 
-    def gradient(self, a: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """dScore[target] / dA for each image, ``a``'s shape, in float64 (a broadcast
-        view where the head starts by pooling: the same at every position)."""
-        values = self.values(a)
+    def gradients(self, a: np.ndarray, targets: np.ndarray, values: dict | None = None
+                  ) -> dict:
+        """dScore[target] / dT for every tensor T of the head that the score depends on,
+        by name, in float64 (``values``: the forward values, when already computed)."""
+        values = self.values(a) if values is None else values
         score = values[self.score]
         grads = {self.score: np.zeros_like(score)}
         if score.shape[1] == 1:  # a binary detector's logit z: the classes' are -+z / 2
             grads[self.score][:, 0] = np.where(np.asarray(targets) == 1, 0.5, -0.5)
         else:
             grads[self.score][np.arange(len(score)), targets] = 1.0
-        for node, attrs in zip(reversed(self.nodes), reversed(self.attributes), strict=True):
+        for node, attrs, kernel in zip(reversed(self.nodes), reversed(self.attributes),
+                                       reversed(self.kernels), strict=True):
             g = grads.get(node.output[0])
             if g is None or node.output[0] in self.shapes:
                 continue
             inputs = [values.get(i) if i else None for i in node.input]
             wanted = tuple(bool(i) and i not in self.constants and i not in self.shapes
                            for i in node.input)
-            backward = OPS[node.op_type][1]
+            backward = OPS[kernel][1]
             for name, grad in zip(node.input, backward(attrs, inputs,
                                                        values[node.output[0]], g, wanted),
                                   strict=False):
                 if grad is None or not name or name in self.constants or name in self.shapes:
                     continue
                 grads[name] = grads[name] + grad if name in grads else grad
+        return grads
+
+    def gradient(self, a: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """dScore[target] / dA for each image, ``a``'s shape, in float64 (a broadcast
+        view where the head starts by pooling: the same at every position)."""
+        grads = self.gradients(a, targets)
         if self.feature not in grads:
             raise NoCamHead(f"the class score does not depend on {self.feature!r}")
         return np.broadcast_to(grads[self.feature], a.shape)
@@ -102,40 +124,52 @@ def _attrs(node) -> dict:
     return {x.name: helper.get_attribute_value(x) for x in node.attribute}
 
 
-def find_head(model_proto, output_name: str, base_dir: str = "", layer: str | None = None
-              ) -> Head:
+def _opset(model_proto) -> int:
+    return next((o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")),
+                1)
+
+
+def find_head(model_proto, output_name: str, tensors: dict, input_name: str,
+              layout: str = "NCHW", base_dir: str = "", layer: str | None = None) -> Head:
     """The head from the last feature map (or ``layer``) to ``output_name``.
+
+    Args:
+        tensors: the graph's computed tensors by name, from a run of it on one image
+            (:meth:`~harness.model.classifier.OnnxClassifier.inner_tensors`): their
+            shapes and types are the ones that count.
+        input_name, layout: the image input and its layout (``"NCHW"`` or ``"NHWC"``).
 
     Raises:
         NoCamHead: one line naming the node or tensor that stops it.
     """
-    from onnx import shape_inference
-
     graph = model_proto.graph
-    inferred = shape_inference.infer_shapes(model_proto, strict_mode=False).graph
-    info = {v.name: v.type.tensor_type for v in
-            list(inferred.value_info) + list(inferred.input) + list(inferred.output)}
+    shapes = {name: tuple(int(d) for d in np.shape(v)) for name, v in tensors.items()}
     producer = {out: node for node in graph.node for out in node.output}
     constant_protos = constant_tensors(graph)
     inputs = {i.name for i in graph.input} - set(constant_protos)
-
-    def shape(name):
-        t = info.get(name)
-        if t is None or not t.HasField("shape"):
-            return None
-        return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+    base = dict(base_dir=base_dir)
+    small = {n: numpy_helper.to_array(t, **base) for n, t in constant_protos.items()
+             if t.data_type in _INTEGER}
+    located = spatial_axes(graph, shapes, input_name, layout, small)
 
     def is_feature_map(name) -> bool:
         if layer is not None:
             return name == layer
-        s = shape(name)
-        # 4-D with channels and a spatial extent: two of its three non-batch axes above 1
-        # (a pooled map, (N, C, 1, 1) or (N, 1, 1, C), has one)
-        return s is not None and len(s) == 4 and sum(d is None or d > 1 for d in s[1:]) >= 2
+        s = shapes.get(name)
+        if name not in located or s is None or len(s) != 4:
+            return False
+        h, w = located[name]
+        return s[h] * s[w] > 1  # a pooled map, 1 x 1, is not a map of positions
+
+    def is_integer(name) -> bool:
+        return name in tensors and np.asarray(tensors[name]).dtype.kind in "iub"
 
     def refuse(why: str):
         raise NoCamHead(f"no head Grad-CAM can differentiate from output {output_name!r}: "
                         f"{why}. Use --method occlusion")
+
+    def label(n) -> str:
+        return excerpt(n.name or n.output[0], 60)
 
     if layer is not None and layer not in producer:
         refuse(f"the graph has no tensor named {layer!r} (--layer)")
@@ -146,7 +180,7 @@ def find_head(model_proto, output_name: str, base_dir: str = "", layer: str | No
         score = node.input[0]
         node = producer.get(score)
 
-    kept, features, shapes, seen, computed = {}, set(), {}, set(), set()
+    kept, features, shape_nodes, seen, computed = {}, set(), {}, set(), set()
     stack = [(score, False)]
     while stack:
         name, integer = stack.pop()
@@ -155,8 +189,7 @@ def find_head(model_proto, output_name: str, base_dir: str = "", layer: str | No
         seen.add(name)
         if name in constant_protos:
             continue
-        t = info.get(name)
-        if name != score and t is not None and t.elem_type in _INTEGER:
+        if name != score and is_integer(name):
             integer = True  # a shape the head computes: evaluated, never differentiated
         if name in inputs and not integer:
             refuse(f"it reaches the model's input {name!r} without passing a feature map")
@@ -169,7 +202,7 @@ def find_head(model_proto, output_name: str, base_dir: str = "", layer: str | No
                 refuse(f"the shape {name!r} comes from a "
                        f"{node.op_type if node is not None else 'graph input'}")
             if node.op_type == "Shape":
-                shapes[id(node)] = node  # its input's shape: A's at run time, else static
+                shape_nodes[id(node)] = node  # its input's shape: A's at run time, else static
                 continue
             kept[id(node)] = node
             computed.add(id(node))
@@ -179,58 +212,82 @@ def find_head(model_proto, output_name: str, base_dir: str = "", layer: str | No
         if node is None:
             refuse(f"nothing computes {name!r}")
         if node.op_type not in OPS:
-            refuse(f"node {node.name or node.output[0]!r} is a {node.op_type}, which the "
-                   "head differentiation does not support")
+            refuse(f"node {label(node)} is a {node.op_type}, which the head "
+                   "differentiation does not support")
         if node.op_type == "Pow" and node.input[1] not in constant_protos:
-            refuse(f"node {node.name or node.output[0]!r} raises to a computed power")
+            refuse(f"node {label(node)} raises to a computed power")
         kept[id(node)] = node
         stack.extend((i, False) for i in node.input)
     if not features:
         refuse(f"the class score does not depend on layer {layer!r}" if layer is not None
-               else "no 4-D feature map feeds the class score")
+               else "no map of the image's positions (a tensor whose height and width "
+                    "follow from a convolution) feeds the class score")
     if len(features) > 1:
         refuse(f"the score reads {len(features)} feature maps ({', '.join(sorted(features))})")
     feature = features.pop()
-    base = dict(base_dir=base_dir)
+    axes = _feature_axes(feature, shapes.get(feature), located.get(feature), refuse)
     constants = {n: numpy_helper.to_array(constant_protos[n], **base).astype(np.float64)
                  if constant_protos[n].data_type not in _INTEGER
                  else numpy_helper.to_array(constant_protos[n], **base)
                  for n in seen if n in constant_protos}
     in_head = {feature} | {o for n in kept.values() if id(n) not in computed for o in n.output}
-    for node in shapes.values():
+    static = None
+    for node in shape_nodes.values():
         if node.input[0] in in_head:
             kept[id(node)] = node  # the shape of A or of a head tensor: read at run time
             computed.add(id(node))
             continue
-        s = shape(node.input[0])
+        static = _static_shapes(model_proto) if static is None else static
+        s = static.get(node.input[0])
         if s is None or None in s:
             refuse(f"the head needs the shape of {node.input[0]!r}, which is not fixed")
         constants[node.output[0]] = SHAPE_OPS["Shape"](_attrs(node), np.empty(s))
     nodes = tuple(n for n in graph.node if id(n) in kept)  # the graph is topologically sorted
+    opset = _opset(model_proto)
     for n in nodes:
+        attrs = _attrs(n)
         if n.op_type == "Conv":
-            why = conv_supported(_attrs(n), shape(n.input[0]) or (), constants[n.input[1]].shape
+            why = conv_supported(attrs, shapes.get(n.input[0], ()), constants[n.input[1]].shape
                                  if n.input[1] in constants else ())
             if why:
-                refuse(f"node {n.name or n.output[0]!r} is {why}")
+                refuse(f"node {label(n)} is {why}")
         if n.op_type == "AveragePool":
-            s = shape(n.input[0])
-            if s is None or tuple(_attrs(n).get("kernel_shape", ())) != s[2:]:
-                refuse(f"node {n.name or n.output[0]!r} is an AveragePool that does not cover "
-                       "the whole map")
-    channel_axis = 3 if _pooled_as_nhwc(nodes, feature, constants) else 1
+            s = shapes.get(n.input[0])
+            if s is None or tuple(attrs.get("kernel_shape", ())) != s[2:]:
+                refuse(f"node {label(n)} is an AveragePool that does not cover the whole map")
+        if n.op_type == "Pad" and attrs.get("mode", b"constant") not in (b"constant",
+                                                                          "constant"):
+            refuse(f"node {label(n)} pads by {attrs['mode']!r}, not with a constant")
     integer = frozenset(n.output[0] for n in nodes if id(n) in computed)
-    return Head(feature, score, nodes, constants, integer, channel_axis,
-                tuple(_attrs(n) for n in nodes))
+    return Head(feature, score, nodes, constants, integer, axes,
+                tuple(_attrs(n) for n in nodes), tuple(kernel_for(n.op_type, opset)
+                                                      for n in nodes))
 
 
-def _pooled_as_nhwc(nodes, feature, constants) -> bool:
-    """Whether A's first consumer averages axes 1 and 2, i.e. A is (N, h, w, C); every
-    other op of a head takes axis 1 for channels (the ONNX convention)."""
-    first = next((n for n in nodes if feature in n.input), None)
-    if first is None or first.op_type != "ReduceMean":
-        return False
-    axes = _attrs(first).get("axes")
-    if axes is None and len(first.input) > 1 and first.input[1] in constants:
-        axes = constants[first.input[1]].reshape(-1).tolist()
-    return axes is not None and tuple(sorted(int(a) % 4 for a in axes)) == (1, 2)
+def _feature_axes(feature, shape, located, refuse) -> tuple[int, int, int]:
+    """A's (height, width, channel) axes; a tensor named by --layer whose axes do not
+    follow from a convolution is read with ONNX's convention, (N, C, H, W)."""
+    if shape is None or len(shape) != 4:
+        refuse(f"the feature map {feature!r} has shape "
+               f"{'unknown' if shape is None else list(shape)}, not (N, C, H, W) or "
+               "(N, H, W, C)")
+    h, w = located if located is not None else (2, 3)
+    if 0 in (h, w):
+        refuse(f"the feature map {feature!r} has the image's height or width on its batch "
+               "axis")
+    elements = math.prod(shape[1:])
+    most = CAM_FEATURE_ELEMENTS.value()
+    if elements > most:
+        refuse(f"the feature map {feature!r} has {elements:,} values per image, above "
+               f"{CAM_FEATURE_ELEMENTS.env}={most:,}")
+    return h, w, ({1, 2, 3} - {h, w}).pop()
+
+
+def _static_shapes(model_proto) -> dict:
+    """Shapes the graph fixes for every input size (batch axis included), as its
+    operators infer them: what a head may take as constant."""
+    graph = inferred_graph(model_proto)
+    return {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
+                          for d in v.type.tensor_type.shape.dim)
+            for v in list(graph.value_info) + list(graph.input) + list(graph.output)
+            if v.type.tensor_type.HasField("shape")}
