@@ -10,7 +10,7 @@ import numpy as np
 
 from harness.errors import HarnessError, NonFiniteOutput
 from harness.inputs.images import ImageSet, load_image_set
-from harness.io import atomic_path
+from harness.io import atomic_path, check_replaceable, own_folder, safe_file_name
 from harness.maps import normalize, scale
 from harness.model.classifier import OnnxClassifier
 from harness.salience.settings import SalienceConfig
@@ -61,12 +61,27 @@ def explain(clf: OnnxClassifier, images, settings: SalienceConfig,
     return Explained(clf, data, settings.method, raw, q, flat, outputs.argmax(axis=1))
 
 
-def write_maps(path: Path, explained: Explained) -> None:
-    """The maps as an ``.npz``: raw, q, flat, targets, names and method."""
+def write_maps(path: Path, explained: Explained, force: bool = False) -> None:
+    """The maps as an ``.npz``: raw, q, flat, targets, names and method, and the
+    ``harness`` version that wrote it (how a later call knows the file is its own; a
+    file of the user's is never replaced unless ``force``)."""
+    from harness import __version__
+
+    check_replaceable(path, is_maps_file, force)
     e = explained
     with atomic_path(path) as tmp:
         np.savez_compressed(tmp, raw=e.raw, q=e.q, flat=e.flat, targets=e.targets,
-                            names=np.array(e.data.names), method=np.array(e.method))
+                            names=np.array(e.data.names), method=np.array(e.method),
+                            harness=np.array(__version__))
+
+
+def is_maps_file(path: Path) -> bool:
+    """Whether ``path`` is an ``.npz`` of maps the harness wrote."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return "harness" in archive.files
+    except (OSError, ValueError, EOFError):
+        return False
 
 
 def write_overlays(folder: Path, explained: Explained) -> None:
@@ -75,9 +90,9 @@ def write_overlays(folder: Path, explained: Explained) -> None:
 
     from harness.report.overlay import overlay
 
-    folder.mkdir(parents=True, exist_ok=True)
+    own_folder(folder, "overlay folder")
     s_norm = scale(explained.raw)[0]
     for i, name in enumerate(explained.data.names):
-        stem = name.replace("/", "__").rsplit(".", 1)[0]
+        stem = safe_file_name(name.replace("/", "__").rsplit(".", 1)[0])
         with atomic_path(folder / f"{stem}.png") as tmp:
             Image.fromarray(overlay(explained.data.images[i], s_norm[i])).save(tmp, format="PNG")

@@ -65,10 +65,14 @@ def run(config: RunConfig, progress=None, resume: bool = False, log=None) -> Fin
             not have changed).
         log: called with one-line messages for the user (cache use, resuming).
     """
-    say = log or (lambda message: None)
     folder = RunDir(config.out)
     check_writable(config.out, "output folder")
     check_writable(config.cache_dir, "cache folder")
+    with folder.owned():
+        return _run(config, folder, progress, resume, log or (lambda message: None))
+
+
+def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Finished:
     if not resume:
         folder.clear_results()
     sources = run_sources(config.zoo, config.models, config.data, config.split,

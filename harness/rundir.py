@@ -13,12 +13,13 @@ none behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 from harness.errors import HarnessError, first_line
-from harness.io import atomic_path
+from harness.io import atomic_path, own_folder
 
 
 class RunDir:
@@ -44,6 +45,28 @@ class RunDir:
         return self.path / name
 
     # -- while the run is under way ------------------------------------------------
+
+    @contextlib.contextmanager
+    def owned(self):
+        """Hold the folder for one job: the harness's (:func:`harness.io.own_folder`:
+        a folder of the user's is refused) and locked, so that a second job into it
+        stops with one line instead of mixing its files with this one's. The lock goes
+        with the process, so a killed run leaves none behind; a folder this job made and
+        left empty (it failed before writing anything) is removed again."""
+        made = not self.path.exists()
+        marker = own_folder(self.path, "run folder")
+        try:
+            with open(marker, "rb") as handle:
+                if not _lock(handle):
+                    raise HarnessError(f"{self.path}: another harness job is writing to "
+                                       "this folder; wait for it to finish or name another "
+                                       "--out")
+                yield self
+        except BaseException:
+            if made and [p.name for p in self.path.iterdir()] == [marker.name]:
+                marker.unlink()
+                self.path.rmdir()
+            raise
 
     def clear_results(self) -> None:
         """Remove a previous run's results, so a new run that fails or is killed leaves
@@ -142,6 +165,25 @@ class RunDir:
         """run.json of a finished run ({} when absent)."""
         path = self / self.INFO
         return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _lock(handle) -> bool:
+    """An exclusive, non-blocking lock on an open file; False when another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _write_json(path: Path, doc: dict) -> None:

@@ -31,7 +31,7 @@ def test_salience_writes_maps_and_overlays(tmp_path, linear_path, image_dir, met
     with np.load(out, allow_pickle=False) as maps:
         assert maps["raw"].shape == (4, 7, 7) and maps["q"].dtype == np.uint8
         assert maps["names"].tolist() == ["face/0.png", "face/1.png", "other/0.png", "other/1.png"]
-    pictures = sorted(p.name for p in png.iterdir())
+    pictures = sorted(p.name for p in png.glob("*.png"))
     assert pictures == ["face__0.png", "face__1.png", "other__0.png", "other__1.png"]
     assert Image.open(png / pictures[0]).size == (224, 224)
     assert "provider CPUExecutionProvider" in res.output

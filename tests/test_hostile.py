@@ -235,6 +235,21 @@ def test_image_modes_are_converted_as_documented(tmp_path, case, ext):
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= tolerance
 
 
+def test_an_exif_orientation_is_applied(tmp_path):
+    """A phone's photo stored sideways with EXIF orientation 6 (rotate 90 degrees
+    clockwise to view) is read upright, as a viewer shows it."""
+    from harness.inputs.images import load_image_set
+
+    stored = np.zeros((4, 8, 3), np.uint8)  # 8 wide, 4 high as stored
+    stored[0, 0] = (255, 0, 0)  # a red corner: stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
+    got = load_image_set(tmp_path / "photo.png").images[0]
+    assert got.shape == (8, 4, 3)  # upright: 4 wide, 8 high
+    assert tuple(got[0, -1]) == (255, 0, 0)  # turned clockwise: top-left went top-right
+
+
 def test_wrong_extension_is_read_by_content(sandbox):
     tmp, model, images = sandbox
     (images / "0.png").rename(images / "0.jpg")  # a PNG named .jpg
@@ -250,7 +265,7 @@ def test_non_utf8_file_names_work(sandbox, rng):
     assert code == 0 and not errors
     with np.load(tmp / "out" / "maps.npz", allow_pickle=False) as maps:
         assert len(maps["names"]) == 4
-    assert len(os.listdir(tmp / "out" / "png")) == 4
+    assert len(list((tmp / "out" / "png").glob("*.png"))) == 4
 
 
 def test_pickled_npz_is_refused(sandbox):

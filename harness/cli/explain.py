@@ -42,18 +42,20 @@ from harness.salience.scoring import SCORES
               show_default=True, help="Where to write the maps (.npz).")
 @click.option("--png", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Also write one overlay picture per image into this folder.")
+@click.option("--force", is_flag=True,
+              help="Replace a file at --out that is not a maps file the harness wrote.")
 @click.option("--explain-head", is_flag=True,
               help="cam: print the head Grad-CAM differentiates (the ops from the feature "
                    "map to the score) and stop.")
 def salience(model, images, method, grid, layer, window, baseline, score, n_masks, seed,
-             batch_size, model_timeout, limit, out, png, explain_head):
+             batch_size, model_timeout, limit, out, png, force, explain_head):
     """Explain MODEL's predictions on IMAGES (folder, image file or .npz); with
     --explain-head, show what --method cam differentiates (no IMAGES needed).
 
     Writes raw maps, 8-bit maps, the flat-map mask and the explained classes to --out.
     """
-    from harness.explain import explain, write_maps, write_overlays
-    from harness.io import check_writable
+    from harness.explain import explain, is_maps_file, write_maps, write_overlays
+    from harness.io import check_replaceable, check_writable, own_folder
     from harness.model.classifier import OnnxClassifier
     from harness.salience.settings import SalienceConfig
 
@@ -66,6 +68,10 @@ def salience(model, images, method, grid, layer, window, baseline, score, n_mask
     check_writable(out.parent, "folder of --out")
     if png is not None:
         check_writable(png, "--png folder")
+    if not explain_head:  # refused before any work: never over a file of the user's
+        check_replaceable(out, is_maps_file, force)
+        if png is not None:
+            own_folder(png, "overlay folder")
     clf = OnnxClassifier(model, batch_size=settings.batch_size, timeout=model_timeout)
     if explain_head:
         from harness.errors import HarnessError
@@ -78,7 +84,7 @@ def salience(model, images, method, grid, layer, window, baseline, score, n_mask
     click.echo(f"model {clf.name}: input {clf.input_size[0]}x{clf.input_size[1]} "
                f"{clf.layout} {clf.color}, provider {clf.provider}", err=True)
     maps = explain(clf, images, settings, limit)
-    write_maps(out, maps)
+    write_maps(out, maps, force)
     click.echo(f"wrote {len(maps.raw)} {method} maps ({maps.raw.shape[1]}x{maps.raw.shape[2]}, "
                f"{int(maps.flat.sum())} flat) "
                f"to {out}; {clf.forward_passes} forward passes", err=True)

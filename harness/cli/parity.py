@@ -49,6 +49,8 @@ def _options(f):
         click.option("--save-variants", "save_variants",
                      type=click.Path(path_type=Path, file_okay=False),
                      help="Also write each built variant here as MODEL@VARIANT.onnx."),
+        click.option("--force", is_flag=True,
+                     help="--save-variants may replace files of other content."),
         click.option("--quiet", is_flag=True, help="No progress, only the table."),
     ]
     for option in reversed(options):
@@ -60,7 +62,7 @@ def _options(f):
 @_options
 def parity(models, zoo, data, split, variants, providers, measures, method, grid, target,
            layer, window, baseline, n_masks, batch_size, limit, seed, model_timeout, out,
-           cache, save_variants, quiet):
+           cache, save_variants, force, quiet):
     """Compare each MODEL (an .onnx file, or a model of the zoo by name; default: every
     model of the zoo) with its variants, built in memory: fp16, int8-dynamic and
     int8-static (calibrated on the images), and each extra --providers entry. Per
@@ -93,7 +95,8 @@ def parity(models, zoo, data, split, variants, providers, measures, method, grid
         f"{', '.join([*chosen, *_split(providers)[1:]]) or 'no variant'} -> {config.out}/")
     progress = None if quiet else Progress()
     try:
-        done = compare(config, names, chosen, _split(providers), save_variants, progress, say)
+        done = compare(config, names, chosen, _split(providers), save_variants, progress, say,
+                       force)
     finally:
         if progress is not None:
             progress.end()

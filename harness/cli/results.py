@@ -73,12 +73,14 @@ def gate(run_dir, rules_file, baseline):
               help="Where to write the page (default RUN_DIR/report.html).")
 @click.option("--images", type=click.IntRange(1, 8), default=4, show_default=True,
               help="Example images whose salience overlays are shown.")
-def report(run_dir, out, images):
+@click.option("--force", is_flag=True,
+              help="Replace a file at --out that is not a report the harness wrote.")
+def report(run_dir, out, images, force):
     """Write a self-contained HTML report of a finished run."""
     from harness.report.page import write_report
     from harness.rundir import RunDir
 
-    path = write_report(run_dir, out or Path(run_dir) / RunDir.REPORT, images)
+    path = write_report(run_dir, out or Path(run_dir) / RunDir.REPORT, images, force)
     click.echo(f"report: {path}", err=True)
 
 

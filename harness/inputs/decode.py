@@ -30,11 +30,13 @@ def _decode(file: Path, convert, what: str = "image"):
 
     Images over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``,
     89,478,485 pixels by default) are refused, as are truncated and unreadable files, and
-    images that :func:`check_image_shape` refuses (before any pixel is decoded).
+    images that :func:`check_image_shape` refuses (before any pixel is decoded). An EXIF
+    orientation is applied (``ImageOps.exif_transpose``): the picture is read upright, as
+    a viewer shows it and as a person marked it.
     """
     import warnings
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
@@ -42,7 +44,7 @@ def _decode(file: Path, convert, what: str = "image"):
             with Image.open(file) as im:
                 check_image_shape(im.height, im.width, file)
                 im.load()
-                return convert(im)
+                return convert(ImageOps.exif_transpose(im))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise HarnessError(f"{file}: refused: larger than Pillow's decompression-bomb limit "
                            f"of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
@@ -54,8 +56,9 @@ def read_image(file: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode one image to ``(H, W, 3) uint8`` RGB (see :func:`_decode` for what is
     refused).
 
-    Conversions: grey, palette, CMYK and YCbCr become RGB; 16-bit images are scaled to
-    8 bits (value / 257); transparency is composited over white, as a viewer shows it.
+    Conversions: an EXIF orientation is applied; grey, palette, CMYK and YCbCr become
+    RGB; 16-bit images are scaled to 8 bits (value / 257); transparency is composited
+    over white, as a viewer shows it.
     """
     from PIL import Image
 

@@ -17,8 +17,10 @@ import numpy as np
 import polars as pl
 
 from harness.errors import HarnessError
-from harness.io import atomic_path
+from harness.io import atomic_path, check_replaceable
 from harness.rundir import RunDir
+
+GENERATOR = "<meta name='generator' content='harness'>"  # how a report is known as ours
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
@@ -159,7 +161,7 @@ def build_report(run_dir, images: int = 4) -> str:
     order = board["model"].to_list()  # one model order in every section: the leaderboard's
     first = scores.row(0, named=True)
     salience = json.loads(first["salience_config"])
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>harness report: "
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'>{GENERATOR}<title>harness report: "
              f"{html.escape(str(run_dir.name))}</title><style>{_CSS}</style></head><body>",
              f"<h1>Which model's decisions are best grounded?</h1><p class='sub'>"
              f"{len(board)} models, {info.get('images', '?')} images of "
@@ -247,15 +249,24 @@ def build_report(run_dir, images: int = 4) -> str:
     return "\n".join(parts)
 
 
-def write_report(run_dir, out, images: int = 4) -> Path:
+def write_report(run_dir, out, images: int = 4, force: bool = False) -> Path:
+    """Write the report of ``run_dir`` to ``out``; an existing file there must be a
+    report the harness wrote (or ``force``)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise HarnessError("harness report needs matplotlib: pip install "
                            "'salience-harness[report]' (in a clone: pip install -e '.[report]')"
                            ) from None
-    page = build_report(run_dir, images)
     out = Path(out)
+    check_replaceable(out, is_report, force)
+    page = build_report(run_dir, images)
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return out
+
+
+def is_report(path: Path) -> bool:
+    """Whether the file at ``path`` is a report the harness wrote (its head says so)."""
+    with open(path, "rb") as handle:
+        return GENERATOR.encode() in handle.read(512)
