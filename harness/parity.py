@@ -30,10 +30,11 @@ from harness.execution.plan import image_keys
 from harness.inputs.images import load_image_set
 from harness.inputs.settings import RunConfig, to_json
 from harness.inputs.zoo import run_sources
-from harness.io import atomic_path, check_writable
+from harness.io import atomic_path, check_replaceable, check_writable, safe_file_name
 from harness.measures import get_measures
-from harness.model.classifier import OnnxClassifier
+from harness.model.classifier import OnnxClassifier, two_classes
 from harness.model.session import CPU, CUDA, CUDA_OPTIONS
+from harness.model.spec import logits_before
 from harness.model.variants import BUILDERS, CALIBRATION_BATCH, CALIBRATION_IMAGES, build
 from harness.numerics.similarity import WIN
 from harness.report.examples import Examples
@@ -54,7 +55,7 @@ from harness.results.parity import render as render_parity
 from harness.results.schema import per_image_column, per_image_frame, to_frame, versions
 from harness.rundir import RunDir
 from harness.runner import Evaluation, failed_records, provenance, score
-from harness.salience.scoring import class_scores
+from harness.salience.scoring import class_scores, saturated
 from harness.stats.bootstrap import Bootstrap
 
 ORIGINAL = "original"  # the variant column's value for the model itself
@@ -103,7 +104,7 @@ class _Entry:
 def parity(config: RunConfig, names: Sequence[str] = (),
            variants: Sequence[str] | dict[str, Callable] = tuple(BUILDERS),
            providers: Sequence[str] = (), save_variants=None, progress=None,
-           log=None) -> ParityRun:
+           log=None, force: bool = False) -> ParityRun:
     """Compare every chosen model with its variants and write the run to ``config.out``.
 
     Args:
@@ -118,15 +119,22 @@ def parity(config: RunConfig, names: Sequence[str] = (),
         providers: execution providers to compare (``cpu``, ``cuda`` or ONNX Runtime's
             names): the first runs the models, each other one is a variant.
         save_variants: a folder to write each built variant to as ``model@variant.onnx``
-            (default: variants are never written).
+            (default: variants are never written), the model's name made a safe file
+            name; an existing file of other content is refused unless ``force``.
         progress, log: as for :func:`harness.run.run`.
     """
-    say = log or (lambda message: None)
     folder = RunDir(config.out)
     check_writable(config.out, "output folder")
     check_writable(config.cache_dir, "cache folder")
     if save_variants is not None:
         check_writable(save_variants, "--save-variants folder")
+    with folder.owned():
+        return _parity(config, folder, names, variants, providers, save_variants, force,
+                       progress, log or (lambda message: None))
+
+
+def _parity(config, folder, names, variants, providers, save_variants, force, progress,
+            say) -> ParityRun:
     measures = get_measures(list(config.measures))
     if any(m.name == "stability" for m in measures):
         raise HarnessError("stability compares training runs of a family; parity compares a "
@@ -153,7 +161,8 @@ def parity(config: RunConfig, names: Sequence[str] = (),
 
     entries = []
     for path, spec in originals:
-        entries += _open(path, spec, config, builders, pinned, inset, save_variants, say)
+        entries += _open(path, spec, config, builders, pinned, inset, save_variants, force,
+                         say)
     clfs = [e.clf for e in entries if e.clf is not None]
     if not any(e.clf is not None for e in entries if e.variant == ORIGINAL):
         raise HarnessError(next(e.failure for e in entries if e.variant == ORIGINAL))
@@ -187,15 +196,16 @@ def parity(config: RunConfig, names: Sequence[str] = (),
         if why is not None:
             comparisons.append(Comparison(e.model, e.variant, None, f"failed: {why}"))
             continue
-        values_of, passes = _per_image(reference.clf, keep[e.model], e.clf, keep[name],
-                                       inset.images)
+        values_of, passes, saturation = _per_image(reference.clf, keep[e.model], e.clf,
+                                                   keep[name], inset.images)
         e.extra_passes += passes
         for m in measures:
             values_of[difference(m.name)] = \
                 per_image_column(scored.per_image, name, m.name, keys) - \
                 per_image_column(scored.per_image, e.model, m.name, keys)
+        note = "; ".join(n for n in (e.note, saturation.note) if n) or None
         comparisons.append(Comparison(e.model, e.variant, e.clf.execution, "ok", values_of,
-                                      e.note))
+                                      note, saturation.images))
         drift_rows += [(name, f"{MEASURE}.{s}", values_of[s]) for s in DRIFT]
     parity_table = table(comparisons, [m.name for m in measures], boot)
 
@@ -289,7 +299,18 @@ def _originals(sources, files, names) -> list[tuple[Path, object]]:
     return chosen
 
 
-def _open(path, spec, config, builders, pinned, inset, save_variants, say) -> list[_Entry]:
+def _save(folder: Path, name: str, data: bytes, force: bool) -> None:
+    """Write a variant as ``folder/name.onnx``, its name made one safe file name (a
+    model's name may hold ``../``), never over a file of other content unless
+    ``force``."""
+    target = folder / f"{safe_file_name(name)}.onnx"
+    if check_replaceable(target, force=force, data=data):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
+
+
+def _open(path, spec, config, builders, pinned, inset, save_variants, force, say
+          ) -> list[_Entry]:
     """A model opened on the reference provider, then each variant built and opened
     (a variant that cannot be is an entry with its failure)."""
     name = spec.name if spec is not None and spec.name else Path(path).stem
@@ -323,10 +344,7 @@ def _open(path, spec, config, builders, pinned, inset, save_variants, say) -> li
             say(f"{variant_name(clf.name, variant)}: {entry.failure}")
             continue
         if save_variants is not None:
-            target = Path(save_variants) / f"{variant_name(clf.name, variant)}.onnx"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as tmp:
-                tmp.write_bytes(data)
+            _save(Path(save_variants), variant_name(clf.name, variant), data, force)
         try:
             entry.clf = clf.with_graph(data)
             entry.clf.name, entry.clf.pinned = variant_name(clf.name, variant), clf.pinned
@@ -416,17 +434,65 @@ def _why_failed(entry: _Entry, reference: _Entry, failed: dict, maps: dict) -> s
     return None
 
 
-def _per_image(clf, maps, variant, vmaps, images) -> tuple[dict, int]:
-    """The drift of ``variant`` from ``clf`` per image, and the forward passes spent
+@dataclasses.dataclass(frozen=True)
+class _Saturation:
+    """How many images had a class probability at the clip on either side, and what
+    was done about it (None: nothing needed)."""
+
+    images: int = 0
+    note: str | None = None
+
+
+def _per_image(clf, maps, variant, vmaps, images) -> tuple[dict, int, _Saturation]:
+    """The drift of ``variant`` from ``clf`` per image, the forward passes spent
     reading the variant's score of the model's class where their predictions differ
-    (the variant's maps explain its own class); ``images``: the run's, uint8, of which
-    only those are converted and run."""
+    (the variant's maps explain its own class) or reading logits, and the saturation;
+    ``images``: the run's, uint8, of which only those needed are converted and run.
+
+    A probability at the clip has log-odds +-16.1 whatever the model's margin, so two
+    saturated sides would read "no change". Where either side saturates on some image,
+    both are compared on the logits before their final softmax when both graphs have
+    them; otherwise the shift of those images is left out (not measurable)."""
     predicted = maps.clean.predicted
+    score = np.array(maps.clean.target_score, np.float64)
     score_v = np.array(vmaps.clean.target_score, np.float64)
+    prob_v = np.array(vmaps.clean.target_prob, np.float64)
     flipped = np.flatnonzero(vmaps.clean.predicted != predicted)
+    passes = len(flipped)
     if len(flipped):
         out = variant.forward(images[flipped])
         score_v[flipped] = class_scores(out, variant.output_kind, predicted[flipped],
                                         "log_odds")
-    return drift(maps.q, maps.flat, predicted, maps.clean.target_score, vmaps.q, vmaps.flat,
-                 vmaps.clean.predicted, score_v), len(flipped)
+        prob_v[flipped] = class_scores(out, variant.output_kind, predicted[flipped],
+                                       "probability")
+    at_clip = saturated(maps.clean.target_prob, clf.output_kind) | \
+        saturated(prob_v, variant.output_kind)
+    saturation = _Saturation()
+    if at_clip.any():
+        count = int(at_clip.sum())
+        on_logits = _logit_scores(clf, images, predicted), \
+            _logit_scores(variant, images, predicted)
+        if on_logits[0] is not None and on_logits[1] is not None:
+            score, score_v = on_logits
+            passes += 2 * len(images)
+            saturation = _Saturation(count, f"{count} of {len(images)} images at the "
+                                            "probability clip: log-odds read from the logits")
+        else:
+            score[at_clip] = np.nan
+            saturation = _Saturation(count, f"{count} of {len(images)} images at the "
+                                            "probability clip and no logits in the graph: "
+                                            "their log-odds shift is not measurable")
+    values = drift(maps.q, maps.flat, predicted, score, vmaps.q, vmaps.flat,
+                   vmaps.clean.predicted, score_v)
+    return values, passes, saturation
+
+
+def _logit_scores(clf, images, classes) -> np.ndarray | None:
+    """The log-odds of ``classes`` from the logits before ``clf``'s final softmax (or
+    sigmoid), or None when its graph has none."""
+    name = logits_before(clf.graph, clf.output_name, clf.single_logit)
+    if name is None:
+        return None
+    _, (z,) = clf.forward(images, extra_outputs=(name,))
+    z = two_classes(z.reshape(len(images), -1), "logits")
+    return class_scores(z, "logits", classes, "log_odds")

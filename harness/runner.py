@@ -21,12 +21,13 @@ from harness.execution.engines import InProcessEngine
 from harness.execution.plan import DEFAULT_SHARD, INSET, perturbations, shard_images
 from harness.execution.scheduler import Scheduler
 from harness.inputs.images import ImageSet, marked
-from harness.measures import ALL, accuracy, check_grid, get_measures, too_small
+from harness.measures import ALL, accuracy, check_grid, get_measures, saturation, too_small
 from harness.measures.base import MeasureInputs
 from harness.model.classifier import OnnxClassifier
 from harness.numerics.perturb import NOISE_LEVELS, TRANSFORMS
 from harness.numerics.pixels import to_uint8
 from harness.results.schema import per_image_frame, to_frame, versions
+from harness.salience.scoring import saturated
 from harness.salience.settings import SalienceConfig
 from harness.stats.bootstrap import Bootstrap
 
@@ -212,6 +213,9 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
                                            inset.images, boot, set_boots)) for m in chosen]
         results.append(accuracy.compute(maps[clf.name].clean.predicted,
                                         true_labels[clf.name], boot))
+        if clf.output_kind == "probabilities":
+            results.append(saturation.compute(saturated(maps[clf.name].clean.target_prob,
+                                                        clf.output_kind)))
         for result in filter(None, results):
             for stat in result.stats:
                 records.append(base | dataclasses.asdict(stat) | {

@@ -365,3 +365,106 @@ def test_the_help_lists_the_variants_without_loading_onnx_runtime():
     assert VARIANT_NAMES == tuple(BUILDERS)
     text = " ".join(CliRunner().invoke(cli, ["parity", "--help"]).output.split())
     assert "fp16, int8-dynamic, int8-static" in text and "parity.ssim >= 0.9" in text
+
+
+def _snapshot(root):
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_saved_variants_keep_to_their_folder_and_never_replace_a_users_file(tmp_path, study):
+    """A model named ../../escape/evil is saved under a safe name inside the folder; a
+    different NAME@fp16.onnx of the user's beside the model is refused, then replaced
+    only with force; an identical one is left as it is."""
+    model, data = study
+    zoo = tmp_path / "zoo.toml"
+    zoo.write_text(f'data = "{data}"\n[[model]]\npath = "{model}"\nname = "../../escape/evil"\n')
+    saved = tmp_path / "deep" / "er" / "saved"
+    config = build_config(zoo=(zoo,), out=tmp_path / "out", cache=tmp_path / "cache")
+    parity(config, variants=("fp16",), save_variants=saved)
+    assert [p.name for p in saved.iterdir()] == ["_.._escape_evil@fp16.onnx"]
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "deep" / "escape").exists()
+
+    own = model.parent / "cnn@fp16.onnx"
+    own.write_bytes(b"the user's own fp16 build")
+    before = _snapshot(tmp_path / "models")
+    with pytest.raises(HarnessError, match=r"cnn@fp16.onnx: exists and the harness did not "
+                                           "write it.*--force"):
+        parity(_config(tmp_path, model, data), variants=("fp16",), save_variants=model.parent)
+    assert _snapshot(tmp_path / "models") == before
+    parity(_config(tmp_path, model, data), variants=("fp16",), save_variants=model.parent,
+           force=True)
+    replaced = own.read_bytes()
+    assert replaced != b"the user's own fp16 build"
+    parity(_config(tmp_path, model, data), variants=("fp16",), save_variants=model.parent)
+    assert own.read_bytes() == replaced  # the same variant again: nothing to replace
+
+
+def _confident(path, logits_in_graph=True):
+    """A softmax classifier of 16 px images, certain of every image (p = 1 in float32):
+    logits 40 apart. Without ``logits_in_graph`` its probabilities are exp / sum, not a
+    Softmax, so no tensor of the graph is known to hold its logits."""
+    from onnx import TensorProto, helper
+
+    from tests.onnx_models import save
+
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.normal(size=(3 * 16 * 16, 2)).astype(np.float32) * 0.01, "w")
+    b = numpy_helper.from_array(np.array([20.0, -20.0], np.float32), "b")
+    nodes = [helper.make_node("Flatten", ["image"], ["f"]),
+             helper.make_node("MatMul", ["f", "w"], ["m"]),
+             helper.make_node("Add", ["m", "b"], ["z"])]
+    if logits_in_graph:
+        nodes.append(helper.make_node("Softmax", ["z"], ["p"], axis=1))
+    else:
+        nodes += [helper.make_node("Exp", ["z"], ["e"]),
+                  helper.make_node("ReduceSum", ["e", "ax"], ["s"], keepdims=1),
+                  helper.make_node("Div", ["e", "s"], ["p"])]
+    graph = helper.make_graph(
+        nodes, "confident", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                           ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 2])],
+        initializer=[w, b, numpy_helper.from_array(np.array([1], np.int64), "ax")])
+    return save(graph, path, {"harness.output": "probabilities"})
+
+
+@pytest.mark.parametrize("logits_in_graph", [True, False])
+def test_a_saturated_model_is_compared_on_logits_or_said_not_measurable(tmp_path,
+                                                                        logits_in_graph):
+    """Both sides at the probability clip read log-odds 16.12 and "no change"; on the
+    logits before the softmax FP16's real shift shows; without them it is not
+    measurable, and said so."""
+    model = _confident(tmp_path / "confident.onnx", logits_in_graph)
+    data = tmp_path / "images.npz"
+    images = np.random.default_rng(4).integers(0, 255, (12, 16, 16, 3), np.uint8)
+    np.savez(data, images=images)
+    done = parity(build_config(models=(model,), data=data, out=tmp_path / "out",
+                               cache=tmp_path / "cache"), variants=("fp16",))
+    change = _row(done.parity, "fp16", "score_change")
+    assert change["saturated"] == 12
+    if logits_in_graph:
+        import onnxruntime as ort
+
+        def logit_gap(data_bytes, kind):
+            import onnx
+            from onnx import helper
+            proto = onnx.load_from_string(data_bytes)
+            proto.graph.output.append(helper.make_tensor_value_info("z", kind, None))
+            z = ort.InferenceSession(proto.SerializeToString(), providers=[
+                "CPUExecutionProvider"]).run(["z"], {"image": images.transpose(
+                    0, 3, 1, 2).astype(np.float32) / 255})[0].astype(np.float64)
+            return z[:, 0] - z[:, 1]
+        from onnx import TensorProto
+
+        original = logit_gap(model.read_bytes(), TensorProto.FLOAT)
+        half = logit_gap(fp16(onnx_load(model), None).SerializeToString(), TensorProto.FLOAT16)
+        assert change["value"] == pytest.approx(np.abs(half - original).mean(), rel=1e-6)
+        assert change["value"] > 0 and "read from the logits" in change["note"]
+    else:
+        assert change["value"] is None and "not measurable" in change["note"]
+        assert "saturated: not measurable" in done.text
+
+
+def onnx_load(path):
+    import onnx
+
+    return onnx.load(str(path))

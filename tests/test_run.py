@@ -330,3 +330,20 @@ def test_print_config_round_trips_and_misplaced_keys_are_named(tiny_zoo, tmp_pat
         config.write_text(text)
         res = invoke("run", "--config", config, "--quiet")
         assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_images_at_the_probability_clip_are_counted_and_said(tmp_path):
+    from tests.test_parity import _confident
+
+    model = _confident(tmp_path / "confident.onnx")
+    data = tmp_path / "images.npz"
+    np.savez(data, images=np.random.default_rng(4).integers(0, 255, (12, 16, 16, 3), np.uint8))
+    res = invoke("run", "--model", str(model), "--data", str(data), "--measures", "entropy",
+                 "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"))
+    assert res.exit_code == 0, res.output
+    scores = pl.read_parquet(tmp_path / "out" / "scores.parquet")
+    row = scores.filter((pl.col("measure") == "score") & (pl.col("statistic") == "saturated"))
+    assert row.select("value", "n").rows() == [(12.0, 12)]
+    # every map is flat: the score cannot move; the table says why
+    text = " ".join(res.output.split())
+    assert "At the probability clip" in text and "confident 12 of 12 images" in text

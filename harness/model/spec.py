@@ -117,16 +117,23 @@ def infer_output_kind(graph, output_name: str, single: bool = False) -> str:
     """``probabilities`` when the graph's output ``output_name`` comes from a Softmax
     (or, for a ``single`` output column, a Sigmoid) through reshapes, else ``logits``.
     Declare ``harness.output`` to override."""
+    return "logits" if logits_before(graph, output_name, single) is None else "probabilities"
+
+
+def logits_before(graph, output_name: str, single: bool = False) -> str | None:
+    """The tensor a final Softmax (or, for a ``single`` output column, a Sigmoid) turns
+    into the output ``output_name`` (through reshapes): the model's logits; None when
+    the output is not made so."""
     producers = {out: node for node in graph.node for out in node.output}
     name = output_name
     while name in producers:
         node = producers[name]
         if node.op_type == "Softmax" or (single and node.op_type == "Sigmoid"):
-            return "probabilities"
+            return node.input[0]
         if node.op_type not in _PASS_THROUGH or not node.input:
             break
         name = node.input[0]
-    return "logits"
+    return None
 
 
 def per_channel(values, default: float, channels: int, what: str, path) -> np.ndarray:

@@ -17,6 +17,7 @@ import json
 import numpy as np
 import polars as pl
 
+from harness.measures import saturation
 from harness.measures.accuracy import NAME as ACCURACY
 from harness.results.comparisons import better_matrix, values
 from harness.stats.ranks import pareto, rank_intervals, separable_ranks, value_ranks
@@ -25,6 +26,7 @@ ARROW = {True: "↑", False: "↓"}
 # what a headline is read against: random maps, and (transforms) a perfectly
 # equivariant explanation through the same grid
 REFERENCES = ("chance", "ceiling")
+SATURATED = ("saturated", "saturated_of")  # clean images at the probability clip, of all
 WIDTH = 100  # the terminal table's budget, in columns
 SHORT = {"entropy": "entr", "out_of_set": "oos", "transforms": "trans", "stability": "stab",
          "degradation": "degr", "agreement": "agree", "sanity": "sanity",
@@ -68,6 +70,11 @@ def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
         for m in models:
             v, lo, hi = head.get((m, ACCURACY), (None, None, None))
             table[m].update({ACCURACY: v, f"{ACCURACY}_ci_low": lo, f"{ACCURACY}_ci_high": hi})
+    clipped = {m: (int(v), n) for m, v, n in scores.filter(
+        (pl.col("measure") == saturation.NAME) & (pl.col("statistic") == saturation.STATISTIC)
+    ).select("model", "value", "n").rows() if v is not None}
+    for m in models if clipped else ():
+        table[m].update(dict(zip(SATURATED, clipped.get(m, (None, None)), strict=True)))
     separable, by_value, wins = {}, {}, []
     for measure, higher in dirs.items():
         point = np.array([_float(head.get((m, measure), (None,))[0]) for m in models])
@@ -105,13 +112,15 @@ def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
     ordered = [table[models[i]] for i in sorted(range(len(models)), key=key)]
     for pos, row in enumerate(ordered, start=1):
         row["position"] = pos
-    return pl.DataFrame(ordered, schema=_schema(dirs, has_accuracy))
+    return pl.DataFrame(ordered, schema=_schema(dirs, has_accuracy, bool(clipped)))
 
 
-def _schema(dirs, has_accuracy: bool) -> dict:
+def _schema(dirs, has_accuracy: bool, has_saturation: bool = False) -> dict:
     schema = {"position": pl.Int64, "model": pl.String, "family": pl.String,
               "status": pl.String, "mean_rank": pl.Float64, "point_rank": pl.Float64,
               "pareto": pl.Boolean}
+    if has_saturation:
+        schema |= {name: pl.Int64 for name in SATURATED}
     if has_accuracy:
         schema |= {ACCURACY: pl.Float64, f"{ACCURACY}_ci_low": pl.Float64,
                    f"{ACCURACY}_ci_high": pl.Float64}
@@ -205,6 +214,18 @@ def reference_line(board: pl.DataFrame, dirs) -> str:
     return " ".join(out)
 
 
+def saturation_line(board: pl.DataFrame) -> str:
+    """Which models score clean images at the probability clip, and how many."""
+    if SATURATED[0] not in board.columns:
+        return ""
+    hit = [f"{m} {k} of {n}" for m, k, n in board.select("model", *SATURATED).rows() if k]
+    if not hit:
+        return ""
+    return ("At the probability clip (p = 1 in float32: log-odds pinned at +-16.1, so the "
+            "score cannot move and those images' maps are flat): " + ", ".join(hit)
+            + " images.")
+
+
 def footnote(wide: bool = True, columns=()) -> str:
     """What the table's marks mean; ``columns``: the measures shown by short names."""
     text = ("#k: 1 + the number of models separably better (paired test on the images both "
@@ -234,14 +255,16 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
         rows = _rows(board, dirs, wide=True, short=False)
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-        return "\n".join(lines) + "\n\n" + footnote() + _then(reference_line(board, dirs)) + "\n"
+        return ("\n".join(lines) + "\n\n" + footnote() + _then(reference_line(board, dirs))
+                + _then(saturation_line(board)) + "\n")
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
     lines, short = _aligned(_rows(board, dirs, wide, short=False)), ()
     if not wide and max(map(len, lines)) > WIDTH:  # short names, one space between columns
         lines = _aligned(_rows(board, dirs, wide, short=True), " ")
         short = [*dirs, *([ACCURACY] if ACCURACY in board.columns else [])]
-    notes = footnote(wide, short) + _then(reference_line(board, dirs))
+    notes = footnote(wide, short) + _then(reference_line(board, dirs)) + \
+        _then(saturation_line(board))
     return "\n".join(lines) + "\n" + _wrap(notes, WIDTH) + "\n"
 
 

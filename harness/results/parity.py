@@ -35,7 +35,8 @@ from harness.stats.bootstrap import Bootstrap
 from harness.stats.paired import holm, paired
 
 PARITY = {"model": pl.String, "variant": pl.String, "provider": pl.String,
-          "status": pl.String, "note": pl.String, "statistic": pl.String, "value": pl.Float64,
+          "status": pl.String, "note": pl.String, "saturated": pl.Int64,
+          "statistic": pl.String, "value": pl.Float64,
           "ci_low": pl.Float64, "ci_high": pl.Float64, "n": pl.Int64,
           "p_value": pl.Float64, "p_adjusted": pl.Float64}
 # statistic -> higher is better (None: nearer 0 is better)
@@ -79,6 +80,7 @@ class Comparison:
             each measure's :func:`difference` variant - model; empty for a failed variant.
         note: what a reader of the figures should know (e.g. that the variant was run
             one image at a time), or None.
+        saturated: images whose class probability sat at the clip on either side.
     """
 
     model: str
@@ -87,6 +89,7 @@ class Comparison:
     status: str
     values: dict = dataclasses.field(default_factory=dict)
     note: str | None = None
+    saturated: int = 0
 
 
 def difference(measure: str) -> str:
@@ -123,7 +126,8 @@ def table(comparisons: list[Comparison], measures: list[str], boot: Bootstrap
             value, low, high, n, p, p_adj = rows.get((c.model, c.variant, stat),
                                                      (np.nan,) * 3 + (0,) + (np.nan,) * 2)
             for name, x in zip(PARITY, (c.model, c.variant, c.provider, c.status, c.note,
-                                        stat, value, low, high, n, p, p_adj), strict=True):
+                                        c.saturated, stat, value, low, high, n, p, p_adj),
+                               strict=True):
                 out[name].append(x)
     return pl.DataFrame({k: [None if isinstance(x, float) and np.isnan(x) else x
                              for x in v] for k, v in out.items()}, schema=PARITY)
@@ -181,6 +185,7 @@ def render(parity: pl.DataFrame) -> str:
 TITLES = {"agreement": "agreement", "score_change": "abs Δ log-odds",
           "score_shift": "Δ log-odds", "ssim": "map SSIM", "lost_maps": "maps lost"}
 _FIXED = ("agreement", "ssim", "lost_maps")  # in [0, 1]: four decimals, not three digits
+_SCORED = ("score_change", "score_shift")  # read from the log-odds, which a clip can pin
 
 
 def title(statistic: str) -> str:
@@ -202,6 +207,8 @@ def cell(r: dict) -> str:
 def cell_parts(r: dict) -> tuple[str, str]:
     """One statistic's value, and its interval and adjusted p-value (``""`` without)."""
     if r["value"] is None:
+        if r.get("saturated") and r["statistic"] in _SCORED:
+            return "saturated: not measurable", ""
         return "n/a", ""
     signed = r["statistic"] not in DRIFT or r["statistic"] == "score_shift"
     f = "{:.4f}" if r["statistic"] in _FIXED else "{:+.3g}" if signed else "{:.3g}"

@@ -8,6 +8,17 @@ SCORES = ("log_odds", "logit", "probability")
 _CLIP = 1e-7
 
 
+def saturated(probability: np.ndarray, output_kind: str) -> np.ndarray:
+    """``(N,) bool``: where a class ``probability`` of a model with ``output_kind``
+    outputs lies beyond the clip [1e-7, 1 - 1e-7], so that its log-odds read +-16.1
+    whatever the model's margin: the score cannot move, nor tell two models apart.
+    A model that gives logits never saturates."""
+    p = np.asarray(probability, np.float64)
+    if output_kind != "probabilities":
+        return np.zeros(p.shape, bool)
+    return (p < _CLIP) | (p > 1 - _CLIP)
+
+
 def resolve_targets(outputs: np.ndarray, target, num_classes: int | None = None) -> np.ndarray:
     """The class each image is explained for.
 
