@@ -68,3 +68,14 @@ def did_you_mean(word: str, options, n: int = 1, quote: bool = True) -> str:
     close = difflib.get_close_matches(word, sorted(options), n=n)
     names = [repr(c) if quote else c for c in close]
     return f"; did you mean {' or '.join(names)}?" if close else ""
+
+
+def printable(text) -> str:
+    """``text`` with each control or other unprintable character written as its escape
+    (``\\n``, ``\\x1b``, ``\\u2028``): a name read from a file or a manifest cannot start
+    a line of its own (a fake ``PASS``), move the cursor or split a CSV or Markdown row."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)

@@ -220,15 +220,19 @@ def test_gate_when_baseline_skips_without_one_but_never_passes_on_nothing(finish
 
 def test_gate_regression_against_baseline(finished, tmp_path):
     rules = _rules(tmp_path, "no_regression = true\n")
-    res = invoke("gate", finished, "--rules", rules, "--baseline", finished)
-    assert res.exit_code == 0, res.output
-    assert "entropy vs baseline" in res.output and "not separable" in res.output
     worse = _variant(finished, tmp_path, "worse", lambda f: f, per_image=lambda f: f.with_columns(
         pl.when(pl.col("measure") == "entropy").then(pl.col("value") + 0.2)
         .otherwise(pl.col("value")).alias("value")))
-    res = invoke("gate", worse, "--rules", rules, "--baseline", finished)
-    # six images cannot make a sign-flip test separable (p >= 1/32): the gate says so
-    assert res.exit_code == 0 and "not separable" in res.output, res.output
+    # six images cannot make a sign-flip test separable (p >= 1/32, times the tests):
+    # the gate says it checked nothing, never that a regression of any size passed
+    for run in (finished, worse):
+        res = invoke("gate", run, "--rules", rules, "--baseline", finished)
+        assert res.exit_code == 2, res.output
+        assert "no change can reach p_adj < 0.05 on so few images" in res.output
+    res = invoke("gate", worse, "--rules", _rules(tmp_path, 'rules = ["entropy <= 2"]\n'
+                                                            "no_regression = true\n"),
+                 "--baseline", finished)
+    assert res.exit_code == 0 and "SKIP" in res.output and "score more images" in res.output
 
 
 def test_config_file_and_validation(tiny_zoo, tmp_path):
@@ -286,9 +290,10 @@ def test_gate_refuses_what_it_cannot_check(finished, tmp_path):
         (_variant(finished, tmp_path, "images", lambda f: f.with_columns(
             image_set_hash=pl.lit("0" * 64))), "another image set"),
         (_variant(finished, tmp_path, "fewer", lambda f: f.filter(
+            pl.col("measure") != "agreement"), lambda f: f.filter(
             pl.col("measure") != "agreement")), "the baseline has no agreement"),
         (_variant(finished, tmp_path, "column", lambda f: f.drop("ci_low")),
-         "lack the column(s) ci_low"),
+         "has no column 'ci_low'"),
         (_variant(finished, tmp_path, "seed", lambda f: f.with_columns(seed=pl.lit(99))),
          "another seed"),
         (old, "no per_image.parquet; the run was made by an older harness"),
@@ -297,12 +302,13 @@ def test_gate_refuses_what_it_cannot_check(finished, tmp_path):
         res = invoke_in(tmp_path, ["gate", finished, "--rules", rules, "--baseline", baseline])
         errors = [x for x in res.output.splitlines() if x.startswith("error:")]
         assert res.exit_code == 2 and len(errors) == 1 and message in errors[0], res.output
-    lacking = _variant(finished, tmp_path, "lacking", lambda f: f.filter(pl.col("model") != "c"))
+    lacking = _variant(finished, tmp_path, "lacking", lambda f: f.filter(pl.col("model") != "c"),
+                       lambda f: f.filter(pl.col("model") != "c"))
     res = invoke_in(tmp_path, ["gate", finished, "--rules", rules, "--baseline", lacking])
     assert res.exit_code == 1 and "model missing from the baseline" in res.output, res.output
     empty = _variant(finished, tmp_path, "empty", lambda f: f.clear())
     res = invoke_in(tmp_path, ["gate", empty, "--rules", rules, "--baseline", finished])
-    assert res.exit_code == 2 and "the gate checked nothing" in res.output, res.output
+    assert res.exit_code == 2 and "scores.parquet: it has no rows" in res.output, res.output
     for text in ('rules = ["entropy <= 1.2.3"]\n', 'rules = ["entropy <= ."]\n'):
         res = invoke_in(tmp_path, ["gate", finished, "--rules", _rules(tmp_path, text)])
         assert res.exit_code == 2 and "write it as" in res.output, res.output

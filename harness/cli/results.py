@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, printable
 
 
 @click.command(short_help="Print a finished run's leaderboard again.")
@@ -20,13 +20,14 @@ from harness.errors import HarnessError
 def leaderboard(run_dir, fmt, by, wide):
     """Re-render the leaderboard of a finished run (no new maps; the ranks are rebuilt
     from its per-image values and pairs)."""
+    from harness.results import reading
     from harness.results.leaderboard import build, directions, render
     from harness.rundir import RunDir
 
     folder = RunDir(run_dir)
-    scores = folder.scores()
+    scores = reading.scores(folder)
     try:
-        board = build(scores, folder.table(RunDir.PER_IMAGE), folder.table(RunDir.PAIRS), by=by)
+        board = build(scores, reading.per_image(folder, scores), reading.pairs(folder), by=by)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
     click.echo(render(board, directions(scores), fmt, wide=wide), nl=False)
@@ -42,24 +43,27 @@ def gate(run_dir, rules_file, baseline):
     """Check a finished run against rules: exit 0 when all hold, 1 when any fails, 2 when
     the gate cannot check (a bad rule, a baseline of other images, settings or seed, a
     folder that is not a run, nothing to check)."""
+    from harness.results import reading
     from harness.results.gate import check, read_rules
     from harness.rundir import RunDir
 
     rules = read_rules(rules_file)
     run = RunDir(run_dir)
-    scores = run.scores()
+    scores = reading.scores(run)
     order = run.table(f"{RunDir.LEADERBOARD}.parquet")["model"].to_list() \
         if rules.applies_to == "best" else None
     regression = rules.no_regression and baseline is not None
-    checks = check(scores, rules, RunDir(baseline).scores() if baseline else None,
-                   per_image=run.table(RunDir.PER_IMAGE) if regression else None,
-                   baseline_per_image=RunDir(baseline).table(RunDir.PER_IMAGE)
+    values = reading.per_image(run, scores)  # read, so a damaged folder is never gated
+    base = reading.scores(RunDir(baseline)) if baseline else None
+    checks = check(scores, rules, base, per_image=values if regression else None,
+                   baseline_per_image=reading.per_image(RunDir(baseline), base)
                    if regression else None, order=order)
-    width = max(len(c.model) for c in checks) if checks else 0
+    width = max(len(printable(c.model)) for c in checks) if checks else 0
     for c in checks:
         value = "" if c.skipped else "n/a" if c.value is None else f"{c.value:.4g}"
         verdict = "SKIP" if c.skipped else "PASS" if c.passed else "FAIL"
-        click.echo(f"{verdict}  {c.model.ljust(width)}  {c.what}: {value} {c.detail}")
+        click.echo(f"{verdict}  {printable(c.model).ljust(width)}  {printable(c.what)}: "
+                   f"{value} {printable(c.detail)}")
     failed = sum(not c.passed for c in checks)
     skipped = sum(c.skipped for c in checks)
     click.echo(f"{len(checks) - failed - skipped} passed, {failed} failed"
@@ -93,13 +97,15 @@ def report(run_dir, out, images, force):
               help="Also list the pairs the data cannot tell apart.")
 def compare(run_dir, measure, families, undecided):
     """Say, pair by pair, which model (or family) is separably better on each measure."""
+    from harness.results import reading
     from harness.results.leaderboard import headlines
     from harness.results.verdicts import verdicts
     from harness.rundir import RunDir
 
     folder = RunDir(run_dir)
-    scores = folder.scores()
-    pairs = folder.table(RunDir.FAMILIES if families else RunDir.PAIRS)
+    scores = reading.scores(folder)
+    reading.per_image(folder, scores)  # a damaged folder states no verdict
+    pairs = reading.pairs(folder, families)
     higher = dict(headlines(scores).select("measure", "higher_is_better").unique().rows())
     if measure is not None and measure not in higher:
         raise HarnessError(f"--measure {measure!r}: not a measure of this run "

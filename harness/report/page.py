@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line, printable
 from harness.io import atomic_path, check_replaceable
+from harness.results import reading
 from harness.rundir import RunDir
 
 GENERATOR = "<meta name='generator' content='harness'>"  # how a report is known as ours
@@ -121,8 +122,9 @@ def _parity_html(parity: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _parity_section(folder: RunDir) -> list[str]:
-    """The comparison of a ``harness parity`` run (nothing for other runs)."""
+def _parity_section(folder: RunDir, labels: dict) -> list[str]:
+    """The comparison of a ``harness parity`` run (nothing for other runs); models by
+    their ``labels``."""
     if not (folder / RunDir.PARITY).is_file():
         return []
     return ["<h2>Deployment parity: does a variant decide and look as the model does?</h2>"
@@ -131,7 +133,9 @@ def _parity_section(folder: RunDir) -> list[str]:
             "signed with a paired sign-flip test), the SSIM between the model's and the "
             "variant's 8-bit maps (1 = the same map), and each measure's change (variant - "
             "model, paired, Holm-adjusted p). Brackets: 95% bootstrap intervals.</p>",
-            _parity_html(folder.table(RunDir.PARITY))]
+            _parity_html(folder.table(RunDir.PARITY).with_columns(
+                pl.col("model").map_elements(lambda m: labels.get(m, _label(m)),
+                                             return_dtype=pl.String)))]
 
 
 def build_report(run_dir, images: int = 4) -> str:
@@ -144,7 +148,6 @@ def build_report(run_dir, images: int = 4) -> str:
         degradation_figure,
         measure_figure,
         noise_figure,
-        overlay_figure,
         stability_figures,
         transform_figure,
         win_matrix_figure,
@@ -153,10 +156,16 @@ def build_report(run_dir, images: int = 4) -> str:
 
     folder = RunDir(run_dir)
     run_dir = folder.path
-    scores = folder.scores()
-    info = folder.info()
-    pairs = folder.table(RunDir.PAIRS)
-    board = build(scores, folder.table(RunDir.PER_IMAGE), pairs)
+    scores = reading.scores(folder)
+    info = reading.info(folder)
+    per_image = reading.per_image(folder, scores)
+    labels = _labels(scores["model"].unique(maintain_order=True).to_list())
+    # every table and figure shows the names as labels: escaped, and short enough to lay out
+    scores, per_image = (f.with_columns(pl.col("model").replace(labels))
+                         for f in (scores, per_image))
+    pairs = reading.pairs(folder).with_columns(pl.col("model_a").replace(labels),
+                                               pl.col("model_b").replace(labels))
+    board = build(scores, per_image, pairs)
     dirs = directions(scores)
     order = board["model"].to_list()  # one model order in every section: the leaderboard's
     first = scores.row(0, named=True)
@@ -168,7 +177,7 @@ def build_report(run_dir, images: int = 4) -> str:
              f"{html.escape(shown(info.get('image_set', '?')))}, salience: "
              f"{html.escape(salience.get('method', '?'))}, "
              f"{_passes(info)}</p>",
-             *_parity_section(folder),
+             *_parity_section(folder, labels),
              "<h2>Leaderboard</h2>", _leaderboard_html(board, dirs),
              f"<p class='note'>{html.escape(footnote())}</p>", "<dl class='measures'>"]
     for m, higher in dirs.items():
@@ -213,11 +222,42 @@ def build_report(run_dir, images: int = 4) -> str:
                   "rest, is the paper's comparison: it blurs far more of the image when the "
                   "map is focused.</p>",
                   _img(drops, "degradation drops")]
-    examples = folder / RunDir.EXAMPLES
-    if examples.is_file():
-        with np.load(examples, allow_pickle=False) as ex:
+    parts += _examples(folder, order, images, labels)
+    parts.append("<h2>Provenance</h2><table>")
+    for key in ("harness_version", "onnxruntime_version", "numba_version", "image_set_hash",
+                "salience_config", "seed"):
+        parts.append(f"<tr><th>{key}</th><td>{html.escape(str(first[key]))}</td></tr>")
+    parts.append("</table><table><tr><th>model</th><th>provider</th><th>sha256</th>"
+                 "<th>forward passes</th><th>status</th></tr>")
+    firsts = {r["model"]: r for r in scores.unique("model", keep="first").iter_rows(named=True)}
+    for r in (firsts[m] for m in order if m in firsts):
+        parts.append(f"<tr><td>{html.escape(r['model'])}</td><td>{r['provider'] or '-'}</td>"
+                     f"<td><code>{r['model_sha256'] or '-'}</code></td>"
+                     f"<td class='num'>{r['forward_passes']:,}</td>"
+                     f"<td>{html.escape(r['status'])}</td></tr>")
+    parts.append("</table></body></html>")
+    return "\n".join(parts)
+
+
+def _examples(folder, order, images: int, labels: dict) -> list[str]:
+    """The overlays of examples.npz, in the leaderboard's order ([] without the file),
+    models by their ``labels``.
+
+    Raises:
+        HarnessError: the file is not the examples a run writes.
+    """
+    import zipfile
+
+    from harness.report.figures import overlay_figure
+
+    path = folder / RunDir.EXAMPLES
+    if not path.is_file():
+        return []
+    parts = []
+    try:
+        with np.load(path, allow_pickle=False) as ex:
             k = min(images, len(ex["images"]))
-            kept = [str(m) for m in ex["models"]]
+            kept = [labels.get(str(m), _label(str(m))) for m in ex["models"]]
             at = [kept.index(m) for m in order if m in kept]  # the leaderboard's order
             models = [kept[i] for i in at]
             imgs = np.repeat(ex["images"][None, :k], len(models), axis=0)
@@ -233,20 +273,34 @@ def build_report(run_dir, images: int = 4) -> str:
                           _img(overlay_figure(ex["variant_images"][at], ex["variant_maps"][at],
                                               models, [str(v) for v in ex["variant_names"]]),
                                "perturbation overlays")]
-    parts.append("<h2>Provenance</h2><table>")
-    for key in ("harness_version", "onnxruntime_version", "numba_version", "image_set_hash",
-                "salience_config", "seed"):
-        parts.append(f"<tr><th>{key}</th><td>{html.escape(str(first[key]))}</td></tr>")
-    parts.append("</table><table><tr><th>model</th><th>provider</th><th>sha256</th>"
-                 "<th>forward passes</th><th>status</th></tr>")
-    firsts = {r["model"]: r for r in scores.unique("model", keep="first").iter_rows(named=True)}
-    for r in (firsts[m] for m in order if m in firsts):
-        parts.append(f"<tr><td>{html.escape(r['model'])}</td><td>{r['provider'] or '-'}</td>"
-                     f"<td><code>{r['model_sha256'] or '-'}</code></td>"
-                     f"<td class='num'>{r['forward_passes']:,}</td>"
-                     f"<td>{html.escape(r['status'])}</td></tr>")
-    parts.append("</table></body></html>")
-    return "\n".join(parts)
+    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as exc:
+        raise HarnessError(f"{path}: not the examples of a harness run ({first_line(exc)}); "
+                           "delete it to leave the examples out of the report") from None
+    return parts
+
+
+LABEL = 48  # characters of a model's name the report shows
+
+
+def _label(name: str) -> str:
+    """A name as the report shows it: control characters escaped, a long one cut in
+    its middle (a 5,000-character name would not lay out, in a table or a figure)."""
+    text = printable(name)
+    if len(text) <= LABEL:
+        return text
+    return text[:LABEL - 17] + "…" + text[-16:]
+
+
+def _labels(models) -> dict[str, str]:
+    """Each model's label (:func:`_label`), distinct even where two cut names meet."""
+    out, used = {}, set()
+    for m in models:
+        label, k = _label(m), 2
+        while label in used:
+            label, k = f"{_label(m)} ({k})", k + 1
+        used.add(label)
+        out[m] = label
+    return out
 
 
 def write_report(run_dir, out, images: int = 4, force: bool = False) -> Path:

@@ -40,7 +40,7 @@ from harness.errors import HarnessError, did_you_mean, excerpt
 from harness.results.comparisons import SEPARABLE
 from harness.results.schema import per_image_column
 from harness.stats.bootstrap import Bootstrap
-from harness.stats.paired import holm, paired
+from harness.stats.paired import holm, paired, smallest_p
 from harness.tomlfile import check_keys, read_toml
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
@@ -150,6 +150,12 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
             hint = did_you_mean(rule.statistic, stats)
             raise HarnessError(f"rule {rule.text!r}: {rule.measure} has no statistic "
                                f"{rule.statistic!r}{hint}")
+    if isinstance(rules.tolerance, dict):
+        for name in rules.tolerance:
+            if name not in measures:
+                raise HarnessError(f"tolerance: {excerpt(name)} is not a measure of this run"
+                                   f"{did_you_mean(name, measures)} (measures: "
+                                   f"{', '.join(measures)})")
     if order is None:
         order = _order(scores, per_image) if rules.applies_to == "best" \
             else scores["model"].unique(maintain_order=True).to_list()
@@ -187,6 +193,9 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
                                "per_image.parquet")
         checks += _regressions(scores, per_image, baseline, baseline_per_image, models, rules)
     if all(c.skipped for c in checks):
+        small = [c for c in checks if c.detail.startswith("(n ")]
+        if small:
+            raise HarnessError(f"the gate checked nothing: {small[0].detail.strip('()')}")
         raise HarnessError("the gate checked nothing: no rule applied to the run's models")
     return checks
 
@@ -218,16 +227,35 @@ def _check_comparable(scores: pl.DataFrame, baseline: pl.DataFrame) -> None:
         ours = set(scores[column].drop_nulls().to_list())
         theirs = set(baseline[column].drop_nulls().to_list())
         if ours != theirs:
-            def shown(values):
-                return ", ".join(excerpt(str(v), 60) for v in sorted(values)) or "none"
-
-            raise HarnessError(f"the baseline was made with {what} ({shown(theirs)} against "
-                               f"{shown(ours)}); no_regression compares runs of the same "
-                               "images, salience settings and seed")
+            raise HarnessError(f"the baseline was made with {what} "
+                               f"({_contrast(column, theirs, ours)}); no_regression compares "
+                               "runs of the same images, salience settings and seed")
     missing = sorted(set(scores["measure"].to_list()) - set(baseline["measure"].to_list()))
     if missing:
         raise HarnessError(f"the baseline has no {', '.join(missing)}: it was run with other "
                            "measures")
+
+
+def _contrast(column: str, theirs: set, ours: set) -> str:
+    """How the baseline's values of ``column`` differ from the run's, in words that
+    show the difference: hashes whole, salience settings by the keys that differ."""
+    def listed(values):
+        return ", ".join(excerpt(str(v), 80) for v in sorted(values, key=str)) or "none"
+
+    if column == "salience_config" and len(theirs) == len(ours) == 1:
+        import json
+
+        try:
+            a, b = json.loads(next(iter(theirs))), json.loads(next(iter(ours)))
+        except ValueError:
+            a = b = None
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            return "; ".join(f"{excerpt(k)} {excerpt(a.get(k))} against {excerpt(b.get(k))}"
+                             for k in keys[:6])
+    if column == "image_set_hash":  # whole: two hashes may share any prefix
+        return f"{', '.join(sorted(map(str, theirs)))} against {', '.join(sorted(map(str, ours)))}"
+    return f"{listed(theirs)} against {listed(ours)}"
 
 
 def _regressions(scores, per_image, baseline, baseline_per_image, models, rules
@@ -258,7 +286,17 @@ def _regressions(scores, per_image, baseline, baseline_per_image, models, rules
                                        r["measure"], keys) for r, _ in tests], axis=1)
         result = paired(diffs, Bootstrap(int(scores["seed"][0]), keys))
         adjusted = holm(result.p_value)
+        # Holm multiplies the smallest p by the number of tests: below this floor no
+        # change, however large, is separable, and saying "not separable" would pass it
+        floor = len(tests) * smallest_p(result.n)
         for j, (r, at) in enumerate(tests):
+            if result.n[j] and floor[j] >= SEPARABLE:
+                out[at] = Check(r["model"], f"{r['measure']} vs baseline", r["value"],
+                                f"(n {result.n[j]}: with {len(tests)} regression tests no "
+                                f"change can reach p_adj < {SEPARABLE:g} on so few images, the "
+                                f"smallest possible is {min(floor[j], 1.0):.2g}: not checked; "
+                                "score more images)", True, skipped=True)
+                continue
             out[at] = _verdict(r, result, j, adjusted[j], rules.tolerance_for(r["measure"]))
     return out
 

@@ -17,6 +17,7 @@ import json
 import numpy as np
 import polars as pl
 
+from harness.errors import printable
 from harness.measures import saturation
 from harness.measures.accuracy import NAME as ACCURACY
 from harness.results.comparisons import better_matrix, values
@@ -185,10 +186,12 @@ def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool
         "mean" if short else "mean rank"] + (["pareto"] if wide else [])
     rows = [header]
     for row in board.iter_rows(named=True):
-        model = row["model"] + ("*" if row["pareto"] and not wide else "")
-        first = [str(row["position"]), model] + ([row["family"] or "-"] if wide else [])
+        model = printable(row["model"]) + ("*" if row["pareto"] and not wide else "")
+        first = [str(row["position"]), model] + ([printable(row["family"] or "-")] if wide
+                                                 else [])
         if row["status"] != "ok":
-            rows.append(first + [row["status"]] + [""] * (len(header) - len(first) - 1))
+            rows.append(first + [printable(row["status"])]
+                        + [""] * (len(header) - len(first) - 1))
             continue
         mean = "-" if row["mean_rank"] is None else f"{row['mean_rank']:.2f}"
         rows.append(first + [_cell(row, m, wide) for m in (*dirs, *shown)] + [mean]
@@ -218,7 +221,7 @@ def saturation_line(board: pl.DataFrame) -> str:
     """Which models score clean images at the probability clip, and how many."""
     if SATURATED[0] not in board.columns:
         return ""
-    hit = [f"{m} {k} of {n}" for m, k, n in board.select("model", *SATURATED).rows() if k]
+    hit = [f"{printable(m)} {k} of {n}" for m, k, n in board.select("model", *SATURATED).rows() if k]
     if not hit:
         return ""
     return ("At the probability clip (p = 1 in float32: log-odds pinned at +-16.1, so the "
@@ -247,12 +250,14 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
            wide: bool = False) -> str:
     """The leaderboard as ``table`` (aligned text, within :data:`WIDTH` columns unless
     ``wide``), ``md`` (always wide), ``csv`` or ``json``."""
-    if fmt == "csv":
-        return board.write_csv()
+    if fmt == "csv":  # names escaped: a newline in one must not start a row of its own
+        return board.with_columns(pl.col(c).map_elements(printable, return_dtype=pl.String)
+                                  for c in ("model", "family", "status")).write_csv()
     if fmt == "json":
         return json.dumps(board.to_dicts(), indent=2)
     if fmt == "md":
         rows = _rows(board, dirs, wide=True, short=False)
+        rows = [[c.replace("|", "\\|") for c in r] for r in rows]  # a | in a name
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
         return ("\n".join(lines) + "\n\n" + footnote() + _then(reference_line(board, dirs))

@@ -30,6 +30,7 @@ import dataclasses
 import numpy as np
 import polars as pl
 
+from harness.errors import printable
 from harness.numerics.similarity import ssim
 from harness.stats.bootstrap import Bootstrap
 from harness.stats.paired import holm, paired
@@ -165,13 +166,15 @@ def render(parity: pl.DataFrame) -> str:
             of = rows.filter(pl.col("variant") == variant)
             first = of.row(0, named=True)
             if first["status"] != "ok":
-                failed.append(f"- {variant}: {first['status'].removeprefix('failed: ')}")
+                failed.append(f"- {printable(variant)}: "
+                              f"{printable(first['status'].removeprefix('failed: '))}")
                 continue
             if first["note"]:
-                notes.append(f"- {variant}: {first['note']}")
+                notes.append(f"- {printable(variant)}: {printable(first['note'])}")
             cells = {r["statistic"]: cell(r) for r in of.iter_rows(named=True)}
-            body.append([variant, provider_name(first["provider"]), *[cells[s] for s in stats]])
-        block = [f"## {model}"]
+            body.append([printable(variant), provider_name(first["provider"]),
+                         *[cells[s] for s in stats]])
+        block = [f"## {printable(model)}"]
         if body:
             block += ["", *_aligned([header, *body])]
         if notes:

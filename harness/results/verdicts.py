@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from harness.errors import printable
 from harness.results.comparisons import SEPARABLE
 
 
@@ -30,7 +31,7 @@ def verdicts(pairs: pl.DataFrame, higher: dict[str, bool], measure: str | None =
             "p_adjusted", pl.col("diff").abs(), descending=[False, True], nulls_last=True)
         decided = rows.filter(pl.col("p_adjusted") < SEPARABLE)
         word = "higher is better" if higher.get(m, True) else "lower is better"
-        lines.append(f"{m} ({word}): {len(decided)} of {len(rows)} pairs separable "
+        lines.append(f"{printable(m)} ({word}): {len(decided)} of {len(rows)} pairs separable "
                      f"(Holm-adjusted p < {SEPARABLE:g})")
         for r in rows.iter_rows(named=True):
             separable = r["p_adjusted"] is not None and r["p_adjusted"] < SEPARABLE
@@ -46,6 +47,7 @@ def _sentence(r: dict, measure: str, a: str, b: str, separable: bool, higher: bo
     if diff < 0:
         diff, low, high = -diff, -high, -low
     larger, smaller = (r[a], r[b]) if r["diff"] >= 0 else (r[b], r[a])
+    larger, smaller = printable(larger), printable(smaller)
     first, second = (larger, smaller) if higher else (smaller, larger)
     stats = f"by {diff:.3g} [{low:.3g}, {high:.3g}], p_adj {r['p_adjusted']:.2g}, n {r['n']}"
     word = "higher" if higher else "lower"

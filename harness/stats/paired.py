@@ -83,6 +83,15 @@ def sign_flip_p(zeroed: np.ndarray, seed: int, flips: int = FLIPS) -> np.ndarray
     return (extreme + 1) / (flips + 1)
 
 
+def smallest_p(n, flips: int = FLIPS) -> np.ndarray:
+    """The smallest p-value :func:`sign_flip_p` can give for ``n`` differences: only
+    the observed signs and their negation are as extreme as themselves, 2 of the 2^n
+    patterns (and never below 1 / (flips + 1)). Below it no difference of any size is
+    significant: a test on too few images cannot reject."""
+    n = np.asarray(n, np.float64)
+    return np.maximum(np.exp2(1.0 - np.maximum(n, 1.0)), 1.0 / (flips + 1))
+
+
 def holm(p) -> np.ndarray:
     """Holm's step-down adjustment; NaN entries are not tests and stay NaN.
 
