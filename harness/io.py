@@ -11,6 +11,15 @@ from pathlib import Path
 from harness.errors import HarnessError, first_line
 
 
+def is_file(path) -> bool:
+    """Whether ``path`` is a file; a name the file system cannot take (too long, a NUL)
+    is none, where ``Path.is_file`` of Python 3.11 raises."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def check_writable(folder, what: str) -> None:
     """Refuse, before any work, a ``folder`` that cannot be created or written: a file
     in its way, or a read-only place. Creates nothing.

@@ -37,8 +37,9 @@ IMAGE_ASPECT = Limit("HARNESS_MAX_IMAGE_ASPECT", 8,
                      "how many times one side of an image may be the other")
 CAM_FEATURE_ELEMENTS = Limit("HARNESS_MAX_CAM_FEATURE", 1 << 24,
                             "values per image of the feature map Grad-CAM weighs")
+RISE_MASKS = Limit("HARNESS_MAX_RISE_MASKS", 100_000, "RISE masks per image")
 CLASSES = Limit("HARNESS_MAX_CLASSES", 100_000,
                 "classes an .npz's integer labels may name without label_names")
 
 ALL = (INPUT_BYTES, WEIGHT_BYTES, CONSTANT_BYTES, IMAGE_PIXELS, IMAGE_ASPECT, CLASSES,
-       CAM_FEATURE_ELEMENTS)
+       CAM_FEATURE_ELEMENTS, RISE_MASKS)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from harness.errors import HarnessError, did_you_mean, first_line
+from harness.errors import HarnessError, did_you_mean, first_line, printable
 from harness.execution.cache import SalienceCache
 from harness.execution.plan import image_keys
 from harness.inputs.images import load_image_set
@@ -145,6 +145,9 @@ def _parity(config, folder, names, variants, providers, save_variants, force, pr
                            f"needs maps of at least {WIN}x{WIN}")
     builders = _builders(variants)
     pinned = [_provider(p) for p in providers]
+    if not builders and len(pinned) < 2:
+        raise HarnessError("nothing to compare: name variants (--variants fp16,int8-dynamic,"
+                           "int8-static) or a second provider (--providers cpu,cuda)")
     folder.clear_results()
 
     sources = run_sources(config.zoo, config.models, config.data, config.split,
@@ -207,6 +210,11 @@ def _parity(config, folder, names, variants, providers, save_variants, force, pr
         comparisons.append(Comparison(e.model, e.variant, e.clf.execution, "ok", values_of,
                                       note, saturation.images))
         drift_rows += [(name, f"{MEASURE}.{s}", values_of[s]) for s in DRIFT]
+    if comparisons and all(c.status != "ok" for c in comparisons):
+        first = comparisons[0]
+        raise HarnessError(f"every comparison failed, e.g. "
+                           f"{printable(variant_name(first.model, first.variant))}: "
+                           f"{first.status.removeprefix('failed: ')}")
     parity_table = table(comparisons, [m.name for m in measures], boot)
 
     common = provenance(inset, sal, config.seed)

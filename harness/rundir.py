@@ -90,9 +90,14 @@ class RunDir:
             raise HarnessError(f"{self.path}: nothing to resume (no {self.PLAN}; is it the "
                                "--out folder of a `harness run`?)")
         try:
-            return json.loads(path.read_text())
+            doc = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise HarnessError(f"{path}: cannot read ({first_line(exc)})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("settings"), dict) \
+                or not isinstance(doc.get("inputs"), dict):
+            raise HarnessError(f"{path}: not the plan of a harness run (it needs its "
+                               "'settings' and 'inputs'); start a new run")
+        return doc
 
     def check_inputs(self, inputs: dict) -> None:
         """Refuse to resume when the images or models changed since the run started: the

@@ -145,3 +145,35 @@ def test_a_database_damaged_inside_is_set_aside_and_rebuilt(cnn_zoo, tmp_path):
     assert pl.read_parquet(tmp_path / "r1" / "scores.parquet").equals(clean)
     again = run(cnn_zoo, tmp_path / "r1")
     assert again["computed_passes"] == 0
+
+
+def test_a_full_disk_is_one_line_and_the_cache_is_kept(tmp_path):
+    """A disk that fills while maps are stored: `harness parity` stops with one line
+    naming the cache (no sqlite3 traceback), and the cache is not set aside as damaged.
+    The full disk is a file-size limit of the process (RLIMIT_FSIZE)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.onnx_models import cnn_model
+
+    model = cnn_model(tmp_path / "cnn.onnx", size=32, widths=(8, 8), seed=5)
+    np.savez(tmp_path / "data.npz", images=np.random.default_rng(0).integers(
+        0, 255, (24, 32, 32, 3), np.uint8))
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        from harness.cli import main
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+        sys.argv = ["harness", "parity", {str(model)!r}, "--data", {str(tmp_path / 'data.npz')!r},
+                    "--variants", "fp16", "--out", {str(tmp_path / 'out')!r},
+                    "--cache", {str(tmp_path / 'cache')!r}, "--quiet"]
+        main()
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    errors = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2, res.stderr
+    assert len(errors) == 1 and "cannot write the salience cache" in errors[0], res.stderr
+    assert [p.name for p in (tmp_path / "cache").iterdir()
+            if "damaged" in p.name] == []

@@ -250,6 +250,16 @@ def test_an_exif_orientation_is_applied(tmp_path):
     assert tuple(got[0, -1]) == (255, 0, 0)  # turned clockwise: top-left went top-right
 
 
+def test_a_rise_mask_bank_over_the_limit_is_refused_in_one_line(sandbox, monkeypatch):
+    tmp, model, images = sandbox
+    code, errors = run_salience(tmp, model, images, "--method", "rise", "--n-masks", 10**9)
+    assert code == 2 and len(errors) == 1 and "n_masks 1,000,000,000 is above the limit of " \
+        "100,000 (HARNESS_MAX_RISE_MASKS)" in errors[0]
+    monkeypatch.setenv("HARNESS_MAX_RISE_MASKS", "10")
+    code, errors = run_salience(tmp, model, images, "--method", "rise", "--n-masks", 11)
+    assert code == 2 and "above the limit of 10" in errors[0]
+
+
 def test_wrong_extension_is_read_by_content(sandbox):
     tmp, model, images = sandbox
     (images / "0.png").rename(images / "0.jpg")  # a PNG named .jpg

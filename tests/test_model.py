@@ -170,3 +170,18 @@ def test_a_binary_detector_with_one_output_column_reads_as_two_classes(tmp_path,
     np.testing.assert_allclose(clf.predict_proba(x), np.stack([1 - p, p], 1), rtol=1e-5)
     expected = np.stack([1 - p, p], 1) if post else np.stack([-z / 2, z / 2], 1)
     np.testing.assert_allclose(clf.forward(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("opset,axis", [(17, 0), (17, -2), (11, 0)])
+def test_a_softmax_over_the_batch_axis_is_refused(tmp_path, opset, axis):
+    """Each image's scores would depend on its batch-mates: refused in one line."""
+    import onnx
+
+    path = linear_model(tmp_path / "m.onnx", np.ones((2, 4, 4, 3), np.float32), softmax=True)
+    model = onnx.load(str(path))
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
+    next(a for a in softmax.attribute if a.name == "axis").i = axis
+    model.opset_import[0].version = opset
+    onnx.save(model, str(path))
+    with pytest.raises(HarnessError, match="normalises the output over the batch axis"):
+        OnnxClassifier(path)

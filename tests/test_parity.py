@@ -272,16 +272,21 @@ def test_measures_are_compared_with_paired_tests(tmp_path, study):
 
 def test_providers_become_variants_and_a_missing_one_fails_alone(tmp_path, study):
     model, data = study
-    done = parity(_config(tmp_path, model, data), variants=(), providers=("cpu", "cuda"))
+    done = parity(_config(tmp_path, model, data), variants=("fp16",), providers=("cpu", "cuda"))
     cuda = _row(done.parity, "cuda", "ssim")
     if cuda["status"] == "ok":  # a machine with a GPU
         assert cuda["provider"].startswith("CUDAExecutionProvider")
     else:
         assert "CUDAExecutionProvider is not available here" in cuda["status"]
+        assert _row(done.parity, "fp16", "ssim")["status"] == "ok"
+        # with nothing else to compare, nothing was compared: one line, not a table
+        with pytest.raises(HarnessError, match="every comparison failed, e.g. cnn@cuda: "
+                                               "CUDAExecutionProvider is not available"):
+            parity(_config(tmp_path, model, data), variants=(), providers=("cpu", "cuda"))
     # pinned to its provider, the model does not share maps with an unpinned run
     unpinned = parity(build_config(models=(model,), data=data, out=tmp_path / "o2",
-                                   cache=tmp_path / "cache"), variants=())
-    assert unpinned.info["computed_passes"] > 0
+                                   cache=tmp_path / "cache"), variants=("fp16",))
+    assert unpinned.info["computed_passes"] == 2 * N_IMAGES * (1 + 7 * 7)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -468,3 +473,20 @@ def onnx_load(path):
     import onnx
 
     return onnx.load(str(path))
+
+
+def test_nothing_to_compare_and_nothing_compared_are_errors(tmp_path, study):
+    """--variants "" without a second provider compares nothing; a --layer that fails
+    for every map leaves every comparison failed: each is one line, exit 2."""
+    model, data = study
+    before = _snapshot(tmp_path / "models")
+    with pytest.raises(HarnessError, match="nothing to compare: name variants"):
+        parity(_config(tmp_path, model, data), variants=())
+    res = CliRunner().invoke(cli, ["parity", str(model), "--data", str(data), "--variants",
+                                   "fp16", "--method", "cam", "--layer", "no_such_tensor",
+                                   "--out", str(tmp_path / "out"), "--cache",
+                                   str(tmp_path / "cache"), "--quiet"])
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "every comparison failed" in lines[0]
+    assert "no tensor named 'no_such_tensor'" in lines[0], res.output
+    assert _snapshot(tmp_path / "models") == before

@@ -93,3 +93,30 @@ def test_resume_from_another_folder(cnn_zoo, tmp_path, monkeypatch):
     again = invoke("run", "--resume", cnn_zoo.parent / "run")
     assert again.exit_code == 0, again.output
     assert "computed 0 of" in again.output
+
+
+@pytest.mark.parametrize("edit", [
+    lambda plan: plan.pop("settings"),
+    lambda plan: plan.update(settings=["not", "a", "table"]),
+    lambda plan: plan["settings"].update(salience=5),
+    lambda plan: plan["settings"].update(zoo=17),
+    lambda plan: plan["settings"].update(seed="abc"),
+])
+def test_a_hand_edited_plan_is_refused_in_one_line(cnn_zoo, tmp_path, edit):
+    out = tmp_path / "run"
+    assert invoke("run", "--zoo", cnn_zoo, "--out", out, "--measures", "entropy",
+                  "--quiet").exit_code == 0
+    plan = json.loads((out / "plan.json").read_text())
+    edit(plan)
+    (out / "plan.json").write_text(json.dumps(plan))
+    res = invoke("run", "--resume", out, "--quiet")
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "plan.json" in lines[0], res.output
+
+
+def test_a_cam_run_says_its_maps_take_each_models_size(cnn_zoo, tmp_path):
+    res = invoke("run", "--zoo", cnn_zoo, "--out", tmp_path / "run", "--measures", "entropy",
+                 "--method", "cam", "--limit", "2")
+    assert res.exit_code == 0, res.output
+    first = res.output.splitlines()[0]
+    assert "cam at each model's feature-map size salience" in first and "7x7" not in first

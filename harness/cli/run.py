@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from harness.cli.common import log_to_stderr, parse_baseline
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 from harness.execution.engines import ENGINES
 from harness.salience.methods import METHODS
 
@@ -105,7 +105,8 @@ def _announce(config) -> str:
         f", first {config.limit}" if config.limit else "")
     measures = list(config.measures) or list(MEASURE_NAMES)
     sal = config.salience
-    method = f"{sal.method} {sal.grid}x{sal.grid}"
+    method = f"{sal.method} at each model's feature-map size" if sal.explainer.fixed_grid \
+        else f"{sal.method} {sal.grid}x{sal.grid}"
     return (f"scoring {models} model{'s' * (models != 1)} ({where}) on {images}: "
             f"{', '.join(measures)}; {method} salience -> {config.out}/")
 
@@ -227,7 +228,14 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
         saved.update({k: v for k, v in where.items() if v is not None})
         if engine == "in-process":
             saved.update(scheduler=None, workers=None)
-        config = from_json(saved | {"out": str(resume)})
+        plan = Path(resume) / RunDir.PLAN
+        try:
+            config = from_json(saved | {"out": str(resume)})
+        except HarnessError as exc:
+            raise HarnessError(f"{plan}: {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise HarnessError(f"{plan}: its settings are not a harness run's "
+                               f"({first_line(exc)}); start a new run") from None
     else:
         settings = read_config(config_file) if config_file else {}
         settings.update({k: v for k, v in (flags | where).items() if v is not None})

@@ -96,7 +96,10 @@ class SalienceCache:
 
     def _set_aside(self, exc: Exception) -> None:
         """Move a damaged database aside with a warning and start a new one: losing a
-        cache costs time, never correctness, and no later run trips over it."""
+        cache costs time, never correctness, and no later run trips over it. A database
+        that cannot be written (a full disk, a read-only place) is not damaged: that is
+        one line for the user, and the cache stays as it is."""
+        _refuse_unwritable(self.path, exc)
         if self._db is not None:
             self._db.close()
         aside = self.path.with_name(f"{CACHE_FILE}.damaged-{time.time_ns()}")
@@ -107,7 +110,11 @@ class SalienceCache:
                                f"aside ({first_line(err)}); delete it") from None
         log.warning("%s: not a usable cache (%s); moved to %s and starting a new one",
                     self.path, first_line(exc), aside.name)
-        self._db = self._open()
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as err:
+            raise HarnessError(f"{self.path}: cannot start a new cache ({first_line(err)})"
+                               ) from None
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -160,11 +167,13 @@ class SalienceCache:
         try:
             self._insert(rows)
         except sqlite3.DatabaseError as exc:
-            if "full" in str(exc):
-                raise HarnessError(f"{self.path}: cannot store maps ({first_line(exc)})"
-                                   ) from None
             self._set_aside(exc)
-            self._insert(rows)
+            try:
+                self._insert(rows)
+            except sqlite3.DatabaseError as err:
+                _refuse_unwritable(self.path, err)
+                raise HarnessError(f"{self.path}: cannot store maps ({first_line(err)})"
+                                   ) from None
 
     def _insert(self, rows) -> None:
         with self._db:
@@ -176,3 +185,14 @@ class SalienceCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+# SQLite's words for a database it cannot write, as opposed to one that is damaged
+_UNWRITABLE = ("full", "disk i/o", "readonly", "read-only", "unable to open")
+
+
+def _refuse_unwritable(path: Path, exc: Exception) -> None:
+    """One line for a cache that cannot be written; nothing for any other failure."""
+    if any(word in str(exc).lower() for word in _UNWRITABLE):
+        raise HarnessError(f"{path}: cannot write the salience cache ({first_line(exc)}); "
+                           "free some space or pass --cache another folder") from None

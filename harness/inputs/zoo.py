@@ -23,6 +23,7 @@ import dataclasses
 from pathlib import Path
 
 from harness.errors import HarnessError, excerpt
+from harness.io import is_file
 from harness.model.spec import COLORS, LAYOUTS, OUTPUT_KINDS, ModelSpec, pick
 from harness.tomlfile import check_keys, read_toml
 
@@ -109,8 +110,8 @@ def read_manifest(path) -> Zoo:
             raise HarnessError(f"{where}: needs a 'path'")
         _check_types(entry, where)
         file = root / entry["path"]
-        if not file.is_file():
-            raise HarnessError(f"{where}: {file} does not exist")
+        if not is_file(file):
+            raise HarnessError(f"{where}: {excerpt(str(file), 200)} does not exist")
         choices = {key: pick(entry[key], allowed, f"{where}: {key}")
                    for key, allowed in (("layout", LAYOUTS), ("color", COLORS),
                                         ("output", OUTPUT_KINDS)) if key in entry}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError, NonFiniteOutput
+from harness.errors import HarnessError, NonFiniteOutput, excerpt
 from harness.model.session import (
     IOBINDING,
     Deadline,
@@ -26,7 +26,15 @@ from harness.model.session import (
     tensor_types,
     with_outputs,
 )
-from harness.model.spec import ModelSpec, infer_output_kind, merge, parse_metadata, per_channel
+from harness.model.spec import (
+    ModelSpec,
+    infer_output_kind,
+    merge,
+    opset_of,
+    over_the_batch,
+    parse_metadata,
+    per_channel,
+)
 from harness.model.vetting import (
     check_domains,
     check_graph,
@@ -93,6 +101,7 @@ class OnnxClassifier:
         check_domains(proto, self.path)
         check_graph(self.path)
         self.graph = proto.graph
+        self._opset = opset_of(proto)
         meta = {p.key: p.value for p in proto.metadata_props}
         self.spec = merge(spec, parse_metadata(meta, self.path))
         self.name = self.spec.name or self.path.stem
@@ -197,6 +206,12 @@ class OnnxClassifier:
                                f"an output of {self.num_classes} classes")
         self.output_kind = self.spec.output or infer_output_kind(self.graph, chosen.name,
                                                                  self.single_logit)
+        batch = over_the_batch(self.graph, chosen.name, len(chosen.shape), self._opset)
+        if batch is not None:
+            raise HarnessError(f"{self.path}: {excerpt(batch)} normalises the output over the "
+                               "batch axis (axis 0): each image's scores would depend on the "
+                               "other images of its batch; export it with the softmax over "
+                               "the classes")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -252,7 +267,9 @@ class OnnxClassifier:
         clone.session = create_bounded(self.path, providers_of(self.session), self._threads,
                                        self.timeout, data)
         clone.source, clone._variants, clone.forward_passes = data, {}, 0
-        clone.graph = onnx.load_from_string(data).graph
+        variant = onnx.load_from_string(data)
+        clone.graph = variant.graph
+        clone._opset = opset_of(variant)
         clone._read_input()
         clone._read_output()
         return clone

@@ -120,6 +120,30 @@ def infer_output_kind(graph, output_name: str, single: bool = False) -> str:
     return "logits" if logits_before(graph, output_name, single) is None else "probabilities"
 
 
+def opset_of(model_proto) -> int:
+    """The version of the default ONNX operator set a model imports."""
+    return next((o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def over_the_batch(graph, output_name: str, rank: int, opset: int) -> str | None:
+    """The final Softmax or LogSoftmax that normalises the output ``output_name`` (of
+    ``rank`` axes) over the batch axis, by name, or None: through it each image's output
+    depends on the other images of its batch (opsets before 13 normalise over every
+    axis from ``axis`` on, so ``axis = 0`` takes in the whole batch)."""
+    producers = {out: node for node in graph.node for out in node.output}
+    name = output_name
+    while name in producers:
+        node = producers[name]
+        if node.op_type in ("Softmax", "LogSoftmax"):
+            axis = next((a.i for a in node.attribute if a.name == "axis"),
+                        -1 if opset >= 13 else 1)
+            return (node.name or node.output[0]) if axis % max(rank, 1) == 0 else None
+        if node.op_type not in _PASS_THROUGH or not node.input:
+            return None
+        name = node.input[0]
+    return None
+
+
 def logits_before(graph, output_name: str, single: bool = False) -> str | None:
     """The tensor a final Softmax (or, for a ``single`` output column, a Sigmoid) turns
     into the output ``output_name`` (through reshapes): the model's logits; None when

@@ -31,6 +31,7 @@ from onnx import helper, numpy_helper
 from harness.errors import NoCamHead, excerpt
 from harness.limits import CAM_FEATURE_ELEMENTS
 from harness.model.session import inferred_graph
+from harness.model.spec import opset_of
 from harness.model.vetting import constant_tensors
 from harness.numerics.head_ops import OPS, SHAPE_OPS, conv_supported, kernel_for
 from harness.salience.spatial import spatial_axes
@@ -122,11 +123,6 @@ class Head:
 
 def _attrs(node) -> dict:
     return {x.name: helper.get_attribute_value(x) for x in node.attribute}
-
-
-def _opset(model_proto) -> int:
-    return next((o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")),
-                1)
 
 
 def find_head(model_proto, output_name: str, tensors: dict, input_name: str,
@@ -243,7 +239,7 @@ def find_head(model_proto, output_name: str, tensors: dict, input_name: str,
             refuse(f"the head needs the shape of {node.input[0]!r}, which is not fixed")
         constants[node.output[0]] = SHAPE_OPS["Shape"](_attrs(node), np.empty(s))
     nodes = tuple(n for n in graph.node if id(n) in kept)  # the graph is topologically sorted
-    opset = _opset(model_proto)
+    opset = opset_of(model_proto)
     for n in nodes:
         attrs = _attrs(n)
         if n.op_type == "Conv":

@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 from harness.errors import HarnessError
+from harness.limits import RISE_MASKS
 from harness.salience.methods import METHODS, Method
 from harness.salience.scoring import SCORES
 
@@ -90,9 +91,15 @@ class SalienceConfig:
             HarnessError: a value out of range or of the wrong kind, in one line.
         """
         try:
-            return cls(**values)
+            config = cls(**values)
         except (TypeError, ValueError) as exc:
             raise HarnessError(f"salience settings: {exc}") from None
+        most = RISE_MASKS.value()
+        if config.method == "rise" and config.n_masks > most:
+            raise HarnessError(f"salience settings: n_masks {config.n_masks:,} is above the "
+                               f"limit of {most:,} ({RISE_MASKS.env}): each mask is a forward "
+                               "pass per image, and the bank is held in memory")
+        return config
 
     @property
     def explainer(self) -> Method:
