@@ -164,8 +164,11 @@ def _parity(config, folder, names, variants, providers, save_variants, force, pr
 
     entries = []
     for path, spec in originals:
-        entries += _open(path, spec, config, builders, pinned, inset, save_variants, force,
-                         say)
+        opened = _open(path, spec, config, builders, pinned, inset, save_variants, force, say)
+        for e in opened:  # opened again for their units: one model's sessions at a time
+            if e.clf is not None:
+                e.clf.release()
+        entries += opened
     clfs = [e.clf for e in entries if e.clf is not None]
     if not any(e.clf is not None for e in entries if e.variant == ORIGINAL):
         raise HarnessError(next(e.failure for e in entries if e.variant == ORIGINAL))

@@ -94,6 +94,7 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
         try:
             loaded.append(OnnxClassifier(path, spec, batch_size=config.salience.batch_size,
                                          timeout=config.model_timeout))
+            loaded[-1].release()  # opened again for its units: one model's at a time
         except HarnessError as exc:
             failed.append((spec.name if spec and spec.name else Path(path).stem,
                            spec.family if spec else None, str(exc)))

@@ -353,3 +353,33 @@ def test_images_at_the_probability_clip_are_counted_and_said(tmp_path):
     # every map is flat: the score cannot move; the table says why
     text = " ".join(res.output.split())
     assert "At the probability clip" in text and "confident 12 of 12 images" in text
+
+
+def test_a_run_of_many_models_holds_few_sessions_at_once(tmp_path, monkeypatch):
+    """Sessions are opened for a model's units and closed after: the most open at once
+    does not grow with the number of models (200 models once held 1.5 GB and, under an
+    address-space cap, ran out of threads)."""
+    import weakref
+
+    from harness.model import classifier
+
+    alive, peak = weakref.WeakSet(), [0]
+    opened = classifier.create_bounded
+
+    def counting(*args, **kwargs):
+        session = opened(*args, **kwargs)
+        alive.add(session)
+        peak[0] = max(peak[0], len(alive))
+        return session
+
+    monkeypatch.setattr(classifier, "create_bounded", counting)
+    for i in range(30):
+        model_from_weights(tmp_path / f"m{i:02d}.onnx", centre_only() * (1 + i / 30))
+    np.savez(tmp_path / "data.npz", images=(pattern_images(4) * 255).astype(np.uint8))
+    models = [a for i in range(30) for a in ("--model", tmp_path / f"m{i:02d}.onnx")]
+    res = invoke("run", *models, "--data", tmp_path / "data.npz", "--measures",
+                 "entropy,sanity", "--grid", 7, "--out", tmp_path / "out", "--quiet")
+    assert res.exit_code == 0, res.output
+    scores = pl.read_parquet(tmp_path / "out" / "scores.parquet")
+    assert set(scores["status"]) == {"ok"} and scores["model"].n_unique() == 30
+    assert peak[0] <= 3, peak[0]  # a model, its randomised twin, one more in passing

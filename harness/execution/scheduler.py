@@ -4,6 +4,7 @@ back, then every model's maps are assembled for the measures."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -99,8 +100,15 @@ class Scheduler:
         order = {u.id: i for i, u in enumerate(self.units)}
         refs = {name: ModelRef(c.path, c.spec, self.identity[name], c.batch_size, c.timeout)
                 for name, c in self.clfs.items()}
+        # a model's sessions are closed once its last unit is done (or it failed), so a
+        # run of many models holds few at a time
+        left = collections.Counter(t.unit.model for t in tasks)
+        for name, clf in self.clfs.items():
+            if not left[name]:
+                clf.release()
         for task, outcome in engine.run(refs, pending):
             unit = task.unit
+            left[unit.model] -= 1
             done += 1
             if isinstance(outcome, HarnessError):
                 if not keep_going:
@@ -115,6 +123,8 @@ class Scheduler:
                 self._store(unit, task, provider, computed)
                 if on_unit is not None:
                     on_unit(unit)
+            if left[unit.model] <= 0 or unit.model in failed:
+                self.clfs[unit.model].release()
             if progress is not None:
                 progress(done, len(self.units), unit, self.computed_passes)
         return failed

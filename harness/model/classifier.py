@@ -107,9 +107,12 @@ class OnnxClassifier:
         self.name = self.spec.name or self.path.stem
         self.batch_size = int(batch_size)
         self.timeout = timeout
-        self.session = create_bounded(self.path, providers, threads, timeout)
-        self.provider = self.session.get_providers()[0]
         self._threads = threads
+        self._session = create_bounded(self.path, providers, threads, timeout)
+        self.provider = self._session.get_providers()[0]
+        # what a released session is reopened with: the providers, with their options,
+        # that the first one got, so a model never changes provider midway
+        self._providers = providers_of(self._session)
         self._variants = {}  # extra output names -> session of an in-memory copy
         self._read_input()
         self._read_output()
@@ -264,8 +267,8 @@ class OnnxClassifier:
         for own in ("_twins", "_bound_buffers", "_cam_head", "_cam_checked", "io_paths",
                     "sha256"):
             clone.__dict__.pop(own, None)
-        clone.session = create_bounded(self.path, providers_of(self.session), self._threads,
-                                       self.timeout, data)
+        clone._session = create_bounded(self.path, self._providers, self._threads,
+                                        self.timeout, data)
         clone.source, clone._variants, clone.forward_passes = data, {}, 0
         variant = onnx.load_from_string(data)
         clone.graph = variant.graph
@@ -273,6 +276,28 @@ class OnnxClassifier:
         clone._read_input()
         clone._read_output()
         return clone
+
+    # -- sessions ------------------------------------------------------------------
+
+    @property
+    def session(self):
+        """The ONNX Runtime session, opened again on first use after :meth:`release`."""
+        if self._session is None:
+            self._session = create_bounded(self.path, self._providers, self._threads,
+                                           self.timeout, self.source)
+        return self._session
+
+    def release(self) -> None:
+        """Close the sessions this model holds (its own, the copies exposing inner
+        tensors, its randomised twins', the device buffers bound to them): a run of many
+        models holds one model's at a time, so its memory and threads do not grow with
+        the number of models. Whatever runs next opens them again."""
+        self._session = None
+        self._variants = {}
+        self.__dict__.pop("_bound_buffers", None)
+        for twin in self.__dict__.get("_twins", {}).values():
+            if twin is not None:
+                twin.release()
 
     # -- running -------------------------------------------------------------------
 
