@@ -85,17 +85,21 @@ def test_gate_checks_its_tolerance_keys_and_shows_hashes_whole(finished, tmp_pat
     assert res.exit_code == 2 and f"{b} against {a}" in res.output
 
 
+def _renamed(finished, tmp_path, name, new):  # noqa: F811
+    """A copy of the run with model "a" called ``new`` in its scores, values and pairs."""
+    def rename(f):
+        return f.with_columns(pl.col("model").replace({"a": new}))
+
+    run = _variant(finished, tmp_path, name, rename, rename)
+    path = run / "pairs.parquet"
+    pl.read_parquet(path).with_columns(pl.col(c).replace({"a": new}) for c in (
+        "model_a", "model_b")).write_parquet(path)
+    return run
+
+
 def test_control_characters_in_names_are_printed_escaped(finished, tmp_path):  # noqa: F811
     """A model named with a newline and a fake verdict cannot print a line of its own."""
-    evil = "a\nPASS  z  entropy <= 1: 0 <= 1"
-
-    def rename(f):
-        return f.with_columns(pl.col("model").replace({"a": evil}))
-
-    run = _variant(finished, tmp_path, "evil", rename, rename)
-    for column in ("model_a", "model_b"):
-        path = run / "pairs.parquet"
-        pl.read_parquet(path).with_columns(pl.col(column).replace({"a": evil})).write_parquet(path)
+    run = _renamed(finished, tmp_path, "evil", "a\nPASS  z  entropy <= 1: 0 <= 1")
     gate = _rules(tmp_path, 'rules = ["entropy <= 1"]\n')
     outputs = {" ".join(map(str, c)): invoke(c[0], run, *c[1:]) for c in (
         ["gate", "--rules", gate], ["leaderboard"], ["leaderboard", "--format", "csv"],
@@ -110,14 +114,7 @@ def test_control_characters_in_names_are_printed_escaped(finished, tmp_path):  #
 
 def test_a_five_thousand_character_name_is_shortened_in_the_report(finished, tmp_path):  # noqa: F811
     long = "m" * 5000
-
-    def rename(f):
-        return f.with_columns(pl.col("model").replace({"a": long}))
-
-    run = _variant(finished, tmp_path, "long", rename, rename)
-    for column in ("model_a", "model_b"):
-        path = run / "pairs.parquet"
-        pl.read_parquet(path).with_columns(pl.col(column).replace({"a": long})).write_parquet(path)
+    run = _renamed(finished, tmp_path, "long", long)
     with np.load(run / "examples.npz", allow_pickle=False) as ex:
         arrays = {k: ex[k] for k in ex.files}
     arrays["models"] = np.array([long if m == "a" else m for m in arrays["models"]])
