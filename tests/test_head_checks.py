@@ -216,3 +216,21 @@ def test_the_checks_run_once_per_head_and_the_file_is_untouched(tmp_path):
     assert clf.forward_passes == 4  # the shape probe is not a map's pass
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
     assert after == before
+
+
+def test_a_channels_last_block_keeps_the_map_of_positions(tmp_path):
+    """ConvNeXt's blocks run LayerNorm and a linear layer over the channels of an NHWC
+    map: positions stay where they were, so the map after them is still the image's."""
+    from harness.salience.cam import grad_head
+
+    head = [helper.make_node("Transpose", ["A"], ["t0"], perm=[0, 2, 3, 1]),
+            helper.make_node("LayerNormalization", ["t0", "ln_s", "ln_b"], ["t1"], axis=-1),
+            helper.make_node("MatMul", ["t1", "mix"], ["t"])] + FLAT
+    inits = _gemm(C * H * W) + [_const("ln_s", np.ones(C)), _const("ln_b", np.zeros(C)),
+                                _const("mix", R.normal(size=(C, C)))]
+    path, _ = _split_model(tmp_path / "convnext.onnx", head, inits)
+    clf = OnnxClassifier(path)
+    found = grad_head(clf)
+    assert found.feature == "t" and found.axes == (1, 2, 3)
+    maps = cam(clf, R.random((2, H, W, 3)).astype(np.float32))
+    assert maps.shape == (2, H, W) and np.isfinite(maps).all()

@@ -14,8 +14,9 @@ the file's ``value_info``, which may say anything):
   Squeeze or Unsqueeze keeps an axis only where the memory order leaves it whole (the
   same size and the same stride before and after), so a reshape into another layout's
   shape drops them;
-- a Slice, Pad or Concat keeps them only when it leaves the spatial axes untouched (a
-  crop, a pad or a flip no longer lines the map up with the image);
+- a Slice, Pad, Concat or Split keeps them only when it leaves the spatial axes
+  untouched (a crop, a pad or a flip no longer lines the map up with the image), and so
+  do a LayerNormalization and a MatMul over the channels of a channels-last map;
 - any other operator drops them.
 """
 
@@ -88,12 +89,14 @@ def _through(node, found, shapes, constants) -> Axes | None:
         return (perm.index(h), perm.index(w)) if h in perm and w in perm else None
     if op in _RESHAPING:
         return _kept_by_reshape(before, shapes[out], h, w)
+    if op in ("LayerNormalization", "MatMul") and len(before) != rank:
+        return None
+    if op == "MatMul" and source != node.input[0]:
+        return None
     touched = _touched_axes(node, constants, len(before))
     if touched is None or h in touched or w in touched:
         return None
-    if op in ("Slice", "Pad", "Concat", "Split"):
-        return (h, w)
-    return None
+    return (h, w)
 
 
 def _touched_axes(node, constants, rank) -> set[int] | None:
@@ -102,6 +105,10 @@ def _touched_axes(node, constants, rank) -> set[int] | None:
     op = node.op_type
     if op in ("Concat", "Split"):
         return {int(_attr(node, "axis", 0)) % rank}
+    if op == "LayerNormalization":  # normalises over every axis from `axis` on
+        return set(range(int(_attr(node, "axis", -1)) % rank, rank))
+    if op == "MatMul":  # a channels-last linear layer: mixes the last axis only
+        return {rank - 1}
     if op == "Slice":
         axes = _attr(node, "axes", None)
         if axes is None and len(node.input) > 3 and node.input[3]:
