@@ -111,6 +111,11 @@ def test_layout_ops_after_the_feature_map_give_the_right_map(tmp_path, case, hea
     path, score = _split_model(tmp_path / f"{case}.onnx", head + FLAT, inits)
     _assert_correct(path, score)
     _assert_correct(path, score, target=2)
+    if case == "nhwc_flatten":  # `harness run` once ended in a traceback on this head
+        x = R.random((3, H, W, 3)).astype(np.float32)
+        scores = evaluate([OnnxClassifier(path)], x, salience=SalienceConfig(method="cam"),
+                          measures="entropy")
+        assert set(scores["status"]) == {"ok"}
 
 
 def test_an_nhwc_head_describes_its_axes(tmp_path):
@@ -166,6 +171,16 @@ def test_a_gradient_that_does_not_exist_refuses_the_model(tmp_path):
     status = set(scores["status"])
     assert len(status) == 1 and status.pop().startswith("failed: ")
     assert scores.filter(scores["statistic"] == "headline")["value"].is_null().all()
+    # parity once read SSIM 1.0000 [1, 1] between two NaN maps; now nothing is compared
+    from harness.errors import HarnessError
+    from harness.inputs.settings import build_config
+    from harness.parity import parity
+
+    np.savez(tmp_path / "x.npz", images=(x * 255).astype(np.uint8))
+    config = build_config(models=(path,), data=tmp_path / "x.npz", out=tmp_path / "out",
+                          cache=tmp_path / "cache", **{"salience.method": "cam"})
+    with pytest.raises(HarnessError, match="every comparison failed.*not finite"):
+        parity(config, variants=("fp16",))
 
 
 def test_a_kink_the_random_direction_crosses_is_caught_by_the_finite_difference(
