@@ -17,6 +17,19 @@ from tests.naive import grad_cam_fd
 
 R = np.random.default_rng(11)
 C, K, H, W = 4, 3, 6, 8  # channels, classes, and a map that is not square
+_WRITTEN: dict = {}  # path -> bytes of every file a test wrote itself
+
+
+@pytest.fixture(autouse=True)
+def _nothing_else_changes(tmp_path):
+    """After each test: the files it wrote are byte-identical, and nothing else appeared
+    outside the folders it named (out/, cache/)."""
+    _WRITTEN.clear()
+    yield
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.relative_to(tmp_path).parts[0] not in ("out", "cache"):
+            assert path in _WRITTEN, f"{path} appeared"
+            assert path.read_bytes() == _WRITTEN[path], f"{path} changed"
 
 
 def _const(name, array, dtype=np.float32):
@@ -44,6 +57,7 @@ def _split_model(path, head, inits, opset=17, conv_w=None, value_info=()):
         model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
         model.ir_version = ir
         onnx.save(model, str(where))
+        _WRITTEN[where] = where.read_bytes()
         return model
 
     save(graph(body + head, "image", ["N", 3, H, W], [_const("conv_w", conv_w)]), path)
@@ -177,6 +191,7 @@ def test_a_gradient_that_does_not_exist_refuses_the_model(tmp_path):
     from harness.parity import parity
 
     np.savez(tmp_path / "x.npz", images=(x * 255).astype(np.uint8))
+    _WRITTEN[tmp_path / "x.npz"] = (tmp_path / "x.npz").read_bytes()
     config = build_config(models=(path,), data=tmp_path / "x.npz", out=tmp_path / "out",
                           cache=tmp_path / "cache", **{"salience.method": "cam"})
     with pytest.raises(HarnessError, match="every comparison failed.*not finite"):
