@@ -157,7 +157,7 @@ def _parity(config, folder, names, variants, providers, save_variants, force, pr
         raise HarnessError("no image set: pass --data IMAGES (a folder, an image or an .npz)")
     inset = load_image_set(sources.data, split=sources.split)
     if config.limit:
-        inset = inset.subset(np.arange(min(config.limit, len(inset))))
+        inset = inset.sample(config.limit, config.seed)
     sal.check_image_size(inset.size, inset.source)
     oos = {p.stem: load_image_set(p) for p in sources.out_of_set} \
         if any(m.name == "out_of_set" for m in measures) else {}

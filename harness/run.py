@@ -13,7 +13,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from harness.errors import HarnessError
@@ -85,7 +84,7 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
         raise HarnessError("no image set: pass --data IMAGES (a folder, an image or an .npz)")
     inset = load_image_set(sources.data, split=sources.split)
     if config.limit:
-        inset = inset.subset(np.arange(min(config.limit, len(inset))))
+        inset = inset.sample(config.limit, config.seed)
     config.salience.check_image_size(inset.size, inset.source)
     oos = {p.stem: load_image_set(p) for p in sources.out_of_set}
 

@@ -81,3 +81,34 @@ def test_zoo_export_writes_files_that_hold_the_same_study(tmp_path):
         assert len(load_image_set(demo / path.stem)) == len(load_image_set(path))
     again = CliRunner().invoke(cli, ["zoo", "export", str(demo)])
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_limit_draws_the_labels_in_the_whole_sets_proportion(tmp_path):
+    """`--limit 20` on an exported folder once took only its first label folder (faces):
+    the draw keeps each label's share within one image, is seeded and nested."""
+    import json
+
+    from harness.inputs.images import stratified_order
+
+    assert CliRunner().invoke(cli, ["zoo", "export", str(tmp_path / "demo")]).exit_code == 0
+    demo = load_image_set(tmp_path / "demo" / "images")
+    share = np.bincount(demo.labels) / len(demo)
+    for limit in (7, 20, 40):
+        drawn = demo.sample(limit, seed=3)
+        assert np.abs(np.bincount(drawn.labels, minlength=len(share)) - limit * share).max() \
+            <= 1, limit
+    small, large = (set(demo.sample(k, seed=3).names) for k in (20, 40))
+    assert small < large  # nested
+    assert set(demo.sample(20, seed=4).names) != small  # seeded
+    labels = np.random.default_rng(0).integers(0, 3, 101)  # three labels, uneven
+    order = stratified_order(labels, 101, seed=0)
+    for limit in range(1, 102):
+        counts = np.bincount(labels[order[:limit]], minlength=3)
+        assert np.abs(counts - limit * np.bincount(labels) / 101).max() <= 1, limit
+    res = CliRunner().invoke(cli, ["run", "--zoo", str(tmp_path / "demo" / "zoo.toml"),
+                                   "--data", str(tmp_path / "demo" / "images"), "--limit", "20",
+                                   "--seed", "3", "--measures", "entropy", "--method", "cam",
+                                   "--out", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["image_set_hash"] == demo.sample(20, seed=3).hash

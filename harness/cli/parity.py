@@ -37,7 +37,8 @@ def _options(f):
                      help="Also compare these measures' headlines, of: "
                           f"{', '.join(m for m in MEASURE_NAMES if m != 'stability')}."),
         *SALIENCE_OPTIONS,
-        click.option("--limit", type=int, help="Compare on the first N images only."),
+        click.option("--limit", type=int,
+                     help="Compare on N of the images, drawn (seeded) by label."),
         click.option("--seed", type=int, help="Seed of the bootstrap, tests and measures."),
         click.option("--model-timeout", "model_timeout", type=float, show_default="300",
                      help="Seconds loading a model, then one batch, may take."),

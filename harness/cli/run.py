@@ -102,7 +102,7 @@ def _announce(config) -> str:
                                                   if config.models else []))
     data, split = sources.data, sources.split
     images = f"{Path(data).name if data else '?'}" + (f" [{split}]" if split else "") + (
-        f", first {config.limit}" if config.limit else "")
+        f", {config.limit} drawn by label" if config.limit else "")
     measures = list(config.measures) or list(MEASURE_NAMES)
     sal = config.salience
     method = f"{sal.method} at each model's feature-map size" if sal.explainer.fixed_grid \
@@ -156,7 +156,8 @@ def _run_options(f):
                      help=f"Comma-separated measures, of: {', '.join(MEASURE_NAMES)}."),
         *SALIENCE_OPTIONS,
         click.option("--limit", type=int, show_default="all",
-                     help="Score only the first N images."),
+                     help="Score N of the images, drawn (seeded) so their labels keep the "
+                          "whole set's proportions."),
         click.option("--seed", type=int, show_default="0",
                      help="Seed for noise, controls, the randomised twin, RISE and bootstrap."),
         click.option("--model-timeout", "model_timeout", type=float, show_default="300",

@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import functools
 import hashlib
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from harness.errors import HarnessError, excerpt, first_line
 from harness.inputs.decode import check_image_shape, read_image, read_mask
 from harness.limits import CLASSES
 from harness.numerics.pixels import to_float, to_uint8
+
+_SAMPLE_STREAM = zlib.crc32(b"limit")  # the seed stream of --limit's draw
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MASK_DIR = "masks"
@@ -81,6 +84,14 @@ class ImageSet:
         """``(N, H, W, 3) float32 in [0, 1]``."""
         return to_float(self.images)
 
+    def sample(self, limit: int, seed: int) -> ImageSet:
+        """``limit`` of the images, drawn so that their labels keep the whole set's
+        proportions (each label's share within one image), seeded by the run's ``seed``
+        and nested: the images of a smaller limit are among those of a larger one.
+        They keep the set's order. An unlabelled set is one stratum."""
+        order = stratified_order(self.labels, len(self), seed)
+        return self.subset(np.sort(order[:min(limit, len(self))]))
+
     def subset(self, index) -> ImageSet:
         index = np.asarray(index)
         return dataclasses.replace(
@@ -103,6 +114,24 @@ def marked(masks, n: int) -> np.ndarray:
     if masks is None:
         return np.zeros(n, bool)
     return np.asarray(masks).reshape(n, -1).any(axis=1)
+
+
+def stratified_order(labels, n: int, seed: int) -> np.ndarray:
+    """All ``n`` image indices in an order whose every prefix holds each label in the
+    proportion the whole set has it, within one image: each label's images are shuffled
+    (seeded) and placed at (rank + 1/2) / count along the order, ties broken by label.
+
+    Args:
+        labels: ``(n,)`` label per image, or None (one stratum).
+        seed: the run's seed.
+    """
+    groups = np.zeros(n, np.int64) if labels is None else np.asarray(labels)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SAMPLE_STREAM,)))
+    place = np.empty(n, np.float64)
+    for label in np.unique(groups):
+        members = rng.permutation(np.flatnonzero(groups == label))
+        place[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return np.lexsort((groups, place))
 
 
 def load_image_set(path, labels_csv=None, split: str | None = None) -> ImageSet:

@@ -221,7 +221,8 @@ def saturation_line(board: pl.DataFrame) -> str:
     """Which models score clean images at the probability clip, and how many."""
     if SATURATED[0] not in board.columns:
         return ""
-    hit = [f"{printable(m)} {k} of {n}" for m, k, n in board.select("model", *SATURATED).rows() if k]
+    hit = [f"{printable(m)} {k} of {n}"
+           for m, k, n in board.select("model", *SATURATED).rows() if k]
     if not hit:
         return ""
     return ("At the probability clip (p = 1 in float32: log-odds pinned at +-16.1, so the "
