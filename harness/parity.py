@@ -40,7 +40,7 @@ from harness.numerics.similarity import WIN
 from harness.report.examples import Examples
 from harness.results.comparisons import family_pairs, model_pairs, values
 from harness.results.leaderboard import build as build_board
-from harness.results.leaderboard import directions, render
+from harness.results.leaderboard import directions, rank_rows, render
 from harness.results.parity import (
     DRIFT,
     MEASURE,
@@ -242,6 +242,7 @@ def _parity(config, folder, names, variants, providers, save_variants, force, pr
     pairs = model_pairs(vals)
     board = build_board(scores, per_image, pairs)
     dirs = directions(scores)
+    scores = pl.concat([scores, rank_rows(scores, board)])
     text = render_parity(parity_table)
     failed = {variant_name(c.model, c.variant): c.status for c in comparisons
               if c.status != "ok"}

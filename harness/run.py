@@ -27,7 +27,7 @@ from harness.measures import ALL, get_measures
 from harness.model.classifier import OnnxClassifier
 from harness.report.examples import Examples
 from harness.results.comparisons import family_pairs, model_pairs, values
-from harness.results.leaderboard import build, directions, render
+from harness.results.leaderboard import build, directions, rank_rows, render
 from harness.results.schema import per_image_frame, to_frame, versions
 from harness.rundir import RunDir
 from harness.runner import Evaluation, Scored, Spent, failed_records, provenance, score
@@ -156,6 +156,7 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
     pairs, families = model_pairs(vals), family_pairs(vals)
     board = build(scores, scored.per_image, pairs)
     dirs = directions(scores)
+    scores = pl.concat([scores, rank_rows(scores, board)])
     folder.write_results({RunDir.SCORES: scores, RunDir.PER_IMAGE: scored.per_image,
                           RunDir.PAIRS: pairs, RunDir.FAMILIES: families},
                          info, examples.arrays(), board,

@@ -160,6 +160,18 @@ def test_compare_states_the_verdicts(finished):
     res = invoke("compare", finished)
     assert res.exit_code == 0, res.output
     assert "entropy (lower is better):" in res.output and "pairs separable" in res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("Summary")  # the summary first, one line per measure
+    summary = lines[1:lines.index("")]
+    assert {x.split(":")[0].strip() for x in summary} == {"entropy", "agreement",
+                                                          "accuracy"}
+    # a measure's top set: the models whose rank set starts at 1
+    board = json.loads(invoke("leaderboard", finished, "--format", "json").output)
+    for line in summary:
+        measure, top = line.split(":")[0].strip(), line.split("): ")[1].split(", ")
+        if measure != "accuracy":
+            assert sorted(top) == sorted(r["model"] for r in board
+                                         if r[f"{measure}_rank_low"] == 1), line
     every = invoke("compare", finished, "--measure", "agreement", "--all")
     body = [line for line in every.output.splitlines() if line.startswith("  ")]
     assert len(body) == 3 and all(" agreement than " in line for line in body)  # 3 models
@@ -383,3 +395,36 @@ def test_a_run_of_many_models_holds_few_sessions_at_once(tmp_path, monkeypatch):
     scores = pl.read_parquet(tmp_path / "out" / "scores.parquet")
     assert set(scores["status"]) == {"ok"} and scores["model"].n_unique() == 30
     assert peak[0] <= 3, peak[0]  # a model, its randomised twin, one more in passing
+
+
+def test_gate_rules_on_bounds_say_which_bound_they_tested(finished, tmp_path):
+    """`entropy.ci_high >= t` passes where `entropy >= t` fails (t between the value and
+    the interval's upper end), and `entropy.ci_high <= t` fails where `entropy <= t`
+    passes; the rank set's worst rank is a rule too."""
+    scores = pl.read_parquet(finished / "scores.parquet")
+    c = scores.filter((pl.col("model") == "c") & (pl.col("measure") == "entropy")
+                      & (pl.col("statistic") == "headline")).row(0, named=True)
+    t = (c["value"] + c["ci_high"]) / 2
+    assert c["value"] < t < c["ci_high"]
+
+    def gate(rule):
+        res = invoke("gate", finished, "--rules", _rules(tmp_path, f'rules = ["{rule}"]\n'))
+        return res.exit_code, next(x for x in res.output.splitlines() if "  c  " in x)
+
+    code, line = gate(f"entropy >= {t}")
+    assert line.startswith("FAIL")
+    code, line = gate(f"entropy.ci_high >= {t}")
+    assert line.startswith("PASS") and "(the upper end of its 95% interval)" in line
+    code, line = gate(f"entropy <= {t}")
+    assert line.startswith("PASS")
+    code, line = gate(f"entropy.ci_high <= {t}")
+    assert line.startswith("FAIL") and code == 1
+    code, line = gate(f"entropy.ci_low >= {c['ci_low'] - 1e-6}")
+    assert line.startswith("PASS") and "(the lower end of its 95% interval)" in line
+    ranks = scores.filter((pl.col("model") == "c") & (pl.col("measure") == "entropy")
+                          & pl.col("statistic").is_in(["rank", "rank_low", "rank_high"]))
+    low, high = (ranks.filter(pl.col("statistic") == s)["value"][0] for s in ("rank_low",
+                                                                              "rank_high"))
+    assert low <= ranks.filter(pl.col("statistic") == "rank")["value"][0] <= high
+    code, line = gate(f"entropy.rank_high <= {high}")
+    assert line.startswith("PASS") and "(the worst rank its rank set allows)" in line

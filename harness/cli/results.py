@@ -99,7 +99,7 @@ def compare(run_dir, measure, families, undecided):
     """Say, pair by pair, which model (or family) is separably better on each measure."""
     from harness.results import reading
     from harness.results.leaderboard import headlines
-    from harness.results.verdicts import verdicts
+    from harness.results.verdicts import summary, verdicts
     from harness.rundir import RunDir
 
     folder = RunDir(run_dir)
@@ -110,7 +110,11 @@ def compare(run_dir, measure, families, undecided):
     if measure is not None and measure not in higher:
         raise HarnessError(f"--measure {measure!r}: not a measure of this run "
                            f"({', '.join(sorted(higher))})")
-    lines = verdicts(pairs, higher, measure, undecided, "family" if families else "model")
+    side = "family" if families else "model"
+    lines = verdicts(pairs, higher, measure, undecided, side)
+    if lines and measure is None:
+        lines = ["Summary (Holm-adjusted p < 0.05 within each measure):",
+                 *("  " + x for x in summary(pairs, higher, side)), "", *lines]
     if not lines:
         raise HarnessError(f"{folder.path}: nothing to compare (no two "
                            f"{'families' if families else 'models'} with values)")

@@ -12,7 +12,11 @@ says, on a SKIP line, that nothing was compared: the first run of a new reposito
 baseline, and its threshold rules alone decide. A gate whose every check was skipped
 checked nothing, which is a usage error, never a pass.
 
-A rule names a measure (its headline) or ``measure.statistic`` for a detail row. A model
+A rule names a measure (its headline) or ``measure.statistic`` for a detail row, or a
+bound: ``entropy.ci_high <= 0.6`` tests the upper end of the headline's 95% interval
+(the model is below 0.6 with confidence, not just on its point value),
+``agreement.ci_low >= 1`` the lower end, ``entropy.rank_high <= 3`` the worst rank the
+model's rank set allows; each line says which bound it tested. A model
 without a value for a rule (no family, no human maps, failed) fails that rule: a gate
 that cannot check something does not pass it. A model with no rows of the measure at
 all is one the measure is not about (the model itself in a parity run, whose
@@ -44,6 +48,13 @@ from harness.stats.paired import holm, paired, smallest_p
 from harness.tomlfile import check_keys, read_toml
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+# A rule's statistic that names a bound, and the words its line tests it in: the
+# headline's interval is tested on its ends, the rank set on the ranks it allows
+BOUNDS = {"ci_low": "the lower end of its 95% interval",
+          "ci_high": "the upper end of its 95% interval",
+          "rank_low": "the best rank its rank set allows",
+          "rank_high": "the worst rank its rank set allows"}
+_INTERVAL = ("ci_low", "ci_high")  # read from the headline row's own columns
 _RULE = re.compile(r"^\s*([A-Za-z_]+)(?:\.(\S+))?\s*(<=|>=|<|>)\s*"
                    r"(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 # What the gate reads of a scores file; a file without them is not a run's scores.
@@ -145,7 +156,8 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
         if rule.measure not in measures:
             raise HarnessError(f"rule {rule.text!r}: measure {rule.measure!r} is not in this "
                                f"run (measures: {', '.join(measures)})")
-        if (rule.measure, rule.statistic) not in available:
+        wanted = "headline" if rule.statistic in _INTERVAL else rule.statistic
+        if (rule.measure, wanted) not in available:
             stats = sorted(s for m, s in available if m == rule.measure)
             hint = did_you_mean(rule.statistic, stats)
             raise HarnessError(f"rule {rule.text!r}: {rule.measure} has no statistic "
@@ -165,6 +177,9 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
                            "rules to")
     value = {(r["model"], r["measure"], r["statistic"]): r["value"]
              for r in scores.select("model", "measure", "statistic", "value").iter_rows(named=True)}
+    for r in scores.filter(pl.col("statistic") == "headline").iter_rows(named=True):
+        for bound in _INTERVAL:
+            value[(r["model"], r["measure"], bound)] = r[bound]
     measured = set(zip(scores["model"].to_list(), scores["measure"].to_list(), strict=True))
     checks = []
     for rule in rules.rules:
@@ -176,7 +191,8 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
                                     "this model: not checked)", True, skipped=True))
                 continue
             v = value.get((model, rule.measure, rule.statistic))
-            checks.append(Check(model, rule.text, v, f"{rule.op} {rule.bound:g}",
+            tested = f" ({BOUNDS[rule.statistic]})" if rule.statistic in BOUNDS else ""
+            checks.append(Check(model, rule.text, v, f"{rule.op} {rule.bound:g}{tested}",
                                 v is not None and OPS[rule.op](v, rule.bound)))
     if rules.no_regression and baseline is None and rules.no_regression == WHEN_BASELINE:
         checks.append(Check("-", "no_regression", None, "(no baseline given: nothing "

@@ -21,7 +21,7 @@ from harness.errors import printable
 from harness.measures import saturation
 from harness.measures.accuracy import NAME as ACCURACY
 from harness.results.comparisons import better_matrix, values
-from harness.stats.ranks import pareto, rank_intervals, separable_ranks, value_ranks
+from harness.stats.ranks import pareto, rank_sets, separable_ranks, value_ranks
 
 ARROW = {True: "↑", False: "↓"}
 # what a headline is read against: random maps, and (transforms) a perfectly
@@ -84,9 +84,7 @@ def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
         wins.append(better)
         separable[measure] = separable_ranks(better, scored)
         by_value[measure] = value_ranks(point, higher)
-        low = high = np.full(len(models), np.nan)
-        if measure in vals.columns:
-            low, high = rank_intervals(vals.boot.means(vals.columns[measure]), higher)
+        low, high = rank_sets(better, scored)
         for i, m in enumerate(models):
             v, lo, hi = head.get((m, measure), (None, None, None))
             table[m].update({f"{measure}_{r}": levels.get((m, measure, r)) for r in REFERENCES})
@@ -114,6 +112,27 @@ def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
     for pos, row in enumerate(ordered, start=1):
         row["position"] = pos
     return pl.DataFrame(ordered, schema=_schema(dirs, has_accuracy, bool(clipped)))
+
+
+RANKS = ("rank", "rank_low", "rank_high")  # the statistics rank_rows adds to the scores
+
+
+def rank_rows(scores: pl.DataFrame, board: pl.DataFrame) -> pl.DataFrame:
+    """Each ranked headline's rank and rank set as rows of the long scores (statistics
+    :data:`RANKS`, n: the models ranked), beside its headline, so the gate can test
+    ``entropy.rank_high <= 3``."""
+    heads = scores.filter(pl.col("statistic") == "headline")
+    ranked = {m: sum(board[m].is_not_null()) for m in directions(scores)}
+    rows = []
+    for r in heads.filter(pl.col("measure").is_in(list(ranked))).iter_rows(named=True):
+        found = board.filter(pl.col("model") == r["model"])
+        for stat in RANKS:
+            value = found[f"{r['measure']}_{stat}"][0] if len(found) else None
+            if value is not None:
+                rows.append(r | {"statistic": stat, "value": float(value), "ci_low": None,
+                                 "ci_high": None, "n": ranked[r["measure"]],
+                                 "higher_is_better": False})
+    return pl.DataFrame(rows, schema=scores.schema) if rows else scores.clear()
 
 
 def _schema(dirs, has_accuracy: bool, has_saturation: bool = False) -> dict:
@@ -149,8 +168,8 @@ def _mean(ranks) -> float | None:
 
 
 def cell_parts(row: dict, m: str, digits: int = 3) -> tuple[str, str, str, str] | None:
-    """One cell as (value, interval or "", rank such as "#2", rank interval such as
-    "1-4" or ""), or None when the model has no value for measure ``m``."""
+    """One cell as (value, interval or "", rank such as "#2", rank set such as "2-4"
+    or "" when it is one rank), or None when the model has no value for measure ``m``."""
     if row.get(m) is None:
         return None
     ci = ""
@@ -159,7 +178,7 @@ def cell_parts(row: dict, m: str, digits: int = 3) -> tuple[str, str, str, str] 
     if f"{m}_rank" not in row:  # accuracy: not ranked
         return f"{row[m]:.{digits}f}", ci, "", ""
     low, high = row[f"{m}_rank_low"], row[f"{m}_rank_high"]
-    spread = "" if low is None else f"{low}-{high}"
+    spread = "" if low is None or low == high else f"{low}-{high}"
     return f"{row[m]:.{digits}f}", ci, f"#{row[f'{m}_rank']}", spread
 
 
@@ -235,8 +254,9 @@ def footnote(wide: bool = True, columns=()) -> str:
     text = ("#k: 1 + the number of models separably better (paired test on the images both "
             "have, Holm-adjusted p < 0.05); models the data cannot tell apart share a rank. ")
     if wide:
-        text += ("[low, high]: 95% bootstrap interval over images; (a-b): the 2.5-97.5% range "
-                 "of the rank by value over the same resamples. ")
+        text += ("[low, high]: 95% bootstrap interval over images; (a-b): the rank set, "
+                 "1 + the models separably better to M - the models separably worse: every "
+                 "model's true rank lies in its set at once with 95% confidence. ")
     text += ("pareto" if wide else "*") + (
         ": no other model is separably better on one measure and worse on none. "
         "n/a: no value. `harness compare DIR` states each verdict")

@@ -40,6 +40,25 @@ def verdicts(pairs: pl.DataFrame, higher: dict[str, bool], measure: str | None =
     return lines
 
 
+def summary(pairs: pl.DataFrame, higher: dict[str, bool], side: str = "model") -> list[str]:
+    """One line per measure: how many pairs are separable, and its top set, the
+    models (or families) not separably worse than any other."""
+    a, b = f"{side}_a", f"{side}_b"
+    lines = []
+    for m in dict.fromkeys(pairs["measure"].to_list()):
+        rows = pairs.filter(pl.col("measure") == m)
+        everyone = list(dict.fromkeys(rows[a].to_list() + rows[b].to_list()))
+        losers = set()
+        for r in rows.filter(pl.col("p_adjusted") < SEPARABLE).iter_rows(named=True):
+            a_better = (r["diff"] > 0) == higher.get(m, True)
+            losers.add(r[b] if a_better else r[a])
+        top = [printable(x) for x in everyone if x not in losers]
+        decided = int((rows["p_adjusted"] < SEPARABLE).sum())
+        lines.append(f"{printable(m)}: {decided} of {len(rows)} pairs separable; top set "
+                     f"({len(top)} not separably worse than any other): {', '.join(top)}")
+    return lines
+
+
 def _sentence(r: dict, measure: str, a: str, b: str, separable: bool, higher: bool) -> str:
     """The better side first; the gap (larger minus smaller value) and its interval read
     positive in the measure's units."""

@@ -3,9 +3,13 @@
 Within a measure, ``better[i, j]`` says model i is separably better than model j (paired
 test, Holm-adjusted p < 0.05, difference in i's favour). A model's rank is 1 + the
 number of models separably better, so models the data cannot tell apart share a rank.
-Its rank interval is the 2.5th-97.5th percentile of its rank by value across the
-run's bootstrap resamples; its point rank (1 + the models with a better value) breaks
-ties in the ordering. None of these ever looks at a model's name.
+Its rank set is [1 + the models separably better, M - the models separably worse]
+(Mogstad, Romano, Shaikh and Wilhelm, "Inference for Ranks", 2024): the pairwise tests
+of a measure are simultaneous (Holm controls the chance of any false verdict among
+them), so with 95% confidence every model's true rank lies in its set at once, and the
+printed rank, the set's lower end, lies in it by construction. Its point rank (1 + the
+models with a better value) breaks ties in the ordering. None of these ever looks at a
+model's name.
 """
 
 from __future__ import annotations
@@ -35,24 +39,19 @@ def value_ranks(values: np.ndarray, higher: bool) -> np.ndarray:
     return np.where(missing, np.nan, ranks)
 
 
-def rank_intervals(draws: np.ndarray, higher: bool) -> tuple[np.ndarray, np.ndarray]:
-    """2.5th and 97.5th percentile of each model's rank by value over resamples.
+def rank_sets(better: np.ndarray, scored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's rank set ``[1 + separably better, M - separably worse]``, M the
+    models with a value; NaN for a model without one.
 
     Args:
-        draws: ``(resamples, M)`` resampled values (NaN: no value in that resample).
-
-    Returns:
-        Two ``(M,)`` float arrays of whole ranks (the percentiles taken as the nearest
-        observed ranks outward), NaN for a model that never has a value.
+        better: ``(M, M) bool``, ``better[i, j]``: i separably better than j, from
+            simultaneous tests (Holm over the measure's pairs).
+        scored: ``(M,) bool``, which models have a value.
     """
-    ranks = value_ranks(draws, higher)
-    low, high = np.full(ranks.shape[1], np.nan), np.full(ranks.shape[1], np.nan)
-    for j in range(ranks.shape[1]):
-        r = ranks[:, j][~np.isnan(ranks[:, j])]
-        if len(r):
-            low[j] = np.percentile(r, 2.5, method="lower")
-            high[j] = np.percentile(r, 97.5, method="higher")
-    return low, high
+    both = better & scored[:, None] & scored[None, :]
+    low = 1.0 + both.sum(axis=0)
+    high = float(scored.sum()) - both.sum(axis=1)
+    return np.where(scored, low, np.nan), np.where(scored, high, np.nan)
 
 
 def pareto(better: list[np.ndarray]) -> np.ndarray:
