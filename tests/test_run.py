@@ -428,3 +428,23 @@ def test_gate_rules_on_bounds_say_which_bound_they_tested(finished, tmp_path):
     assert low <= ranks.filter(pl.col("statistic") == "rank")["value"][0] <= high
     code, line = gate(f"entropy.rank_high <= {high}")
     assert line.startswith("PASS") and "(the worst rank its rank set allows)" in line
+
+
+def test_a_value_on_fewer_images_than_the_run_shows_its_n(finished, tmp_path):
+    """Agreement rests on the images with a human map (4 of the 6) for every model: its
+    header says so once, marked as too few to decide on; entropy on all 6 shows no n; a
+    value resting on fewer images than the others' shows it in its own cell."""
+    res = invoke("leaderboard", finished)
+    assert res.exit_code == 0, res.output
+    header = res.output.splitlines()[0]
+    assert "agreement↑ n4!" in header and "entropy↓ " in header and "n6" not in res.output
+    assert "nk: the value rests on k of the run's 6 images" in " ".join(res.output.split())
+    board = json.loads(invoke("leaderboard", finished, "--format", "json").output)
+    assert {r["agreement_n"] for r in board} == {4} and {r["images"] for r in board} == {6}
+    fewer = _variant(finished, tmp_path, "fewer", lambda f: f.with_columns(
+        pl.when((pl.col("model") == "c") & (pl.col("measure") == "entropy")
+                & (pl.col("statistic") == "headline")).then(5).otherwise(pl.col("n"))
+        .alias("n")))
+    lines = invoke("leaderboard", fewer).output.splitlines()
+    row = next(x for x in lines[2:5] if x.split()[1].rstrip("*") == "c")
+    assert "0.945 #1 n5!" in row, lines

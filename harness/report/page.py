@@ -64,7 +64,7 @@ def _img(uri: str, alt: str) -> str:
 
 
 def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
-    from harness.results.leaderboard import ACCURACY, cell_parts
+    from harness.results.leaderboard import ACCURACY, cell_parts, n_note
 
     shown = [*dirs, *([ACCURACY] if ACCURACY in board.columns else [])]
     head = "".join(f"<th>{html.escape(m)} {'↑' if dirs.get(m, True) else '↓'}</th>"
@@ -85,6 +85,7 @@ def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
                 cells.append('<td class="num">n/a</td>')
                 continue
             value, ci, rank, spread = parts
+            spread = "; ".join(x for x in (spread, n_note(r, m)) if x)
             spread = f" ({spread})" if spread else ""
             ci = f'<br><span class="ci">{ci}{spread}</span>' if ci or spread else ""
             cells.append(f'<td class="num">{value} <span class="rank">{rank}</span>{ci}</td>')

@@ -35,10 +35,11 @@ SHORT = {"entropy": "entr", "out_of_set": "oos", "transforms": "trans", "stabili
 
 
 def headlines(scores: pl.DataFrame) -> pl.DataFrame:
-    """The headline rows: model, family, status, measure, value, ci_low, ci_high,
+    """The headline rows: model, family, status, measure, value, ci_low, ci_high, n,
     higher_is_better."""
     return scores.filter(pl.col("statistic") == "headline").select(
-        "model", "family", "status", "measure", "value", "ci_low", "ci_high", "higher_is_better")
+        "model", "family", "status", "measure", "value", "ci_low", "ci_high", "n",
+        "higher_is_better")
 
 
 def directions(scores: pl.DataFrame) -> dict[str, bool]:
@@ -61,11 +62,13 @@ def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
     status = dict(heads.select("model", "status").unique("model", maintain_order=True).rows())
     head = {(m, s): (v, lo, hi) for m, s, v, lo, hi in
             heads.select("model", "measure", "value", "ci_low", "ci_high").rows()}
+    counts = {(m, s): n for m, s, n in heads.select("model", "measure", "n").rows()}
+    images = per_image["image"].n_unique()  # the run's in-set images
     levels = {(m, s, st): v for m, s, st, v in scores.filter(
         pl.col("statistic").is_in(REFERENCES)).select("model", "measure", "statistic",
                                                        "value").rows()}
-    table = {m: {"model": m, "family": vals.family[m], "status": status.get(m, "ok")}
-             for m in models}
+    table = {m: {"model": m, "family": vals.family[m], "status": status.get(m, "ok"),
+                 "images": images} for m in models}
     has_accuracy = any(k[1] == ACCURACY for k in head)
     if has_accuracy:
         for m in models:
@@ -89,6 +92,7 @@ def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
             v, lo, hi = head.get((m, measure), (None, None, None))
             table[m].update({f"{measure}_{r}": levels.get((m, measure, r)) for r in REFERENCES})
             table[m].update({measure: v, f"{measure}_ci_low": lo, f"{measure}_ci_high": hi,
+                             f"{measure}_n": counts.get((m, measure)) if v is not None else None,
                              f"{measure}_rank": _int(separable[measure][i]),
                              f"{measure}_rank_low": _int(low[i]) if scored[i] else None,
                              f"{measure}_rank_high": _int(high[i]) if scored[i] else None})
@@ -138,7 +142,7 @@ def rank_rows(scores: pl.DataFrame, board: pl.DataFrame) -> pl.DataFrame:
 def _schema(dirs, has_accuracy: bool, has_saturation: bool = False) -> dict:
     schema = {"position": pl.Int64, "model": pl.String, "family": pl.String,
               "status": pl.String, "mean_rank": pl.Float64, "point_rank": pl.Float64,
-              "pareto": pl.Boolean}
+              "pareto": pl.Boolean, "images": pl.Int64}
     if has_saturation:
         schema |= {name: pl.Int64 for name in SATURATED}
     if has_accuracy:
@@ -146,6 +150,7 @@ def _schema(dirs, has_accuracy: bool, has_saturation: bool = False) -> dict:
                    f"{ACCURACY}_ci_high": pl.Float64}
     for m in dirs:
         schema |= {m: pl.Float64, f"{m}_ci_low": pl.Float64, f"{m}_ci_high": pl.Float64,
+                   f"{m}_n": pl.Int64,
                    f"{m}_rank": pl.Int64, f"{m}_rank_low": pl.Int64, f"{m}_rank_high": pl.Int64}
         schema |= {f"{m}_{r}": pl.Float64 for r in REFERENCES}
     return schema
@@ -182,15 +187,30 @@ def cell_parts(row: dict, m: str, digits: int = 3) -> tuple[str, str, str, str] 
     return f"{row[m]:.{digits}f}", ci, f"#{row[f'{m}_rank']}", spread
 
 
-def _cell(row, m, wide: bool) -> str:
+FEW = 10  # a value on fewer images than this is marked: too few to lean on alone
+
+
+def n_note(row: dict, m: str) -> str:
+    """``"n8"`` where measure ``m``'s value rests on fewer images than the run has
+    (flat maps and images without a mask give none), ``"n8!"`` below :data:`FEW`;
+    ``""`` when it rests on them all."""
+    n, total = row.get(f"{m}_n"), row.get("images")
+    if n is None or total is None or n >= total:
+        return ""
+    return f"n{n}" + ("!" if n < FEW else "")
+
+
+def _cell(row, m, wide: bool, in_header: bool = False) -> str:
     parts = cell_parts(row, m)
     if parts is None:
         return "n/a"
     value, ci, rank, spread = parts
+    note = "" if in_header else n_note(row, m)
     if not wide:
-        return f"{value} {rank}".strip()
+        return " ".join(x for x in (value, rank, note) if x)
     text = " ".join(p for p in (value, ci, rank) if p)
-    return f"{text} ({spread})" if spread else text
+    extra = "; ".join(x for x in (spread, note) if x)
+    return f"{text} ({extra})" if extra else text
 
 
 def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool
@@ -199,9 +219,13 @@ def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool
         return SHORT.get(m, m) if short else m
 
     shown = [ACCURACY] if ACCURACY in board.columns else []
+    # a measure whose every value rests on the same fewer images says so once, in its
+    # header; the others say it in each cell that does
+    common = {m: _common_note(board, m) for m in dirs}
     # the narrow table marks the Pareto front with a * after the name, to save a column
     header = ["#", "model"] + (["family"] if wide else []) + [
-        f"{name(m)}{ARROW[h]}" for m, h in dirs.items()] + [name(m) for m in shown] + [
+        f"{name(m)}{ARROW[h]}" + (f" {common[m]}" if common[m] else "")
+        for m, h in dirs.items()] + [name(m) for m in shown] + [
         "mean" if short else "mean rank"] + (["pareto"] if wide else [])
     rows = [header]
     for row in board.iter_rows(named=True):
@@ -213,9 +237,15 @@ def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool
                         + [""] * (len(header) - len(first) - 1))
             continue
         mean = "-" if row["mean_rank"] is None else f"{row['mean_rank']:.2f}"
-        rows.append(first + [_cell(row, m, wide) for m in (*dirs, *shown)] + [mean]
-                    + (["yes" if row["pareto"] else ""] if wide else []))
+        rows.append(first + [_cell(row, m, wide, bool(common.get(m))) for m in (*dirs, *shown)]
+                    + [mean] + (["yes" if row["pareto"] else ""] if wide else []))
     return rows
+
+
+def _common_note(board: pl.DataFrame, m: str) -> str:
+    """Measure ``m``'s note when every model with a value has the same one, else ""."""
+    notes = {n_note(r, m) for r in board.iter_rows(named=True) if r.get(m) is not None}
+    return notes.pop() if len(notes) == 1 else ""
 
 
 def reference_line(board: pl.DataFrame, dirs) -> str:
@@ -247,6 +277,15 @@ def saturation_line(board: pl.DataFrame) -> str:
     return ("At the probability clip (p = 1 in float32: log-odds pinned at +-16.1, so the "
             "score cannot move and those images' maps are flat): " + ", ".join(hit)
             + " images.")
+
+
+def few_line(board: pl.DataFrame, dirs) -> str:
+    """What ``(n k)`` means, when a cell shows it."""
+    if not any(n_note(r, m) for r in board.iter_rows(named=True) for m in dirs):
+        return ""
+    return (f"nk: the value rests on k of the run's {board['images'][0]} images (flat "
+            f"maps, and images without a human map for agreement, give none; in a header: "
+            f"for every model); nk!: fewer than {FEW}, too few to decide on.")
 
 
 def footnote(wide: bool = True, columns=()) -> str:
@@ -281,16 +320,16 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
         rows = [[c.replace("|", "\\|") for c in r] for r in rows]  # a | in a name
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-        return ("\n".join(lines) + "\n\n" + footnote() + _then(reference_line(board, dirs))
-                + _then(saturation_line(board)) + "\n")
+        return ("\n".join(lines) + "\n\n" + footnote() + _then(few_line(board, dirs))
+                + _then(reference_line(board, dirs)) + _then(saturation_line(board)) + "\n")
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
     lines, short = _aligned(_rows(board, dirs, wide, short=False)), ()
     if not wide and max(map(len, lines)) > WIDTH:  # short names, one space between columns
         lines = _aligned(_rows(board, dirs, wide, short=True), " ")
         short = [*dirs, *([ACCURACY] if ACCURACY in board.columns else [])]
-    notes = footnote(wide, short) + _then(reference_line(board, dirs)) + \
-        _then(saturation_line(board))
+    notes = footnote(wide, short) + _then(few_line(board, dirs)) + \
+        _then(reference_line(board, dirs)) + _then(saturation_line(board))
     return "\n".join(lines) + "\n" + _wrap(notes, WIDTH) + "\n"
 
 
