@@ -126,7 +126,7 @@ def rank_rows(scores: pl.DataFrame, board: pl.DataFrame) -> pl.DataFrame:
     :data:`RANKS`, n: the models ranked), beside its headline, so the gate can test
     ``entropy.rank_high <= 3``."""
     heads = scores.filter(pl.col("statistic") == "headline")
-    ranked = {m: sum(board[m].is_not_null()) for m in directions(scores)}
+    ranked = {m: int(board[m].is_not_null().sum()) for m in directions(scores)}
     rows = []
     for r in heads.filter(pl.col("measure").is_in(list(ranked))).iter_rows(named=True):
         found = board.filter(pl.col("model") == r["model"])
