@@ -281,3 +281,27 @@ def test_gate_fails_a_model_the_baseline_lacks():
     verdict = {c.model: c for c in checks}
     assert verdict["m"].passed and not verdict["new"].passed
     assert "model missing from the baseline" in verdict["new"].detail
+
+
+def test_counts_that_would_widen_the_table_past_100_columns_move_to_its_footnote():
+    """A value on 55 of the 60 images says n55 in its cell while the table fits, and one
+    on 6 is marked n6!; with names that fill the width the n55 moves to the footnote."""
+    rng = np.random.default_rng(9)
+    v = correlated(rng, N, 3, 0.5)
+    v[:5, 0] = np.nan  # model 0: 55 images
+    v[6:, 2] = np.nan  # model 2: 6 images, too few
+
+    def table(per_model):
+        scores, per_image = synthetic_run(per_model)
+        board = build(scores, per_image, model_pairs(values(scores, per_image)))
+        text = render(board, directions(scores), "table")
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) <= 100, text
+        return {x.split()[1].rstrip("*"): x for x in lines[2:2 + len(per_model)]}, \
+            " ".join(text.split())
+
+    rows, text = table({"a": v[:, 0], "b": v[:, 1], "c": v[:, 2]})
+    assert " n55" in rows["a"] and " n6!" in rows["c"] and "on fewer images" not in text
+    long = ["m" * 82, "n" * 82]
+    rows, text = table({long[0]: v[:, 0], long[1]: v[:, 1]})
+    assert " n55" not in rows[long[0]] and "on fewer images: entropy n55 (1 model)" in text

@@ -200,12 +200,14 @@ def n_note(row: dict, m: str) -> str:
     return f"n{n}" + ("!" if n < FEW else "")
 
 
-def _cell(row, m, wide: bool, in_header: bool = False) -> str:
+def _cell(row, m, wide: bool, in_header: bool = False, few_only: bool = False) -> str:
     parts = cell_parts(row, m)
     if parts is None:
         return "n/a"
     value, ci, rank, spread = parts
     note = "" if in_header else n_note(row, m)
+    if few_only and not note.endswith("!"):
+        note = ""  # the footnote gives the counts: the table must fit
     if not wide:
         return " ".join(x for x in (value, rank, note) if x)
     text = " ".join(p for p in (value, ci, rank) if p)
@@ -213,8 +215,8 @@ def _cell(row, m, wide: bool, in_header: bool = False) -> str:
     return f"{text} ({extra})" if extra else text
 
 
-def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool
-          ) -> list[list[str]]:
+def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool,
+          few_only: bool = False) -> list[list[str]]:
     def name(m):
         return SHORT.get(m, m) if short else m
 
@@ -237,7 +239,8 @@ def _rows(board: pl.DataFrame, dirs: dict[str, bool], wide: bool, short: bool
                         + [""] * (len(header) - len(first) - 1))
             continue
         mean = "-" if row["mean_rank"] is None else f"{row['mean_rank']:.2f}"
-        rows.append(first + [_cell(row, m, wide, bool(common.get(m))) for m in (*dirs, *shown)]
+        rows.append(first + [_cell(row, m, wide, bool(common.get(m)), few_only)
+                             for m in (*dirs, *shown)]
                     + [mean] + (["yes" if row["pareto"] else ""] if wide else []))
     return rows
 
@@ -279,13 +282,25 @@ def saturation_line(board: pl.DataFrame) -> str:
             + " images.")
 
 
-def few_line(board: pl.DataFrame, dirs) -> str:
-    """What ``(n k)`` means, when a cell shows it."""
-    if not any(n_note(r, m) for r in board.iter_rows(named=True) for m in dirs):
+def few_line(board: pl.DataFrame, dirs, few_only: bool = False) -> str:
+    """What ``nk`` means, when a cell shows it; with ``few_only`` (the cells show only
+    the marked ones, for the table to fit) the counts of each measure too."""
+    rows = list(board.iter_rows(named=True))
+    if not any(n_note(r, m) for r in rows for m in dirs):
         return ""
-    return (f"nk: the value rests on k of the run's {board['images'][0]} images (flat "
-            f"maps, and images without a human map for agreement, give none; in a header: "
-            f"for every model); nk!: fewer than {FEW}, too few to decide on.")
+    text = (f"nk: the value rests on k of the run's {board['images'][0]} images (flat maps, "
+            "and images without a human map for agreement, give none; in a header: for every "
+            f"model); nk!: fewer than {FEW}, too few to decide on.")
+    if few_only:
+        parts = []
+        for m in dirs:
+            ns = [r[f"{m}_n"] for r in rows if n_note(r, m)]
+            if ns and not _common_note(board, m):
+                span = f"{min(ns)}" if min(ns) == max(ns) else f"{min(ns)}-{max(ns)}"
+                parts.append(f"{m} n{span} ({len(ns)} model{'s' * (len(ns) > 1)})")
+        if parts:
+            text += " Shown here only when marked; on fewer images: " + ", ".join(parts) + "."
+    return text
 
 
 def footnote(wide: bool = True, columns=()) -> str:
@@ -324,11 +339,14 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
                 + _then(reference_line(board, dirs)) + _then(saturation_line(board)) + "\n")
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
-    lines, short = _aligned(_rows(board, dirs, wide, short=False)), ()
+    lines, short, few_only = _aligned(_rows(board, dirs, wide, short=False)), (), False
     if not wide and max(map(len, lines)) > WIDTH:  # short names, one space between columns
         lines = _aligned(_rows(board, dirs, wide, short=True), " ")
         short = [*dirs, *([ACCURACY] if ACCURACY in board.columns else [])]
-    notes = footnote(wide, short) + _then(few_line(board, dirs)) + \
+    if not wide and max(map(len, lines)) > WIDTH:  # the counts move to the footnote
+        lines, few_only = _aligned(_rows(board, dirs, wide, short=True, few_only=True), " "), \
+            True
+    notes = footnote(wide, short) + _then(few_line(board, dirs, few_only)) + \
         _then(reference_line(board, dirs)) + _then(saturation_line(board))
     return "\n".join(lines) + "\n" + _wrap(notes, WIDTH) + "\n"
 
