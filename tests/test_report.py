@@ -1,5 +1,6 @@
 import base64
 import io
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -52,6 +53,11 @@ def test_report_renders_everything(tiny_zoo, tmp_path):  # noqa: F811
                     "agreement"):
         assert measure in text
     assert "Who beats whom" in text and "accuracy" in text and "pareto" in text
+    # agreement rests on the images with a human map, fewer than the run's: said, and why
+    board = json.loads(CliRunner().invoke(cli, ["leaderboard", str(out), "--format",
+                                                "json"]).output)
+    n, images = board[0]["agreement_n"], board[0]["images"]
+    assert n < images and f"n{n}!" in text and "nk: the value rests on k of the run" in text
     assert len(parser.images) >= 8  # wins, measures, noise, transforms, stability, drops,
     # overlays
     for src in parser.images:

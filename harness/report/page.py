@@ -153,7 +153,7 @@ def build_report(run_dir, images: int = 4) -> str:
         transform_figure,
         win_matrix_figure,
     )
-    from harness.results.leaderboard import build, directions, footnote
+    from harness.results.leaderboard import build, directions, few_line, footnote
 
     folder = RunDir(run_dir)
     run_dir = folder.path
@@ -180,7 +180,8 @@ def build_report(run_dir, images: int = 4) -> str:
              f"{_passes(info)}</p>",
              *_parity_section(folder, labels),
              "<h2>Leaderboard</h2>", _leaderboard_html(board, dirs),
-             f"<p class='note'>{html.escape(footnote())}</p>", "<dl class='measures'>"]
+             f"<p class='note'>{html.escape(' '.join([footnote(), few_line(board, dirs)]))}"
+             "</p>", "<dl class='measures'>"]
     for m, higher in dirs.items():
         question = MEASURES[m].question if m in MEASURES else ""
         direction = "↑ higher is better" if higher else "↓ lower is better"
