@@ -130,34 +130,32 @@ def over_the_batch(graph, output_name: str, rank: int, opset: int) -> str | None
     ``rank`` axes) over the batch axis, by name, or None: through it each image's output
     depends on the other images of its batch (opsets before 13 normalise over every
     axis from ``axis`` on, so ``axis = 0`` takes in the whole batch)."""
-    producers = {out: node for node in graph.node for out in node.output}
-    name = output_name
-    while name in producers:
-        node = producers[name]
-        if node.op_type in ("Softmax", "LogSoftmax"):
-            axis = next((a.i for a in node.attribute if a.name == "axis"),
-                        -1 if opset >= 13 else 1)
-            return (node.name or node.output[0]) if axis % max(rank, 1) == 0 else None
-        if node.op_type not in _PASS_THROUGH or not node.input:
-            return None
-        name = node.input[0]
-    return None
+    node = _final_node(graph, output_name)
+    if node is None or node.op_type not in ("Softmax", "LogSoftmax"):
+        return None
+    axis = next((a.i for a in node.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
+    return (node.name or node.output[0]) if axis % max(rank, 1) == 0 else None
 
 
 def logits_before(graph, output_name: str, single: bool = False) -> str | None:
     """The tensor a final Softmax (or, for a ``single`` output column, a Sigmoid) turns
     into the output ``output_name`` (through reshapes): the model's logits; None when
     the output is not made so."""
-    producers = {out: node for node in graph.node for out in node.output}
-    name = output_name
-    while name in producers:
-        node = producers[name]
-        if node.op_type == "Softmax" or (single and node.op_type == "Sigmoid"):
-            return node.input[0]
-        if node.op_type not in _PASS_THROUGH or not node.input:
-            break
-        name = node.input[0]
+    node = _final_node(graph, output_name)
+    if node is not None and (node.op_type == "Softmax"
+                             or (single and node.op_type == "Sigmoid")):
+        return node.input[0]
     return None
+
+
+def _final_node(graph, output_name: str):
+    """The node that makes ``output_name``, looking through reshapes, casts and
+    identities; None where the chain ends at a graph input."""
+    producers = {out: node for node in graph.node for out in node.output}
+    node = producers.get(output_name)
+    while node is not None and node.op_type in _PASS_THROUGH and node.input:
+        node = producers.get(node.input[0])
+    return node
 
 
 def per_channel(values, default: float, channels: int, what: str, path) -> np.ndarray:
