@@ -119,15 +119,19 @@ def create_bounded(path: Path, providers, threads, timeout: float | None,
     return made["session"]
 
 
-def with_outputs(path: Path, extra: tuple[str, ...], session, threads,
+def with_outputs(path: Path, extra: tuple[str, ...] | None, session, threads,
                  timeout: float | None = None, source: bytes | None = None):
     """A session of an in-memory copy of the model at ``path`` (or of the serialised
-    model ``source``) with the inner tensors ``extra`` as additional outputs (the file
-    is not touched), on the providers, with their options, that ``session`` got."""
+    model ``source``) with the inner tensors ``extra`` as additional outputs (None:
+    every tensor a node computes whose type the operators fix; the file is not
+    touched), on the providers, with their options, that ``session`` got."""
     import onnx
 
     proto = onnx.load(str(path)) if source is None else onnx.load_from_string(source)
     types = tensor_types(proto)
+    if extra is None:
+        extra = tuple(dict.fromkeys(o for n in proto.graph.node for o in n.output
+                                    if o in types))
     present = {o.name for o in proto.graph.output}
     for name in extra:
         if name not in present:
