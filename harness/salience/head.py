@@ -89,12 +89,7 @@ class Head:
         """dScore[target] / dT for every tensor T of the head that the score depends on,
         by name, in float64 (``values``: the forward values, when already computed)."""
         values = self.values(a) if values is None else values
-        score = values[self.score]
-        grads = {self.score: np.zeros_like(score)}
-        if score.shape[1] == 1:  # a binary detector's logit z: the classes' are -+z / 2
-            grads[self.score][:, 0] = np.where(np.asarray(targets) == 1, 0.5, -0.5)
-        else:
-            grads[self.score][np.arange(len(score)), targets] = 1.0
+        grads = {self.score: score_weights(values[self.score], targets)}
         for node, attrs, kernel in zip(reversed(self.nodes), reversed(self.attributes),
                                        reversed(self.kernels), strict=True):
             g = grads.get(node.output[0])
@@ -119,6 +114,19 @@ class Head:
         if self.feature not in grads:
             raise NoCamHead(f"the class score does not depend on {self.feature!r}")
         return np.broadcast_to(grads[self.feature], a.shape)
+
+
+def score_weights(score: np.ndarray, targets) -> np.ndarray:
+    """What each entry of the head's ``(N, K)`` score tensor weighs in the explained
+    score, summed over the images: 1 for each image's target class; for a binary
+    detector's single logit z, +1/2 (class 1) or -1/2 (class 0), its classes being
+    -+z / 2."""
+    weights = np.zeros(np.shape(score), np.float64)
+    if weights.shape[1] == 1:
+        weights[:, 0] = np.where(np.asarray(targets) == 1, 0.5, -0.5)
+    else:
+        weights[np.arange(len(weights)), targets] = 1.0
+    return weights
 
 
 def _attrs(node) -> dict:

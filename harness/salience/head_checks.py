@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.errors import NoCamHead, excerpt
+from harness.salience.head import score_weights
 
 FORWARD_TOLERANCE = 1e-3
 HALF_TOLERANCE = 3e-2
@@ -67,9 +68,13 @@ def check_head(model, head, a: np.ndarray, score: np.ndarray, targets: np.ndarra
         np.asarray(targets)[:GRADIENT_IMAGES]
     direction = np.random.default_rng(np.random.SeedSequence(0)).uniform(-1, 1, a64.shape)
     step = STEP * max(float(np.abs(a64).max(initial=0.0)), 1e-12)
-    pick = _picker(len(a64), targets)
-    up = pick(head.values(a64 + step * direction)[head.score])
-    down = pick(head.values(a64 - step * direction)[head.score])
+    weights = score_weights(ours[:GRADIENT_IMAGES], targets)
+
+    def explained(a_moved) -> float:
+        return float((head.values(a_moved)[head.score].reshape(weights.shape)
+                      * weights).sum())
+
+    up, down = explained(a64 + step * direction), explained(a64 - step * direction)
     numeric = (up - down) / (2 * step)
     analytic = float((gradient * direction).sum())
     spread = float(np.abs(gradient * direction).sum())
@@ -78,20 +83,6 @@ def check_head(model, head, a: np.ndarray, score: np.ndarray, targets: np.ndarra
                         f"difference of its head ({analytic:.6g} against {numeric:.6g} along "
                         "a random direction): the head is not differentiable where the "
                         "model is evaluated. Use --method occlusion")
-
-
-def _picker(rows: int, targets: np.ndarray):
-    """The summed class score that the gradient differentiates, as a function of the
-    head's score tensor (a single logit z scores class 1 as z / 2, class 0 as -z / 2)."""
-    targets = np.asarray(targets)
-
-    def pick(values) -> float:
-        values = np.asarray(values, np.float64).reshape(rows, -1)
-        if values.shape[1] == 1:
-            return float((values[:, 0] * np.where(targets == 1, 0.5, -0.5)).sum())
-        return float(values[np.arange(rows), targets].sum())
-
-    return pick
 
 
 def _half_precision(head) -> bool:
