@@ -146,10 +146,6 @@ class RunDir:
             with atomic_path(self / f"{self.LEADERBOARD}.{suffix}") as tmp:
                 tmp.write_text(text)
 
-    def scores(self):
-        """The long scores of a finished run."""
-        return self.table(self.SCORES)
-
     def table(self, name: str):
         """One of the Parquet files of a finished run, as a Polars frame."""
         import polars as pl
@@ -167,9 +163,23 @@ class RunDir:
             raise HarnessError(f"{path}: cannot read ({first_line(exc)})") from None
 
     def info(self) -> dict:
-        """run.json of a finished run ({} when absent)."""
+        """run.json of a finished run ({} when absent).
+
+        Raises:
+            HarnessError: it is not a JSON object (damaged, or edited by hand).
+        """
         path = self / self.INFO
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise HarnessError(f"{path}: not the run.json of a harness run "
+                               f"({first_line(exc, 80)})") from None
+        if not isinstance(doc, dict):
+            raise HarnessError(f"{path}: not the run.json of a harness run (not a JSON "
+                               "object)")
+        return doc
 
 
 def _lock(handle) -> bool:

@@ -158,7 +158,7 @@ def build_report(run_dir, images: int = 4) -> str:
     folder = RunDir(run_dir)
     run_dir = folder.path
     scores = reading.scores(folder)
-    info = reading.info(folder)
+    info = folder.info()
     per_image = reading.per_image(folder, scores)
     labels = _labels(scores["model"].unique(maintain_order=True).to_list())
     # every table and figure shows the names as labels: escaped, and short enough to lay out

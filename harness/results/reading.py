@@ -16,8 +16,6 @@ folder that fails is refused in one line naming the file and the first problem:
 
 from __future__ import annotations
 
-import json
-
 import polars as pl
 
 from harness.errors import HarnessError, excerpt
@@ -62,21 +60,6 @@ def per_image(folder: RunDir, of: pl.DataFrame) -> pl.DataFrame:
 def pairs(folder: RunDir, families: bool = False) -> pl.DataFrame:
     """The run's model (or family) pairs, checked."""
     return _read(folder, RunDir.FAMILIES if families else RunDir.PAIRS)
-
-
-def info(folder: RunDir) -> dict:
-    """run.json ({} when absent), refused in one line when it is not a JSON object."""
-    path = folder / RunDir.INFO
-    if not path.is_file():
-        return {}
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise HarnessError(f"{path}: not the run.json of a harness run ({excerpt(str(exc), 80)})"
-                           ) from None
-    if not isinstance(doc, dict):
-        raise HarnessError(f"{path}: not the run.json of a harness run (not a JSON object)")
-    return doc
 
 
 def _read(folder: RunDir, name: str) -> pl.DataFrame:
