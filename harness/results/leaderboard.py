@@ -127,11 +127,11 @@ def rank_rows(scores: pl.DataFrame, board: pl.DataFrame) -> pl.DataFrame:
     ``entropy.rank_high <= 3``."""
     heads = scores.filter(pl.col("statistic") == "headline")
     ranked = {m: int(board[m].is_not_null().sum()) for m in directions(scores)}
+    on_board = {row["model"]: row for row in board.iter_rows(named=True)}
     rows = []
     for r in heads.filter(pl.col("measure").is_in(list(ranked))).iter_rows(named=True):
-        found = board.filter(pl.col("model") == r["model"])
         for stat in RANKS:
-            value = found[f"{r['measure']}_{stat}"][0] if len(found) else None
+            value = on_board.get(r["model"], {}).get(f"{r['measure']}_{stat}")
             if value is not None:
                 rows.append(r | {"statistic": stat, "value": float(value), "ci_low": None,
                                  "ci_high": None, "n": ranked[r["measure"]],

@@ -23,15 +23,13 @@ from harness.results.comparisons import FAMILIES, PAIRS
 from harness.results.schema import PER_IMAGE, SCHEMA
 from harness.rundir import RunDir
 
-_REQUIRED = {RunDir.SCORES: ("model", "measure", "statistic", "status", "seed",
-                             "image_set_hash", "salience_config"),
-             RunDir.PER_IMAGE: ("model", "measure", "image"),
-             RunDir.PAIRS: ("measure", "model_a", "model_b"),
-             RunDir.FAMILIES: ("measure", "family_a", "family_b")}
 _KEYS = {RunDir.SCORES: ("model", "measure", "statistic"),
          RunDir.PER_IMAGE: ("model", "measure", "image"),
          RunDir.PAIRS: ("measure", "model_a", "model_b"),
          RunDir.FAMILIES: ("measure", "family_a", "family_b")}
+# never empty: a row's key, and the provenance a comparison of runs reads
+_REQUIRED = _KEYS | {RunDir.SCORES: _KEYS[RunDir.SCORES] + (
+    "status", "seed", "image_set_hash", "salience_config")}
 _SCHEMAS = {RunDir.SCORES: SCHEMA, RunDir.PER_IMAGE: PER_IMAGE, RunDir.PAIRS: PAIRS,
             RunDir.FAMILIES: FAMILIES}
 
