@@ -152,7 +152,7 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
             "passes_per_second": round(spent.computed_passes / seconds, 1)
             if seconds > 0 else None,
             **versions()}
-    vals = values(scores, scored.per_image)
+    vals = values(scores, scored.per_image, config.test)
     pairs, families = model_pairs(vals), family_pairs(vals)
     board = build(scores, scored.per_image, pairs)
     dirs = directions(scores)

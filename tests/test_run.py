@@ -235,16 +235,30 @@ def test_gate_regression_against_baseline(finished, tmp_path):
     worse = _variant(finished, tmp_path, "worse", lambda f: f, per_image=lambda f: f.with_columns(
         pl.when(pl.col("measure") == "entropy").then(pl.col("value") + 0.2)
         .otherwise(pl.col("value")).alias("value")))
+    # the studentised test separates a shift on six images, and says where too few
+    # images (agreement's four, with 11 tests) leave a change undetectable
+    same = invoke("gate", finished, "--rules", rules, "--baseline", finished)
+    assert same.exit_code == 0 and "SKIP" in same.output, same.output
+    assert "agreement vs baseline:  (n 4: with 11 regression tests" in same.output
+    res = invoke("gate", worse, "--rules", rules, "--baseline", finished)
+    assert res.exit_code == 1, res.output
+    assert all("+0.2 [+0.2, +0.2]" in x and ": worse)" in x for x in res.output.splitlines()
+               if "entropy vs baseline" in x)
     # six images cannot make a sign-flip test separable (p >= 1/32, times the tests):
     # the gate says it checked nothing, never that a regression of any size passed
+    flips = _rules(tmp_path, 'no_regression = true\ntest = "sign-flip"\n')
     for run in (finished, worse):
-        res = invoke("gate", run, "--rules", rules, "--baseline", finished)
+        res = invoke("gate", run, "--rules", flips, "--baseline", finished)
         assert res.exit_code == 2, res.output
         assert "no change can reach p_adj < 0.05 on so few images" in res.output
     res = invoke("gate", worse, "--rules", _rules(tmp_path, 'rules = ["entropy <= 2"]\n'
-                                                            "no_regression = true\n"),
+                                                            "no_regression = true\n"
+                                                            'test = "sign-flip"\n'),
                  "--baseline", finished)
     assert res.exit_code == 0 and "SKIP" in res.output and "score more images" in res.output
+    bad = invoke("gate", finished, "--rules", _rules(tmp_path, 'rules = ["entropy <= 2"]\n'
+                                                               'test = "t-test"\n'))
+    assert bad.exit_code == 2 and "test must be one of bootstrap-t, sign-flip" in bad.output
 
 
 def test_config_file_and_validation(tiny_zoo, tmp_path):
@@ -447,4 +461,4 @@ def test_a_value_on_fewer_images_than_the_run_shows_its_n(finished, tmp_path):
         .alias("n")))
     lines = invoke("leaderboard", fewer).output.splitlines()
     row = next(x for x in lines[2:5] if x.split()[1].rstrip("*") == "c")
-    assert "0.945 #1 n5!" in row, lines
+    assert "0.945 #3 n5!" in row, lines

@@ -13,10 +13,11 @@ from harness.results.gate import Rules, check
 from harness.results.leaderboard import build, directions, render
 from harness.results.schema import per_image_frame, to_frame
 from harness.results.verdicts import verdicts
-from harness.stats.bootstrap import Bootstrap, percentile_interval
-from harness.stats.families import bootstrap_p, family_draws
+from harness.stats.bootstrap import Bootstrap
+from harness.stats.families import family_draws, family_means, family_test
 from harness.stats.paired import FLIPS, holm, paired, sign_flip_p
 from harness.stats.ranks import pareto, rank_sets, separable_ranks, value_ranks
+from harness.stats.studentized import interval_of_mean
 
 N = 60
 KEYS = [f"{i:064x}" for i in range(N)]
@@ -34,16 +35,17 @@ def correlated(rng, n_images, n_models, rho, shift=None):
 # -- the paired interval and test -------------------------------------------------------
 
 def test_paired_interval_covers_a_zero_difference_at_its_nominal_rate():
-    """2,000 datasets of 60 correlated pairs with no true difference: the 95% paired
-    bootstrap interval covers 0 in 93-97% of them (binomial SE at 95%: 0.5 points)."""
+    """2,000 datasets of 60 correlated pairs with no true difference (normal): the 95%
+    paired interval covers 0 in 93-97% of them (binomial SE at 95%: 0.5 points). Ten
+    bootstraps of 200 datasets each, the datasets side by side as columns."""
     rng = np.random.default_rng(0)
-    datasets = 2000
-    covered = 0
-    for k in range(datasets):
-        v = correlated(rng, N, 2, 0.8)
-        low, high = percentile_interval(Bootstrap(k, KEYS).means(v[:, 0] - v[:, 1]))
-        covered += low <= 0 <= high
-    assert 0.93 <= covered / datasets <= 0.97, covered / datasets
+    covered = []
+    for k in range(10):
+        v = correlated(rng, N, 400, 0.8)
+        result = paired(v[:, :200] - v[:, 200:], Bootstrap(k, KEYS))
+        covered.append((result.ci_low <= 0) & (0 <= result.ci_high))
+    rate = np.concatenate(covered).mean()
+    assert 0.93 <= rate <= 0.97, rate
 
 
 def test_holm_keeps_the_family_wise_error_of_15_models_at_5_percent():
@@ -115,12 +117,14 @@ def test_holm_by_hand():
 
 def test_bootstrap_depends_on_the_set_of_images_not_their_order():
     boot = Bootstrap(5, KEYS)
-    assert boot.counts.shape == (1000, N) and (boot.counts.sum(axis=1) == N).all()
+    assert boot.counts.shape == (9999, N) and (boot.counts.sum(axis=1) == N).all()
+    # the first 1,000 resamples are those a 1,000-resample bootstrap draws
+    assert np.array_equal(Bootstrap(5, KEYS, resamples=1000).counts, boot.counts[:1000])
     order = np.random.default_rng(0).permutation(N)
     shuffled = Bootstrap(5, [KEYS[i] for i in order])
     assert np.array_equal(shuffled.counts, boot.counts[:, order])
     assert not np.array_equal(Bootstrap(6, KEYS).counts, boot.counts)
-    assert boot.interval(np.full(N, 0.25)) == (0.25, 0.25)
+    assert interval_of_mean(np.full(N, 0.25), boot) == (0.25, 0.25)
     with pytest.raises(ValueError, match="distinct"):
         Bootstrap(0, ["a", "a"])
 
@@ -190,12 +194,15 @@ def test_family_bootstrap_separates_recipes_not_seeds():
     shift = [0.0] * 4 + [0.8] * 4  # two recipes, four seeds each
     v = correlated(rng, N, 8, 0.8, shift=shift)
     boot = Bootstrap(0, KEYS)
-    value_a, draws_a = family_draws(v, [0, 1, 2, 3], boot, "a")
-    value_b, draws_b = family_draws(v, [4, 5, 6, 7], boot, "b")
-    assert value_b - value_a == pytest.approx(v[:, 4:].mean() - v[:, :4].mean())
-    assert bootstrap_p(draws_b - draws_a) < 0.01
-    same_a, same_b = family_draws(v, [0, 1], boot, "a")[1], family_draws(v, [2, 3], boot, "b")[1]
-    assert bootstrap_p(same_a - same_b) > 0.05
+    a, b = family_draws(v, [0, 1, 2, 3], boot, "a"), family_draws(v, [4, 5, 6, 7], boot, "b")
+    assert b.value - a.value == pytest.approx(v[:, 4:].mean() - v[:, :4].mean())
+    n, low, high, p = family_test(b, a, family_means(v, [4, 5, 6, 7]) - family_means(
+        v, [0, 1, 2, 3]), boot)
+    assert n == N and 0 < low < 0.8 < high and p < 0.01
+    a, b = family_draws(v, [0, 1], boot, "a"), family_draws(v, [2, 3], boot, "b")
+    n, low, high, p = family_test(a, b, family_means(v, [0, 1]) - family_means(v, [2, 3]),
+                                  boot)
+    assert low < 0 < high and p > 0.05
 
 
 # -- from per-image values to a leaderboard, verdicts and a gate ----------------------

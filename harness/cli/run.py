@@ -12,6 +12,7 @@ from harness.cli.common import log_to_stderr, parse_baseline
 from harness.errors import HarnessError, first_line
 from harness.execution.engines import ENGINES
 from harness.salience.methods import METHODS
+from harness.stats.paired import BOOTSTRAP_T, TESTS
 
 # the measures' names without importing them (that would load Numba for --help)
 MEASURE_NAMES = ("entropy", "out_of_set", "transforms", "stability", "degradation",
@@ -160,6 +161,10 @@ def _run_options(f):
                           "whole set's proportions."),
         click.option("--seed", type=int, show_default="0",
                      help="Seed for noise, controls, the randomised twin, RISE and bootstrap."),
+        click.option("--test", type=click.Choice(TESTS), show_default=BOOTSTRAP_T,
+                     help="The paired test of two models: studentised bootstrap, or the "
+                          "sign-flip permutation test (exact only for symmetric "
+                          "differences)."),
         click.option("--model-timeout", "model_timeout", type=float, show_default="300",
                      help="Seconds loading a model, then one batch, may take before the "
                           "model is marked failed."),
@@ -195,8 +200,8 @@ def _run_options(f):
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, target, layer, window,
         baseline,
-        n_masks, batch_size, limit, seed, model_timeout, out, cache, shard_size, resume, engine,
-        scheduler, workers, config_file, quiet, as_json, wide, print_config):
+        n_masks, batch_size, limit, seed, test, model_timeout, out, cache, shard_size, resume,
+        engine, scheduler, workers, config_file, quiet, as_json, wide, print_config):
     """Score every model, rank them, and write the run to --out.
 
     With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
@@ -212,8 +217,8 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
 
     where = {"engine": engine, "scheduler": scheduler, "workers": workers}
     flags = {"zoo": zoo or None, "models": models or None, "data": data, "split": split,
-             "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "out": out,
-             "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
+             "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "test": test,
+             "out": out, "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
              **salience_flags(method, grid, target, layer, window, baseline, n_masks,
                               batch_size)}

@@ -34,6 +34,7 @@ class RunConfig:
     measures: tuple[str, ...] = ()
     limit: int = 0
     seed: int = 0
+    test: str = "bootstrap-t"
     out: Path | None = None
     noise_levels: tuple[float, ...] = NOISE_LEVELS
     model_timeout: float | None = DEFAULT_TIMEOUT
@@ -128,6 +129,11 @@ def build_config(default_measures=None, **settings) -> RunConfig:
     # a seed past int64 fails only when the results are written, after all the work
     if not _integer(config.seed) or not 0 <= config.seed < 2**63:
         raise HarnessError(f"seed must be an integer in [0, 2^63), got {excerpt(config.seed)}")
+    from harness.stats.paired import TESTS
+
+    if config.test not in TESTS:
+        raise HarnessError(f"test must be one of {', '.join(TESTS)}, got "
+                           f"{excerpt(config.test)}")
     if not isinstance(config.measures, tuple) or not all(
             isinstance(m, str) for m in config.measures):
         raise HarnessError(f"measures must be a list of measure names, got "

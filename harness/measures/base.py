@@ -14,6 +14,7 @@ import numpy as np
 
 from harness.maps import ModelMaps
 from harness.stats.bootstrap import Bootstrap
+from harness.stats.studentized import interval_of_mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,16 +114,17 @@ def split_stat_name(name: str) -> tuple[str, str | None]:
 
 
 def mean_stat(statistic: str, values, boot: Bootstrap | None) -> Stat:
-    """Mean of per-image values (NaN = excluded) with a percentile bootstrap 95% interval
-    from the run's resamples of these images (``boot``; None: no interval)."""
+    """Mean of per-image values (NaN = excluded) with its studentised bootstrap 95%
+    interval from the run's resamples of these images (``boot``; None: no resamples).
+    The interval is empty (None) below 3 values or where it has no finite end."""
     v = np.asarray(values, np.float64).reshape(-1)
     kept = v[~np.isnan(v)]
     if not len(kept):
         return Stat(statistic, None, None, None, 0)
     mean = float(kept.mean())
-    if boot is None or len(kept) == 1:
+    if boot is None:
         return Stat(statistic, mean, mean, mean, len(kept))
-    low, high = boot.interval(v)
+    low, high = interval_of_mean(v, boot) or (None, None)
     return Stat(statistic, mean, low, high, len(kept))
 
 

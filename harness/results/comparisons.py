@@ -14,9 +14,9 @@ import itertools
 import numpy as np
 import polars as pl
 
-from harness.stats.bootstrap import Bootstrap, percentile_interval
-from harness.stats.families import bootstrap_p, family_draws
-from harness.stats.paired import holm, paired
+from harness.stats.bootstrap import Bootstrap
+from harness.stats.families import family_draws, family_means, family_test
+from harness.stats.paired import BOOTSTRAP_T, holm, paired
 
 PAIRS = {"measure": pl.String, "model_a": pl.String, "model_b": pl.String, "n": pl.Int64,
          "diff": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
@@ -38,6 +38,7 @@ class Values:
         higher: measure -> higher is better, for the measures with per-image values.
         boot: the run's resamples of the images (rows of every matrix follow its keys).
         columns: measure -> ``(n, models)`` values, NaN where there is none.
+        test: the paired test of two models (:data:`harness.stats.paired.TESTS`).
     """
 
     models: list[str]
@@ -45,10 +46,11 @@ class Values:
     higher: dict[str, bool]
     boot: Bootstrap
     columns: dict[str, np.ndarray]
+    test: str = BOOTSTRAP_T
 
 
-def values(scores: pl.DataFrame, per_image: pl.DataFrame) -> Values:
-    """Arrange a run's per-image values for comparisons."""
+def values(scores: pl.DataFrame, per_image: pl.DataFrame, test: str = BOOTSTRAP_T) -> Values:
+    """Arrange a run's per-image values for comparisons by ``test``."""
     models = scores["model"].unique(maintain_order=True).to_list()
     family = dict(scores.select("model", "family").unique("model", maintain_order=True).rows())
     heads = scores.filter(pl.col("statistic") == "headline")
@@ -66,13 +68,13 @@ def values(scores: pl.DataFrame, per_image: pl.DataFrame) -> Values:
         cols = np.array([column[m] for m in rows["model"].to_list()], np.int64)
         v[rows["row"].to_numpy(), cols] = rows["value"].fill_null(np.nan).to_numpy()
         columns[measure] = v
-    return Values(models, family, higher, Bootstrap(seed, keys), columns)
+    return Values(models, family, higher, Bootstrap(seed, keys), columns, test)
 
 
 def model_pairs(vals: Values) -> pl.DataFrame:
     """Every pair of scored models per measure (same-family pairs skipped for
-    stability, whose value is the family's): paired bootstrap interval of the mean
-    difference a - b, sign-flip p-value, Holm-adjusted within the measure."""
+    stability, whose value is the family's): the mean difference a - b with its interval
+    and p-value by the run's test, Holm-adjusted within the measure."""
     which, diffs = [], []
     for measure, v in vals.columns.items():
         scored = [j for j in range(len(vals.models)) if not np.isnan(v[:, j]).all()]
@@ -84,7 +86,7 @@ def model_pairs(vals: Values) -> pl.DataFrame:
             diffs.append(v[:, i] - v[:, j])
     if not which:
         return pl.DataFrame(schema=PAIRS)
-    result = paired(np.stack(diffs, axis=1), vals.boot)
+    result = paired(np.stack(diffs, axis=1), vals.boot, vals.test)
     measures = np.array([w[0] for w in which])
     adjusted = np.full(len(which), np.nan)
     for measure in vals.columns:
@@ -98,23 +100,23 @@ def model_pairs(vals: Values) -> pl.DataFrame:
 
 
 def family_pairs(vals: Values) -> pl.DataFrame:
-    """Every pair of families per measure, by the two-level bootstrap of
-    :mod:`harness.stats.families`; Holm-adjusted within the measure."""
+    """Every pair of families per measure, by the studentised two-level bootstrap of
+    :mod:`harness.stats.families` (whatever the run's test: the sign-flip test has no
+    two-level form); Holm-adjusted within the measure."""
     families = list(dict.fromkeys(f for m in vals.models if (f := vals.family[m]) is not None))
     out = {name: [] for name in FAMILIES}
     for measure, v in vals.columns.items():
         members = {f: [j for j, m in enumerate(vals.models) if vals.family[m] == f]
                    for f in families}
         drawn = {f: family_draws(v, members[f], vals.boot, f) for f in families}
-        has = {f: ~np.isnan(v[:, members[f]]).all(axis=1) for f in families}
         rows = []
         for fa, fb in itertools.combinations(families, 2):
-            (va, da), (vb, db) = drawn[fa], drawn[fb]
-            if np.isnan(va) or np.isnan(vb):
+            a, b = drawn[fa], drawn[fb]
+            if np.isnan(a.value) or np.isnan(b.value):
                 continue
-            low, high = percentile_interval(da - db)
-            rows.append((fa, fb, int((has[fa] & has[fb]).sum()), va, vb, va - vb, low, high,
-                         bootstrap_p(da - db)))
+            difference = family_means(v, members[fa]) - family_means(v, members[fb])
+            n, low, high, p = family_test(a, b, difference, vals.boot)
+            rows.append((fa, fb, n, a.value, b.value, a.value - b.value, low, high, p))
         adjusted = holm([r[-1] for r in rows])
         for r, adj in zip(rows, adjusted, strict=True):
             for name, value in zip(FAMILIES, (measure, *r, adj), strict=True):

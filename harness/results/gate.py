@@ -5,6 +5,7 @@ rules = ["entropy <= 0.6", "stability >= 0.8", "degradation.score_drop@object >=
 applies_to = "every"     # or "best": only the top model of the leaderboard must pass
 no_regression = true     # with --baseline: no headline separably worse than the baseline's
 tolerance = 0.01         # ... by more than this (a number, or a table measure -> number)
+test = "bootstrap-t"     # the paired test; "sign-flip" for the permutation test
 ```
 
 ``no_regression = "when-baseline"`` compares when ``--baseline`` is given and otherwise
@@ -41,10 +42,11 @@ import numpy as np
 import polars as pl
 
 from harness.errors import HarnessError, did_you_mean, excerpt
+from harness.results import numbers
 from harness.results.comparisons import SEPARABLE
 from harness.results.schema import per_image_column
 from harness.stats.bootstrap import Bootstrap
-from harness.stats.paired import holm, paired, smallest_p
+from harness.stats.paired import BOOTSTRAP_T, TESTS, holm, paired, smallest_p
 from harness.tomlfile import check_keys, read_toml
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
@@ -60,7 +62,7 @@ _RULE = re.compile(r"^\s*([A-Za-z_]+)(?:\.(\S+))?\s*(<=|>=|<|>)\s*"
 # What the gate reads of a scores file; a file without them is not a run's scores.
 _COLUMNS = ("model", "measure", "statistic", "value", "ci_low", "ci_high",
             "higher_is_better", "image_set_hash", "salience_config", "seed")
-_KEYS = {"rules", "applies_to", "no_regression", "tolerance"}
+_KEYS = {"rules", "applies_to", "no_regression", "tolerance", "test"}
 WHEN_BASELINE = "when-baseline"
 
 
@@ -79,6 +81,7 @@ class Rules:
     applies_to: str = "every"
     no_regression: bool | str = False  # or WHEN_BASELINE
     tolerance: float | dict = 0.0
+    test: str = BOOTSTRAP_T
 
     def tolerance_for(self, measure: str) -> float:
         if isinstance(self.tolerance, dict):
@@ -129,7 +132,12 @@ def read_rules(path) -> Rules:
                for t in numbers):
         raise HarnessError(f"{path}: tolerance must be a number >= 0 or a table of them by "
                            "measure (in the measure's units)")
-    return Rules(tuple(parse_rule(r) for r in rules), applies_to, no_regression, tolerance)
+    test = doc.get("test", BOOTSTRAP_T)
+    if test not in TESTS:
+        raise HarnessError(f"{path}: test must be one of {', '.join(TESTS)}, got "
+                           f"{excerpt(test)}")
+    return Rules(tuple(parse_rule(r) for r in rules), applies_to, no_regression, tolerance,
+                 test)
 
 
 def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = None, *,
@@ -300,11 +308,11 @@ def _regressions(scores, per_image, baseline, baseline_per_image, models, rules
         keys = per_image["image"].unique(maintain_order=True).to_list()
         diffs = np.stack([_differences(per_image, baseline_per_image, r["model"],
                                        r["measure"], keys) for r, _ in tests], axis=1)
-        result = paired(diffs, Bootstrap(int(scores["seed"][0]), keys))
+        result = paired(diffs, Bootstrap(int(scores["seed"][0]), keys), rules.test)
         adjusted = holm(result.p_value)
         # Holm multiplies the smallest p by the number of tests: below this floor no
         # change, however large, is separable, and saying "not separable" would pass it
-        floor = len(tests) * smallest_p(result.n)
+        floor = len(tests) * smallest_p(result.n, rules.test)
         for j, (r, at) in enumerate(tests):
             if result.n[j] and floor[j] >= SEPARABLE:
                 out[at] = Check(r["model"], f"{r['measure']} vs baseline", r["value"],
@@ -337,7 +345,8 @@ def _verdict(r: dict, result, j: int, p_adjusted: float, tolerance: float) -> Ch
         verdict = "not separable"
     else:
         verdict = "better" if worse_by < 0 else "worse, within tolerance"
-    text = (f"(change {result.diff[j]:+.3g} [{result.ci_low[j]:+.3g}, "
-            f"{result.ci_high[j]:+.3g}], p_adj {p_adjusted:.2g}, n {result.n[j]}: {verdict}"
+    text = (f"(change {result.diff[j]:+.3g} "
+            f"{numbers.interval(result.ci_low[j], result.ci_high[j], '+.3g')}, p_adj "
+            f"{numbers.p_value(p_adjusted)}, n {result.n[j]}: {verdict}"
             f"{f', tolerance {tolerance:g}' if tolerance else ''})")
     return Check(r["model"], what, r["value"], text, not regressed)

@@ -34,6 +34,7 @@ from harness.errors import printable
 from harness.numerics.similarity import ssim
 from harness.stats.bootstrap import Bootstrap
 from harness.stats.paired import holm, paired
+from harness.stats.studentized import interval_of_mean
 
 PARITY = {"model": pl.String, "variant": pl.String, "provider": pl.String,
           "status": pl.String, "note": pl.String, "saturated": pl.Int64,
@@ -117,7 +118,7 @@ def table(comparisons: list[Comparison], measures: list[str], boot: Bootstrap
                     result.p_value[j], adjusted[j])
         for c in scored if not tested else ():
             v = c.values[stat]
-            low, high = boot.interval(v) or (np.nan, np.nan)
+            low, high = interval_of_mean(v, boot) or (np.nan, np.nan)
             n = int((~np.isnan(v)).sum())
             rows[(c.model, c.variant, stat)] = (
                 np.nanmean(v) if n else np.nan, low, high, n, np.nan, np.nan)

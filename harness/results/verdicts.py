@@ -7,6 +7,7 @@ from __future__ import annotations
 import polars as pl
 
 from harness.errors import printable
+from harness.results import numbers
 from harness.results.comparisons import SEPARABLE
 
 
@@ -64,11 +65,13 @@ def _sentence(r: dict, measure: str, a: str, b: str, separable: bool, higher: bo
     positive in the measure's units."""
     diff, low, high = r["diff"], r["ci_low"], r["ci_high"]
     if diff < 0:
-        diff, low, high = -diff, -high, -low
+        diff, low, high = -diff, (None if high is None else -high), (
+            None if low is None else -low)
     larger, smaller = (r[a], r[b]) if r["diff"] >= 0 else (r[b], r[a])
     larger, smaller = printable(larger), printable(smaller)
     first, second = (larger, smaller) if higher else (smaller, larger)
-    stats = f"by {diff:.3g} [{low:.3g}, {high:.3g}], p_adj {r['p_adjusted']:.2g}, n {r['n']}"
+    stats = (f"by {diff:.3g} {numbers.interval(low, high)}, p_adj "
+             f"{numbers.p_value(r['p_adjusted'])}, n {r['n']}")
     word = "higher" if higher else "lower"
     if separable:
         return f"{first} has {word} {measure} than {second} {stats}"

@@ -2,12 +2,16 @@
 on their per-image differences, which is far more sensitive than comparing two separate
 intervals when the models agree on which images are hard.
 
-For each comparison: the mean difference over the images both sides have, its
-percentile bootstrap interval (the run's shared resamples), and a two-sided sign-flip
-permutation test: under "no difference" each image's difference is as likely to have
-either sign, so the observed ``|mean|`` is ranked among ``flips`` seeded random sign
-patterns, p = (b + 1) / (flips + 1). Holm's step-down adjustment then controls the
-chance of any false verdict within a family of comparisons.
+For each comparison: the mean difference over the images both sides have, and by
+default (:data:`BOOTSTRAP_T`) its studentised bootstrap 95% interval over the run's
+shared resamples with the equal-tailed test that is its exact dual
+(:mod:`harness.stats.studentized`): valid for the skewed differences these measures
+give. :data:`SIGN_FLIP` keeps the earlier pair, a percentile interval and a two-sided
+sign-flip permutation test (under "no difference" each image's difference is as likely
+to have either sign, so the observed ``|mean|`` is ranked among ``flips`` seeded random
+sign patterns, p = (b + 1) / (flips + 1)), which is exact only for symmetric
+differences. Holm's step-down adjustment then controls the chance of any false verdict
+within a family of comparisons.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ import zlib
 
 import numpy as np
 
+from harness.stats import studentized
 from harness.stats.bootstrap import Bootstrap, column_means
 
+BOOTSTRAP_T, SIGN_FLIP = "bootstrap-t", "sign-flip"
+TESTS = (BOOTSTRAP_T, SIGN_FLIP)
 FLIPS = 10_000
 _STREAM = zlib.crc32(b"sign-flips")
 _CHUNK = 1000  # sign patterns drawn at a time, so memory stays at 1000 x n
@@ -32,8 +39,8 @@ class Paired:
     """Comparisons side by side, one entry per column of the differences given.
 
     ``n``: images with a difference; ``diff``: their mean; ``ci_low``/``ci_high``: its
-    95% percentile bootstrap interval; ``p_value``: the sign-flip test (NaN where
-    ``n`` is 0).
+    95% interval; ``p_value``: the test of "no difference". With the default test the
+    interval and p are NaN below 3 images, and the interval where it has no finite end.
     """
 
     n: np.ndarray
@@ -43,18 +50,24 @@ class Paired:
     p_value: np.ndarray
 
 
-def paired(diffs, boot: Bootstrap, flips: int = FLIPS) -> Paired:
+def paired(diffs, boot: Bootstrap, test: str = BOOTSTRAP_T, flips: int = FLIPS) -> Paired:
     """Test every column of per-image differences.
 
     Args:
         diffs: ``(n, k)`` differences a - b per image (rows follow ``boot.keys``), NaN
             where either side has no value.
         boot: the run's resamples of these images (also seeds the sign flips).
-        flips: random sign patterns for the permutation test.
+        test: :data:`BOOTSTRAP_T` or :data:`SIGN_FLIP`.
+        flips: random sign patterns for the sign-flip test.
     """
     d = np.asarray(diffs, np.float64)
     if d.ndim == 1:
         d = d[:, None]
+    if test == BOOTSTRAP_T:
+        t = studentized.bootstrap_t(d, boot)
+        return Paired(t.n, t.mean, t.low, t.high, t.p)
+    if test != SIGN_FLIP:
+        raise ValueError(f"unknown test {test!r}: one of {', '.join(TESTS)}")
     present = ~np.isnan(d)
     n = present.sum(axis=0)
     low, high = np.full(d.shape[1], np.nan), np.full(d.shape[1], np.nan)
@@ -83,11 +96,20 @@ def sign_flip_p(zeroed: np.ndarray, seed: int, flips: int = FLIPS) -> np.ndarray
     return (extreme + 1) / (flips + 1)
 
 
-def smallest_p(n, flips: int = FLIPS) -> np.ndarray:
-    """The smallest p-value :func:`sign_flip_p` can give for ``n`` differences: only
-    the observed signs and their negation are as extreme as themselves, 2 of the 2^n
-    patterns (and never below 1 / (flips + 1)). Below it no difference of any size is
-    significant: a test on too few images cannot reject."""
+def smallest_p(n, test: str = BOOTSTRAP_T, resamples: int | None = None,
+               flips: int = FLIPS) -> np.ndarray:
+    """The smallest p-value ``test`` can give ``n`` differences (with any spread). Below
+    it no difference of any size is significant: a test on too few images cannot
+    reject.
+
+    For the sign-flip test only the observed signs and their negation are as extreme as
+    themselves, 2 of the 2^n patterns (and never below 1 / (flips + 1)); for the
+    bootstrap-t see :func:`harness.stats.studentized.smallest_p`.
+    """
+    if test == BOOTSTRAP_T:
+        from harness.stats.bootstrap import RESAMPLES
+
+        return studentized.smallest_p(n, RESAMPLES if resamples is None else resamples)
     n = np.asarray(n, np.float64)
     return np.maximum(np.exp2(1.0 - np.maximum(n, 1.0)), 1.0 / (flips + 1))
 
