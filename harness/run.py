@@ -24,9 +24,11 @@ from harness.inputs.settings import RunConfig, to_json
 from harness.inputs.zoo import run_sources
 from harness.io import check_writable
 from harness.measures import ALL, get_measures
+from harness.measures.accuracy import NAME as ACCURACY
 from harness.model.classifier import OnnxClassifier
 from harness.report.examples import Examples
 from harness.results.comparisons import family_pairs, model_pairs, values
+from harness.results.decision import check_names, decide
 from harness.results.leaderboard import build, directions, rank_rows, render
 from harness.results.schema import per_image_frame, to_frame, versions
 from harness.rundir import RunDir
@@ -79,6 +81,7 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
     entries = [(m.path, m.spec) for z in sources.zoos for m in z.models]
     entries += [(path, None) for path in config.models]
     measures = get_measures(list(config.measures) or list(ALL))
+    check_names(config.decision, [m.name for m in measures] + [ACCURACY])
 
     if sources.data is None:
         raise HarnessError("no image set: pass --data IMAGES (a folder, an image or an .npz)")
@@ -157,6 +160,8 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
     board = build(scores, scored.per_image, pairs)
     dirs = directions(scores)
     scores = pl.concat([scores, rank_rows(scores, board)])
+    info["decision"] = decide(scores, scored.per_image, pairs, board, config.decision,
+                              config.test)
     folder.write_results({RunDir.SCORES: scores, RunDir.PER_IMAGE: scored.per_image,
                           RunDir.PAIRS: pairs, RunDir.FAMILIES: families},
                          info, examples.arrays(), board,

@@ -68,15 +68,19 @@ def test_fewer_than_three_images_get_no_interval_and_no_test():
     assert np.isnan(result.ci_low).all() and np.isnan(result.p_value).all()
 
 
-def test_differences_with_no_spread_follow_the_statistics_own_limit():
-    """All differences equal: the interval is the point; p is 1 for a zero difference and
-    the smallest the resamples allow for any other (every resample has t* = 0)."""
+def test_differences_with_no_spread_get_the_sign_flip_tests_exact_p():
+    """All differences equal: p is 1 for a zero difference and the sign-flip test's exact
+    2^(1 - n) for any other (the studentised limit would call three equal differences
+    decisive); the interval is the point once p < 0.05, and reaches to 0 before."""
     keys = [f"{i}" for i in range(8)]
     d = np.stack([np.zeros(8), np.full(8, 0.1), np.full(8, -2.0)], axis=1)
     result = paired(d, Bootstrap(3, keys))
     assert result.ci_low == pytest.approx([0.0, 0.1, -2.0])
     assert result.ci_high == pytest.approx([0.0, 0.1, -2.0])
-    assert result.p_value == pytest.approx([1.0, 2 / 10000, 2 / 10000])
+    assert result.p_value == pytest.approx([1.0, 2 ** -7, 2 ** -7])
+    few = paired(np.full(4, 0.1), Bootstrap(3, keys[:4]))
+    assert few.p_value[0] == pytest.approx(2 ** -3) and few.ci_low[0] == 0.0
+    assert few.ci_high[0] == pytest.approx(0.1)
 
 
 def test_resamples_without_spread_count_as_extreme_and_unbounded_ends_are_no_interval():

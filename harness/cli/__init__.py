@@ -33,8 +33,8 @@ def cli():
 
 
 for command in (explain_commands.salience, run_commands.run, results_commands.leaderboard,
-                results_commands.compare, results_commands.gate, results_commands.report,
-                zoo_commands.zoo, parity_commands.parity):
+                results_commands.compare, results_commands.pick, results_commands.gate,
+                results_commands.report, zoo_commands.zoo, parity_commands.parity):
     cli.add_command(command)
 
 

@@ -30,7 +30,9 @@ def leaderboard(run_dir, fmt, by, wide):
         board = build(scores, reading.per_image(folder, scores), reading.pairs(folder), by=by)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
-    click.echo(render(board, directions(scores), fmt, wide=wide), nl=False)
+    decision = folder.info().get("decision") if by is None else None
+    click.echo(render(board, directions(scores), fmt, wide=wide,
+                      decision=decision if isinstance(decision, dict) else None), nl=False)
 
 
 @click.command(short_help="Check a finished run against rules (for CI).")
@@ -44,7 +46,7 @@ def gate(run_dir, rules_file, baseline):
     the gate cannot check (a bad rule, a baseline of other images, settings or seed, a
     folder that is not a run, nothing to check)."""
     from harness.results import reading
-    from harness.results.gate import check, read_rules
+    from harness.results.gate import P_BEST, check, read_rules
     from harness.rundir import RunDir
 
     rules = read_rules(rules_file)
@@ -55,9 +57,11 @@ def gate(run_dir, rules_file, baseline):
     regression = rules.no_regression and baseline is not None
     values = reading.per_image(run, scores)  # read, so a damaged folder is never gated
     base = reading.scores(RunDir(baseline)) if baseline else None
+    decision = _decision(run, scores, values) if any(
+        r.measure == P_BEST for r in rules.rules) else None
     checks = check(scores, rules, base, per_image=values if regression else None,
                    baseline_per_image=reading.per_image(RunDir(baseline), base)
-                   if regression else None, order=order)
+                   if regression else None, order=order, decision=decision)
     width = max(len(printable(c.model)) for c in checks) if checks else 0
     for c in checks:
         value = "" if c.skipped else "n/a" if c.value is None else f"{c.value:.4g}"
@@ -119,3 +123,50 @@ def compare(run_dir, measure, families, undecided):
         raise HarnessError(f"{folder.path}: nothing to compare (no two "
                            f"{'families' if families else 'models'} with values)")
     click.echo("\n".join(lines))
+
+
+@click.command(short_help="Say which model to ship, how sure, and what would change it.")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--objective", help='"mean_rank", a measure, or weights such as '
+                                  '"agreement=1,entropy=0.5" (default: the run\'s).')
+@click.option("--constraint", "constraints", multiple=True,
+              help='"sanity >= 0.5", "sanity.ci_low >= 0.5" or "accuracy not worse than the '
+                   'best by more than 0.02"; repeatable (default: the run\'s).')
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def pick(run_dir, objective, constraints, as_json):
+    """Decide again on a finished run, without new maps: the run's own objective and
+    constraints reproduce run.json's decision; --objective and --constraint replace
+    them."""
+    import json
+
+    from harness.results import reading
+    from harness.results.decision import lines
+    from harness.rundir import RunDir
+
+    folder = RunDir(run_dir)
+    scores = reading.scores(folder)
+    decision = _decision(folder, scores, reading.per_image(folder, scores), objective,
+                         constraints, stored=False)
+    click.echo(json.dumps(decision, indent=2) if as_json else "\n".join(lines(decision)))
+
+
+def _decision(folder, scores, per_image, objective=None, constraints=(), stored=True) -> dict:
+    """The run's decision: as run.json holds it (``stored``, when it holds one), or
+    decided again from the run's files with its own objective and constraints unless
+    others are given."""
+    from harness.results import reading
+    from harness.results.decision import DecisionConfig, decide
+    from harness.results.leaderboard import build
+    from harness.stats.paired import BOOTSTRAP_T
+
+    info = folder.info()
+    if stored and isinstance(info.get("decision"), dict):
+        return info["decision"]
+    settings = info.get("config") or {}
+    saved = settings.get("decision") or {}
+    config = DecisionConfig.checked(
+        objective if objective is not None else saved.get("objective", "mean_rank"),
+        tuple(constraints) if constraints else tuple(saved.get("constraints", ())))
+    pairs = reading.pairs(folder)
+    board = build(scores, per_image, pairs)
+    return decide(scores, per_image, pairs, board, config, settings.get("test", BOOTSTRAP_T))

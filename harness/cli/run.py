@@ -165,6 +165,13 @@ def _run_options(f):
                      help="The paired test of two models: studentised bootstrap, or the "
                           "sign-flip permutation test (exact only for symmetric "
                           "differences)."),
+        click.option("--objective", show_default="mean_rank",
+                     help='What the pick maximises: "mean_rank", a measure, or weights '
+                          'such as "agreement=1,entropy=0.5".'),
+        click.option("--constraint", "constraints", multiple=True,
+                     help='A condition the pick must meet, e.g. "sanity >= 0.5" or '
+                          '"accuracy not worse than the best by more than 0.02"; '
+                          "repeatable."),
         click.option("--model-timeout", "model_timeout", type=float, show_default="300",
                      help="Seconds loading a model, then one batch, may take before the "
                           "model is marked failed."),
@@ -199,9 +206,9 @@ def _run_options(f):
 @click.command(short_help="Score every model, rank them, write the run folder.")
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, target, layer, window,
-        baseline,
-        n_masks, batch_size, limit, seed, test, model_timeout, out, cache, shard_size, resume,
-        engine, scheduler, workers, config_file, quiet, as_json, wide, print_config):
+        baseline, n_masks, batch_size, limit, seed, test, objective, constraints,
+        model_timeout, out, cache, shard_size, resume, engine, scheduler, workers,
+        config_file, quiet, as_json, wide, print_config):
     """Score every model, rank them, and write the run to --out.
 
     With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
@@ -218,6 +225,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
     where = {"engine": engine, "scheduler": scheduler, "workers": workers}
     flags = {"zoo": zoo or None, "models": models or None, "data": data, "split": split,
              "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "test": test,
+             "decision.objective": objective, "decision.constraints": constraints or None,
              "out": out, "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
              **salience_flags(method, grid, target, layer, window, baseline, n_masks,
@@ -275,5 +283,5 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
                    f"{info['computed_passes']:,} forward passes computed in "
                    f"{info['seconds']:.0f} s on "
                    f"{', '.join(info['providers']) or 'no provider'}", err=True)
-    click.echo(render(done.board, dirs, "table", wide=wide))
+    click.echo(render(done.board, dirs, "table", wide=wide, decision=info["decision"]))
     click.echo(f"results: {config.out}/", err=True)

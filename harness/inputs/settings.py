@@ -16,10 +16,12 @@ from harness.errors import HarnessError, excerpt
 from harness.execution.plan import DEFAULT_SHARD
 from harness.model.session import DEFAULT_TIMEOUT
 from harness.numerics.perturb import NOISE_LEVELS
+from harness.results.decision import DecisionConfig
 from harness.salience.settings import SalienceConfig
 from harness.tomlfile import check_keys, read_toml
 
 _SALIENCE_KEYS = {f.name for f in dataclasses.fields(SalienceConfig)}
+_DECISION_KEYS = {f.name for f in dataclasses.fields(DecisionConfig)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,7 @@ class RunConfig:
     scheduler: str | None = None
     workers: int | None = None
     salience: SalienceConfig = SalienceConfig()
+    decision: DecisionConfig = DecisionConfig()
 
     @property
     def cache_dir(self) -> Path:
@@ -85,6 +88,10 @@ def read_config(path) -> dict:
             raise HarnessError(f"{path}: unknown key {key!r} under [salience]; did you mean "
                                f"{key} at the top, before [salience]?")
     check_keys(salience, _SALIENCE_KEYS, f"{path} [salience]")
+    decision = doc.pop("decision", {})
+    if not isinstance(decision, dict):
+        raise HarnessError(f"{path}: [decision] must be a table")
+    check_keys(decision, _DECISION_KEYS, f"{path} [decision]")
     root = path.parent
     for key in _PATH_LISTS:
         if key in doc:
@@ -99,11 +106,13 @@ def read_config(path) -> dict:
             doc[key] = root / doc[key]
     if "measures" in doc and isinstance(doc["measures"], str):
         doc["measures"] = tuple(m.strip() for m in doc["measures"].split(","))
-    return {**doc, **{f"salience.{k}": v for k, v in salience.items()}}
+    return {**doc, **{f"salience.{k}": v for k, v in salience.items()},
+            **{f"decision.{k}": v for k, v in decision.items()}}
 
 
 def build_config(default_measures=None, **settings) -> RunConfig:
-    """A validated RunConfig from settings (``salience.<key>`` for salience fields);
+    """A validated RunConfig from settings (``salience.<key>`` for salience fields,
+    ``decision.<key>`` for the decision's);
     ``None`` values are ignored so flags that were not given do not override the file.
     ``default_measures``: what ``measures = ()`` stands for (default: all seven; a
     parity run: none), for the check of the grid against them.
@@ -111,19 +120,21 @@ def build_config(default_measures=None, **settings) -> RunConfig:
     Raises:
         HarnessError: a value out of range or of the wrong kind, naming the setting.
     """
-    top, sal = {}, {}
+    top, sal, dec = {}, {}, {}
     for key, value in settings.items():
         if value is None:
             continue
         if key.startswith("salience."):
             sal[key.split(".", 1)[1]] = value
+        elif key.startswith("decision."):
+            dec[key.split(".", 1)[1]] = value
         elif key in _TOP_KEYS:
             top[key] = value
         else:
             check_keys([key], _TOP_KEYS, "run settings")
     salience = SalienceConfig.checked(**sal)
     config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in top.items()},
-                       salience=salience)
+                       salience=salience, decision=DecisionConfig.checked(**dec))
     if not _integer(config.limit) or config.limit < 0:
         raise HarnessError(f"limit must be an integer >= 0, got {excerpt(config.limit)}")
     # a seed past int64 fails only when the results are written, after all the work
@@ -186,6 +197,8 @@ def to_json(config: RunConfig) -> dict:
             value = list(value)
         out[field.name] = value
     out["salience"] = dataclasses.asdict(config.salience)
+    out["decision"] = {"objective": config.decision.objective,
+                       "constraints": list(config.decision.constraints)}
     return out
 
 
@@ -203,10 +216,13 @@ def to_toml(config: RunConfig) -> str:
             return "true" if v else "false"
         if isinstance(v, list):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
         return json.dumps(v) if isinstance(v, str) else repr(v)
 
     settings = to_json(config)
     salience = settings.pop("salience")
+    decision = settings.pop("decision")
     unset = {"data": "the zoo's own data", "split": "the zoo's split", "out": "results/<time>",
              "cache": "OUT/cache", "scheduler": "a local cluster",
              "workers": "one per core", "model_timeout": "no limit"}
@@ -221,6 +237,7 @@ def to_toml(config: RunConfig) -> str:
     lines += ["", "[salience]"] + [
         f"# {k}: not set (cam: the last spatial feature map)" if v is None
         else f"{k} = {value(v)}" for k, v in salience.items()]
+    lines += ["", "[decision]"] + [f"{k} = {value(v)}" for k, v in decision.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -228,9 +245,11 @@ def from_json(settings: dict) -> RunConfig:
     """Inverse of :func:`to_json` (settings as read back from plan.json)."""
     doc = dict(settings)
     salience = doc.pop("salience", {})
+    decision = doc.pop("decision", {})
     for key in _PATH_LISTS:
         doc[key] = tuple(Path(p) for p in doc.get(key, ()))
     for key in _PATH_KEYS:
         if doc.get(key) is not None:
             doc[key] = Path(doc[key])
-    return build_config(**doc, **{f"salience.{k}": v for k, v in salience.items()})
+    return build_config(**doc, **{f"salience.{k}": v for k, v in salience.items()},
+                        **{f"decision.{k}": v for k, v in decision.items()})

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.maps import ModelMaps
-from harness.stats.bootstrap import Bootstrap
+from harness.stats.bootstrap import Bootstrap, percentile_interval
 from harness.stats.studentized import interval_of_mean
 
 
@@ -113,10 +113,13 @@ def split_stat_name(name: str) -> tuple[str, str | None]:
     return (kind, qualifier) if at else (name, None)
 
 
-def mean_stat(statistic: str, values, boot: Bootstrap | None) -> Stat:
+def mean_stat(statistic: str, values, boot: Bootstrap | None, binary: bool = False) -> Stat:
     """Mean of per-image values (NaN = excluded) with its studentised bootstrap 95%
     interval from the run's resamples of these images (``boot``; None: no resamples).
-    The interval is empty (None) below 3 values or where it has no finite end."""
+    The interval is empty (None) below 3 values or where it has no finite end.
+    ``binary`` values (0 or 1, such as a correct answer) take the percentile interval:
+    a share with few failures leaves most resamples without spread, where the
+    studentised interval has no finite end."""
     v = np.asarray(values, np.float64).reshape(-1)
     kept = v[~np.isnan(v)]
     if not len(kept):
@@ -124,16 +127,19 @@ def mean_stat(statistic: str, values, boot: Bootstrap | None) -> Stat:
     mean = float(kept.mean())
     if boot is None:
         return Stat(statistic, mean, mean, mean, len(kept))
-    low, high = interval_of_mean(v, boot) or (None, None)
+    if binary:
+        low, high = percentile_interval(boot.means(v))
+    else:
+        low, high = interval_of_mean(v, boot) or (None, None)
     return Stat(statistic, mean, low, high, len(kept))
 
 
 def headline_result(name: str, higher: bool, per_image, boot: Bootstrap | None,
-                    details=()) -> MeasureResult:
+                    details=(), binary: bool = False) -> MeasureResult:
     """A result whose headline is the mean of ``per_image`` (kept for paired tests)."""
     values = np.asarray(per_image, np.float64).reshape(-1)
-    return MeasureResult(name, higher, (mean_stat("headline", values, boot), *details),
-                         values)
+    return MeasureResult(name, higher, (mean_stat("headline", values, boot, binary),
+                                        *details), values)
 
 
 def plain_stat(statistic: str, value, n: int) -> Stat:

@@ -35,6 +35,7 @@ tr.failed td{color:#b00}
 dl.measures dt{font-weight:600;margin-top:.5em} dl.measures dd{margin-left:1.2em;color:#333}
 img{max-width:100%} .fig{margin:1em 0} .note{color:#555;font-size:13px}
 .ci{color:#777;font-size:12px} .rank{color:#333;font-weight:600}
+.pick{font-size:1.15em;font-weight:600} ul.decision li{margin:.2em 0}
 """
 
 def shown(source: str) -> str:
@@ -139,6 +140,32 @@ def _parity_section(folder: RunDir, labels: dict) -> list[str]:
                                              return_dtype=pl.String)))]
 
 
+def _decision_section(decision, labels: dict) -> list[str]:
+    """The pick, how sure it is and what would change it, in the names the report
+    shows (none for a run made before decisions existed)."""
+    from harness.results.decision import lines
+
+    if not isinstance(decision, dict):
+        return []
+    named = dict(decision)
+    name = (lambda m: labels.get(m, m))
+    if named.get("pick") is not None:
+        named["pick"] = name(named["pick"])
+    named["top_set"] = [name(m) for m in named.get("top_set") or []]
+    for key, field in (("closest", "model"), ("power", "runner_up")):
+        if isinstance(named.get(key), dict):
+            named[key] = named[key] | {field: name(named[key][field])}
+    named["excluded"] = {name(m): why for m, why in (named.get("excluded") or {}).items()}
+    said = lines(named, width=10**6)
+    return ["<h2>The pick</h2>", f"<p class='pick'>{html.escape(said[0])}</p>",
+            "<ul class='decision'>", *(f"<li>{html.escape(x.strip())}</li>" for x in said[1:]),
+            "</ul><p class='note'>P(best): the share of the run's bootstrap resamples of the "
+            "images in which the pick comes first. Top set: the models its paired tests "
+            "cannot separate from it (Holm-adjusted p &ge; 0.05). Power: normal "
+            "approximation for a two-sided test at 0.05. <code>harness pick DIR</code> "
+            "decides again with another objective or constraints.</p>"]
+
+
 def build_report(run_dir, images: int = 4) -> str:
     """The report of the run in ``run_dir`` as one HTML string."""
     import matplotlib
@@ -178,6 +205,7 @@ def build_report(run_dir, images: int = 4) -> str:
              f"{html.escape(shown(info.get('image_set', '?')))}, salience: "
              f"{html.escape(salience.get('method', '?'))}, "
              f"{_passes(info)}</p>",
+             *_decision_section(info.get("decision"), labels),
              *_parity_section(folder, labels),
              "<h2>Leaderboard</h2>", _leaderboard_html(board, dirs),
              f"<p class='note'>{html.escape(' '.join([footnote(), few_line(board, dirs)]))}"

@@ -14,9 +14,10 @@ import itertools
 import numpy as np
 import polars as pl
 
+from harness.measures import accuracy
 from harness.stats.bootstrap import Bootstrap
 from harness.stats.families import family_draws, family_means, family_test
-from harness.stats.paired import BOOTSTRAP_T, holm, paired
+from harness.stats.paired import BOOTSTRAP_T, Paired, holm, paired
 
 PAIRS = {"measure": pl.String, "model_a": pl.String, "model_b": pl.String, "n": pl.Int64,
          "diff": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
@@ -71,6 +72,12 @@ def values(scores: pl.DataFrame, per_image: pl.DataFrame, test: str = BOOTSTRAP_
     return Values(models, family, higher, Bootstrap(seed, keys), columns, test)
 
 
+def test_for(measure: str, test: str) -> str:
+    """The paired test of ``measure`` in a run whose test is ``test``: accuracy's 0/1
+    values always take the sign-flip test (:mod:`harness.measures.accuracy`)."""
+    return accuracy.TEST if measure == accuracy.NAME else test
+
+
 def model_pairs(vals: Values) -> pl.DataFrame:
     """Every pair of scored models per measure (same-family pairs skipped for
     stability, whose value is the family's): the mean difference a - b with its interval
@@ -86,17 +93,32 @@ def model_pairs(vals: Values) -> pl.DataFrame:
             diffs.append(v[:, i] - v[:, j])
     if not which:
         return pl.DataFrame(schema=PAIRS)
-    result = paired(np.stack(diffs, axis=1), vals.boot, vals.test)
-    measures = np.array([w[0] for w in which])
+    measures = [w[0] for w in which]
+    result = paired_by_measure(np.stack(diffs, axis=1), measures, vals.boot, vals.test)
     adjusted = np.full(len(which), np.nan)
     for measure in vals.columns:
-        at = measures == measure
+        at = np.array(measures) == measure
         adjusted[at] = holm(result.p_value[at])
     return _frame(PAIRS, {
-        "measure": measures.tolist(), "model_a": [w[1] for w in which],
+        "measure": measures, "model_a": [w[1] for w in which],
         "model_b": [w[2] for w in which], "n": result.n, "diff": result.diff,
         "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value,
         "p_adjusted": adjusted})
+
+
+def paired_by_measure(diffs: np.ndarray, measures: list[str], boot: Bootstrap, test: str
+                      ) -> Paired:
+    """:func:`~harness.stats.paired.paired` of each column of ``diffs`` by the test of its
+    measure (:func:`test_for`)."""
+    tests = np.array([test_for(m, test) for m in measures])
+    out = {name: np.full(len(measures), np.nan) for name in (
+        "n", "diff", "ci_low", "ci_high", "p_value")}
+    for chosen in dict.fromkeys(tests.tolist()):
+        at = tests == chosen
+        result = paired(diffs[:, at], boot, chosen)
+        for name in out:
+            out[name][at] = getattr(result, name)
+    return Paired(**(out | {"n": out["n"].astype(np.int64)}))
 
 
 def family_pairs(vals: Values) -> pl.DataFrame:

@@ -17,7 +17,8 @@ A rule names a measure (its headline) or ``measure.statistic`` for a detail row,
 bound: ``entropy.ci_high <= 0.6`` tests the upper end of the headline's 95% interval
 (the model is below 0.6 with confidence, not just on its point value),
 ``agreement.ci_low >= 1`` the lower end, ``entropy.rank_high <= 3`` the worst rank the
-model's rank set allows; each line says which bound it tested. A model
+model's rank set allows; each line says which bound it tested. ``p_best >= 0.5`` tests
+the run's decision: the pick must come first in at least half of the resamples. A model
 without a value for a rule (no family, no human maps, failed) fails that rule: a gate
 that cannot check something does not pass it. A model with no rows of the measure at
 all is one the measure is not about (the model itself in a parity run, whose
@@ -34,8 +35,6 @@ fails a gate with at most 5% chance) and by more than the tolerance.
 from __future__ import annotations
 
 import dataclasses
-import operator
-import re
 from pathlib import Path
 
 import numpy as np
@@ -43,36 +42,19 @@ import polars as pl
 
 from harness.errors import HarnessError, did_you_mean, excerpt
 from harness.results import numbers
-from harness.results.comparisons import SEPARABLE
+from harness.results.comparisons import SEPARABLE, paired_by_measure, test_for
+from harness.results.rules import BOUNDS, INTERVAL, OPS, Rule, parse_rule, rule_values
 from harness.results.schema import per_image_column
 from harness.stats.bootstrap import Bootstrap
-from harness.stats.paired import BOOTSTRAP_T, TESTS, holm, paired, smallest_p
+from harness.stats.paired import BOOTSTRAP_T, TESTS, holm, smallest_p
 from harness.tomlfile import check_keys, read_toml
 
-OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
-# A rule's statistic that names a bound, and the words its line tests it in: the
-# headline's interval is tested on its ends, the rank set on the ranks it allows
-BOUNDS = {"ci_low": "the lower end of its 95% interval",
-          "ci_high": "the upper end of its 95% interval",
-          "rank_low": "the best rank its rank set allows",
-          "rank_high": "the worst rank its rank set allows"}
-_INTERVAL = ("ci_low", "ci_high")  # read from the headline row's own columns
-_RULE = re.compile(r"^\s*([A-Za-z_]+)(?:\.(\S+))?\s*(<=|>=|<|>)\s*"
-                   r"(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 # What the gate reads of a scores file; a file without them is not a run's scores.
 _COLUMNS = ("model", "measure", "statistic", "value", "ci_low", "ci_high",
             "higher_is_better", "image_set_hash", "salience_config", "seed")
 _KEYS = {"rules", "applies_to", "no_regression", "tolerance", "test"}
 WHEN_BASELINE = "when-baseline"
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    text: str
-    measure: str
-    statistic: str
-    op: str
-    bound: float
+P_BEST = "p_best"  # a rule on the decision: the share of resamples the pick comes first in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,15 +81,6 @@ class Check:
     detail: str
     passed: bool
     skipped: bool = False  # not checked, and said so (never counted as passed)
-
-
-def parse_rule(text: str) -> Rule:
-    match = _RULE.match(text)
-    if not match:
-        raise HarnessError(f"rule {text!r}: write it as 'measure <op> number' or "
-                           "'measure.statistic <op> number', with <=, >=, < or >")
-    measure, statistic, op, bound = match.groups()
-    return Rule(text.strip(), measure, statistic or "headline", op, float(bound))
 
 
 def read_rules(path) -> Rules:
@@ -142,7 +115,7 @@ def read_rules(path) -> Rules:
 
 def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = None, *,
           per_image: pl.DataFrame | None = None, baseline_per_image: pl.DataFrame | None = None,
-          order: list[str] | None = None) -> list[Check]:
+          order: list[str] | None = None, decision: dict | None = None) -> list[Check]:
     """Every rule for every model it applies to, then the regression checks.
 
     Args:
@@ -151,6 +124,8 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
         baseline, baseline_per_image: the baseline run's, for ``no_regression``.
         order: the models in leaderboard order (``applies_to = "best"`` takes the first);
             default: the leaderboard rebuilt from ``per_image``.
+        decision: the run's decision (:mod:`harness.results.decision`), for rules on
+            ``p_best``.
 
     Raises:
         HarnessError: a rule names what the run lacks, a scores file is not a run's, the
@@ -161,10 +136,17 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
     available = set(zip(scores["measure"].to_list(), scores["statistic"].to_list(), strict=True))
     measures = sorted({m for m, _ in available})
     for rule in rules.rules:
+        if rule.measure == P_BEST:
+            if rule.statistic != "headline":
+                raise HarnessError(f"rule {rule.text!r}: p_best has no statistic "
+                                   f"{rule.statistic!r}; write 'p_best >= 0.5'")
+            if decision is None:
+                raise HarnessError(f"rule {rule.text!r}: tests the run's decision; pass it")
+            continue
         if rule.measure not in measures:
             raise HarnessError(f"rule {rule.text!r}: measure {rule.measure!r} is not in this "
                                f"run (measures: {', '.join(measures)})")
-        wanted = "headline" if rule.statistic in _INTERVAL else rule.statistic
+        wanted = "headline" if rule.statistic in INTERVAL else rule.statistic
         if (rule.measure, wanted) not in available:
             stats = sorted(s for m, s in available if m == rule.measure)
             hint = did_you_mean(rule.statistic, stats)
@@ -183,14 +165,13 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
     if not models:
         raise HarnessError("the gate checked nothing: the run has no model to apply the "
                            "rules to")
-    value = {(r["model"], r["measure"], r["statistic"]): r["value"]
-             for r in scores.select("model", "measure", "statistic", "value").iter_rows(named=True)}
-    for r in scores.filter(pl.col("statistic") == "headline").iter_rows(named=True):
-        for bound in _INTERVAL:
-            value[(r["model"], r["measure"], bound)] = r[bound]
+    value = rule_values(scores)
     measured = set(zip(scores["model"].to_list(), scores["measure"].to_list(), strict=True))
     checks = []
     for rule in rules.rules:
+        if rule.measure == P_BEST:
+            checks.append(_p_best(rule, decision))
+            continue
         for model in models:
             if (model, rule.measure) not in measured:
                 # e.g. the model a parity run compares its variants with: a model that
@@ -222,6 +203,15 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
             raise HarnessError(f"the gate checked nothing: {small[0].detail.strip('()')}")
         raise HarnessError("the gate checked nothing: no rule applied to the run's models")
     return checks
+
+
+def _p_best(rule, decision: dict) -> Check:
+    """``p_best >= 0.5``: one line, for the run's pick."""
+    if decision.get("pick") is None:
+        return Check("-", rule.text, None, f"(no pick: {decision.get('reason')})", False)
+    v = decision["p_best"]
+    return Check(decision["pick"], rule.text, v, f"{rule.op} {rule.bound:g} (the share of "
+                 "resamples in which the pick comes first)", OPS[rule.op](v, rule.bound))
 
 
 def _order(scores: pl.DataFrame, per_image: pl.DataFrame | None) -> list[str]:
@@ -308,11 +298,14 @@ def _regressions(scores, per_image, baseline, baseline_per_image, models, rules
         keys = per_image["image"].unique(maintain_order=True).to_list()
         diffs = np.stack([_differences(per_image, baseline_per_image, r["model"],
                                        r["measure"], keys) for r, _ in tests], axis=1)
-        result = paired(diffs, Bootstrap(int(scores["seed"][0]), keys), rules.test)
+        measures = [r["measure"] for r, _ in tests]
+        result = paired_by_measure(diffs, measures, Bootstrap(int(scores["seed"][0]), keys),
+                                   rules.test)
         adjusted = holm(result.p_value)
         # Holm multiplies the smallest p by the number of tests: below this floor no
         # change, however large, is separable, and saying "not separable" would pass it
-        floor = len(tests) * smallest_p(result.n, rules.test)
+        floor = len(tests) * np.array([smallest_p(n, test_for(m, rules.test))
+                                       for n, m in zip(result.n, measures, strict=True)])
         for j, (r, at) in enumerate(tests):
             if result.n[j] and floor[j] >= SEPARABLE:
                 out[at] = Check(r["model"], f"{r['measure']} vs baseline", r["value"],

@@ -322,9 +322,13 @@ def footnote(wide: bool = True, columns=()) -> str:
 
 
 def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
-           wide: bool = False) -> str:
+           wide: bool = False, decision: dict | None = None) -> str:
     """The leaderboard as ``table`` (aligned text, within :data:`WIDTH` columns unless
-    ``wide``), ``md`` (always wide), ``csv`` or ``json``."""
+    ``wide``), ``md`` (always wide), ``csv`` or ``json``; the table and Markdown say the
+    ``decision`` (``run.json``'s) first under the table."""
+    from harness.results.decision import lines as decision_lines
+
+    said = decision_lines(decision) if decision else []
     if fmt == "csv":  # names escaped: a newline in one must not start a row of its own
         return board.with_columns(pl.col(c).map_elements(printable, return_dtype=pl.String)
                                   for c in ("model", "family", "status")).write_csv()
@@ -335,6 +339,8 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
         rows = [[c.replace("|", "\\|") for c in r] for r in rows]  # a | in a name
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        if said:
+            lines += [""] + [f"- {x.strip()}" for x in said]
         return ("\n".join(lines) + "\n\n" + footnote() + _then(few_line(board, dirs))
                 + _then(reference_line(board, dirs)) + _then(saturation_line(board)) + "\n")
     if fmt != "table":
@@ -348,7 +354,7 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
             True
     notes = footnote(wide, short) + _then(few_line(board, dirs, few_only)) + \
         _then(reference_line(board, dirs)) + _then(saturation_line(board))
-    return "\n".join(lines) + "\n" + _wrap(notes, WIDTH) + "\n"
+    return "\n".join(lines + said) + "\n" + _wrap(notes, WIDTH) + "\n"
 
 
 def _then(text: str) -> str:

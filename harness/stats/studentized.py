@@ -20,9 +20,11 @@ of the ``B`` resamples' and ``k = ceil(0.025 (B + 1)) - 1``:
 never disagree. The stated rules for what the formula leaves undefined:
 
 - fewer than :data:`MIN_N` values: no interval and no test (NaN);
-- values with no spread (all equal): the interval is ``[m, m]``, and p is 1 when ``m``
-  is 0, otherwise ``2 / (B + 1)``; both are the formula's own limit, since every
-  resample then has ``t* = 0``;
+- values with no spread (all equal to ``m``): the studentised statistic is undefined, and
+  its limit (every resample has ``t* = 0``) would call three equal differences
+  decisive. p is 1 when ``m`` is 0, otherwise the sign-flip test's exact ``2^(1 - n)``
+  (at least ``2 / (B + 1)``); the interval is ``[m, m]`` once that p is below 0.05
+  (n >= 7) and otherwise reaches from ``m`` to 0;
 - a resample with no spread (it drew copies of one value): ``t* = 0`` when its mean is
   ``m``, otherwise infinite with the sign of its difference, so a resample with nothing
   to measure its spread counts as more extreme than any observed statistic;
@@ -69,8 +71,14 @@ def bootstrap_t(values, boot: Bootstrap) -> Tested:
     m = moments(values, boot)
     t = studentize(m.shift, m.variance_draws)
     low, high, p = dual(m.mean, np.sqrt(m.variance), t)
+    # no spread: the sign-flip test's exact p for n equal signs, and an interval that
+    # reaches to 0 until that p is below 5%, so the two stay each other's duals
+    with np.errstate(over="ignore"):
+        signs = np.maximum(np.exp2(1.0 - m.n.astype(np.float64)), _smallest(t))
+    flat_p = np.where(m.mean == 0, 1.0, signs)
+    reach = np.where(flat_p < 1 - LEVEL, m.mean, 0.0)
     low, high, p = (np.where(m.flat, x, y) for x, y in (
-        (m.mean, low), (m.mean, high), (np.where(m.mean == 0, 1.0, _smallest(t)), p)))
+        (np.minimum(m.mean, reach), low), (np.maximum(m.mean, reach), high), (flat_p, p)))
     few = m.n < MIN_N
     return Tested(m.n, m.mean, *(np.where(few, np.nan, x) for x in (low, high, p)))
 
