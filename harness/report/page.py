@@ -148,7 +148,10 @@ def _decision_section(decision, labels: dict) -> list[str]:
     if not isinstance(decision, dict):
         return []
     named = dict(decision)
-    name = (lambda m: labels.get(m, m))
+
+    def name(m):
+        return labels.get(m, m)
+
     if named.get("pick") is not None:
         named["pick"] = name(named["pick"])
     named["top_set"] = [name(m) for m in named.get("top_set") or []]
