@@ -1,9 +1,10 @@
 """What the statistics cost against the forward passes they summarise.
 
 A run of 15 models x 1,000 images x the six measures (plus test accuracy) is simulated
-at the statistics stage: every headline's and every detail's bootstrap interval (about
-70 per model, as the measures report), the per-image frame, every pair of models and of
-families, and the leaderboard with its rank intervals. Its time is set against the
+at the statistics stage: every headline's and every detail's studentised bootstrap
+interval (about 70 per model, as the measures report), the per-image frame, every pair
+of models and of families, the leaderboard with its rank sets, and the decision (P(best),
+the pick's tests against its rivals, the power line). Its time is set against the
 forward passes such a run needs (``required_passes`` with 7 x 7 occlusion) at the raw
 ``session.run`` speed of the built-in zoo's CNN, measured in the same process. Target:
 the statistics take under 5% of the forward-pass time.
@@ -12,13 +13,15 @@ the statistics take under 5% of the forward-pass time.
 import time
 
 import numpy as np
+import polars as pl
 
 from benchmarks.test_salience_throughput import BATCH, raw_passes
 from harness import OnnxClassifier
 from harness.measures import ALL
 from harness.measures.base import mean_stat
 from harness.results.comparisons import family_pairs, model_pairs, values
-from harness.results.leaderboard import build
+from harness.results.decision import decide
+from harness.results.leaderboard import build, rank_rows
 from harness.results.schema import per_image_frame, to_frame
 from harness.runner import required_passes
 from harness.stats.bootstrap import Bootstrap
@@ -57,7 +60,8 @@ def statistics(n_images: int, seed: int = 0) -> float:
     vals = values(scores, per_image)
     pairs = model_pairs(vals)
     family_pairs(vals)
-    build(scores, per_image, pairs)
+    board = build(scores, per_image, pairs)
+    decide(pl.concat([scores, rank_rows(scores, board)]), per_image, pairs, board)
     return time.perf_counter() - start
 
 

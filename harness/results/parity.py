@@ -32,8 +32,9 @@ import polars as pl
 
 from harness.errors import printable
 from harness.numerics.similarity import ssim
-from harness.stats.bootstrap import Bootstrap
-from harness.stats.paired import holm, paired
+from harness.results.comparisons import test_for
+from harness.stats.bootstrap import Bootstrap, percentile_interval
+from harness.stats.paired import BOOTSTRAP_T, holm, paired
 from harness.stats.studentized import interval_of_mean
 
 PARITY = {"model": pl.String, "variant": pl.String, "provider": pl.String,
@@ -46,6 +47,7 @@ DRIFT = {"agreement": True, "score_change": False, "score_shift": None, "ssim": 
          "lost_maps": False}
 # the drift statistics whose mean is tested against no change
 TESTED = ("score_shift",)
+BINARY = "agreement"  # the drift statistic whose per-image values are 0 or 1
 MEASURE = "parity"  # their measure's name in scores.parquet, for the gate
 
 
@@ -110,7 +112,9 @@ def table(comparisons: list[Comparison], measures: list[str], boot: Bootstrap
         scored = [c for c in comparisons if stat in c.values]
         tested = stat not in DRIFT or stat in TESTED
         if scored and tested:
-            result = paired(np.stack([c.values[stat] for c in scored], axis=1), boot)
+            measure = stat.removesuffix("_diff") if stat not in DRIFT else stat
+            result = paired(np.stack([c.values[stat] for c in scored], axis=1), boot,
+                            test_for(measure, BOOTSTRAP_T))
             adjusted = holm(result.p_value)
             for j, c in enumerate(scored):
                 rows[(c.model, c.variant, stat)] = (
@@ -118,7 +122,9 @@ def table(comparisons: list[Comparison], measures: list[str], boot: Bootstrap
                     result.p_value[j], adjusted[j])
         for c in scored if not tested else ():
             v = c.values[stat]
-            low, high = interval_of_mean(v, boot) or (np.nan, np.nan)
+            # agreement is 0 or 1 per image: a share near 1 has no finite studentised end
+            low, high = percentile_interval(boot.means(v)) if stat == BINARY and \
+                (~np.isnan(v)).any() else interval_of_mean(v, boot) or (np.nan, np.nan)
             n = int((~np.isnan(v)).sum())
             rows[(c.model, c.variant, stat)] = (
                 np.nanmean(v) if n else np.nan, low, high, n, np.nan, np.nan)
