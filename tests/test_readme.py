@@ -54,6 +54,7 @@ def test_readme_run_toml_lists_every_setting_and_parses(tmp_path):
     import dataclasses
 
     from harness.inputs.settings import RunConfig, build_config, read_config
+    from harness.results.decision import DecisionConfig
     from harness.salience.settings import SalienceConfig
 
     block = next(b for b in re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
@@ -61,10 +62,11 @@ def test_readme_run_toml_lists_every_setting_and_parses(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(block)
     settings = read_config(path)
-    top_part, salience_part = block.split("[salience]")
+    top_part, salience_part = block.split("[decision]")[0].split("[salience]")
     commented = set(re.findall(r"^# (\w+) = ", top_part, re.M)) | {
         f"salience.{k}" for k in re.findall(r"^# (\w+) = ", salience_part, re.M)}
-    top = {f.name for f in dataclasses.fields(RunConfig)} - {"salience"}
+    top = {f.name for f in dataclasses.fields(RunConfig)} - {"salience", "decision"}
     sal = {f"salience.{f.name}" for f in dataclasses.fields(SalienceConfig)}
-    assert set(settings) | commented == top | sal and not set(settings) & commented
+    dec = {f"decision.{f.name}" for f in dataclasses.fields(DecisionConfig)}
+    assert set(settings) | commented == top | sal | dec and not set(settings) & commented
     build_config(**settings)  # every value is valid as written

@@ -166,14 +166,18 @@ def dual(estimate, se, t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def smallest_p(n, resamples: int) -> np.ndarray:
-    """The smallest p-value :func:`bootstrap_t` gives ``n`` values with any spread,
-    about: ``2 / (resamples + 1)``, plus twice the share of resamples that are copies
-    of one image (``n^-n`` each side), which count as more extreme than anything
-    observed. NaN-free: 1 where there is no test (fewer than :data:`MIN_N` values)."""
+    """The smallest p-value :func:`bootstrap_t` can give every kind of ``n`` differences:
+    equal differences stop at the sign-flip test's ``2^(1 - n)``, and differences with
+    spread at about ``2 / (resamples + 1)`` plus twice the share of resamples that are
+    copies of one image (``n^-n`` each side), which count as more extreme than anything
+    observed. Below it a change of some shape, however large, cannot be separable. 1
+    where there is no test (fewer than :data:`MIN_N` values)."""
     n = np.asarray(n, np.float64)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         copies = np.where(n >= MIN_N, np.exp(-n * np.log(np.maximum(n, 1.0))), 1.0)
-    return np.where(n >= MIN_N, np.minimum(1.0, 2.0 / (resamples + 1) + 2.0 * copies), 1.0)
+        equal = np.exp2(1.0 - np.maximum(n, 1.0))
+    spread = 2.0 / (resamples + 1) + 2.0 * copies
+    return np.where(n >= MIN_N, np.minimum(1.0, np.maximum(equal, spread)), 1.0)
 
 
 def _smallest(t: np.ndarray) -> np.ndarray:
