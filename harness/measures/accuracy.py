@@ -2,10 +2,10 @@
 it is shown beside them because the comparison is only fair between models of equal
 accuracy, and its paired test says whether they are.
 
-Per-image values are 0 or 1, so the interval is the percentile bootstrap's and two
-models are compared by the sign-flip test, which on differences of -1, 0 and 1 is
-McNemar's exact test: the studentised bootstrap has no finite interval for a share
-with few failures, and calls a handful of one-sided discordant images decisive."""
+Per-image values are 0 or 1, so two models are compared by the sign-flip test, which on
+differences of -1, 0 and 1 is McNemar's exact test: the studentised bootstrap has no
+finite interval for a share with few failures, and calls a handful of one-sided
+discordant images decisive."""
 
 import numpy as np
 
@@ -26,5 +26,4 @@ def compute(predicted: np.ndarray, labels: np.ndarray | None, boot) -> MeasureRe
     """
     if labels is None:
         return None
-    return headline_result(NAME, True, (predicted == labels).astype(np.float64), boot,
-                           binary=True)
+    return headline_result(NAME, True, (predicted == labels).astype(np.float64), boot)

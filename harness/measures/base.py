@@ -13,8 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.maps import ModelMaps
-from harness.stats.bootstrap import Bootstrap, percentile_interval
-from harness.stats.studentized import interval_of_mean
+from harness.stats.bootstrap import Bootstrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,33 +112,32 @@ def split_stat_name(name: str) -> tuple[str, str | None]:
     return (kind, qualifier) if at else (name, None)
 
 
-def mean_stat(statistic: str, values, boot: Bootstrap | None, binary: bool = False) -> Stat:
-    """Mean of per-image values (NaN = excluded) with its studentised bootstrap 95%
-    interval from the run's resamples of these images (``boot``; None: no resamples).
-    The interval is empty (None) below 3 values or where it has no finite end.
-    ``binary`` values (0 or 1, such as a correct answer) take the percentile interval:
-    a share with few failures leaves most resamples without spread, where the
-    studentised interval has no finite end."""
+def mean_stat(statistic: str, values, boot: Bootstrap | None) -> Stat:
+    """Mean of per-image values (NaN = excluded) with its percentile bootstrap 95%
+    interval from the run's resamples of these images (``boot``; None: no interval).
+
+    Comparisons are studentised (:mod:`harness.stats.studentized`); a single value is
+    not: its per-image values are often bounded with a point mass (SSIM at 1, a share
+    of 0/1), where resamples without the rare other values have almost no spread and
+    the studentised interval explodes (an fp16 variant's map SSIM, exactly 1 on most
+    images, got a lower end of -1048)."""
     v = np.asarray(values, np.float64).reshape(-1)
     kept = v[~np.isnan(v)]
     if not len(kept):
         return Stat(statistic, None, None, None, 0)
     mean = float(kept.mean())
-    if boot is None:
+    if boot is None or len(kept) == 1:
         return Stat(statistic, mean, mean, mean, len(kept))
-    if binary:
-        low, high = percentile_interval(boot.means(v))
-    else:
-        low, high = interval_of_mean(v, boot) or (None, None)
+    low, high = boot.interval(v)
     return Stat(statistic, mean, low, high, len(kept))
 
 
 def headline_result(name: str, higher: bool, per_image, boot: Bootstrap | None,
-                    details=(), binary: bool = False) -> MeasureResult:
+                    details=()) -> MeasureResult:
     """A result whose headline is the mean of ``per_image`` (kept for paired tests)."""
     values = np.asarray(per_image, np.float64).reshape(-1)
-    return MeasureResult(name, higher, (mean_stat("headline", values, boot, binary),
-                                        *details), values)
+    return MeasureResult(name, higher, (mean_stat("headline", values, boot), *details),
+                         values)
 
 
 def plain_stat(statistic: str, value, n: int) -> Stat:

@@ -132,7 +132,7 @@ def _parity_section(folder: RunDir, labels: dict) -> list[str]:
     return ["<h2>Deployment parity: does a variant decide and look as the model does?</h2>"
             "<p class='note'>Per variant, on the same images: the share of images where it "
             "predicts the model's class, the change of that class's log-odds (absolute, and "
-            "signed with a paired sign-flip test), the SSIM between the model's and the "
+            "signed with a paired test), the SSIM between the model's and the "
             "variant's 8-bit maps (1 = the same map), and each measure's change (variant - "
             "model, paired, Holm-adjusted p). Brackets: 95% bootstrap intervals.</p>",
             _parity_html(folder.table(RunDir.PARITY).with_columns(
@@ -159,7 +159,7 @@ def _decision_section(decision, labels: dict) -> list[str]:
         if isinstance(named.get(key), dict):
             named[key] = named[key] | {field: name(named[key][field])}
     named["excluded"] = {name(m): why for m, why in (named.get("excluded") or {}).items()}
-    said = lines(named, width=10**6)
+    said = lines(named, width=10**6, excluded=None)
     return ["<h2>The pick</h2>", f"<p class='pick'>{html.escape(said[0])}</p>",
             "<ul class='decision'>", *(f"<li>{html.escape(x.strip())}</li>" for x in said[1:]),
             "</ul><p class='note'>P(best): the share of the run's bootstrap resamples of the "

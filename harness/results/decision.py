@@ -375,9 +375,10 @@ def _num(x) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def lines(decision: dict, width: int = 100) -> list[str]:
+def lines(decision: dict, width: int = 100, excluded: int | None = 4) -> list[str]:
     """The decision in a few lines of at most ``width`` columns, for the terminal (first
-    under the table)."""
+    under the table); the first ``excluded`` exclusions (None: all), then how many
+    more."""
     units = decision.get("units") or "objective"
     objective = decision["objective"]
     what = "mean rank by value over the measures" if objective == MEAN_RANK else \
@@ -411,8 +412,12 @@ def lines(decision: dict, width: int = 100) -> list[str]:
             said.append(f"Power: {power['images']} images detect a difference of "
                         f"{_g(power['detectable'])} {units} from the runner-up with 80% "
                         f"power{at}")
-    said += [f"Excluded {printable(m)}: {printable(why)}"
-             for m, why in decision["excluded"].items()]
+    out = list(decision["excluded"].items())
+    shown = out if excluded is None or len(out) <= excluded + 1 else out[:excluded]
+    said += [f"Excluded {printable(m)}: {printable(why)}" for m, why in shown]
+    if len(shown) < len(out):
+        said.append(f"... and {len(out) - len(shown)} more excluded (`harness pick DIR --json` "
+                    "gives every reason)")
     return [textwrap.fill(line, width, initial_indent="  " if i else "",
                           subsequent_indent="    ", break_on_hyphens=False)
             for i, line in enumerate(said)]

@@ -1,9 +1,10 @@
 """The wide view of a run (docs/measures.md, "Statistics"): one row per model, each
-measure's headline with its 95% interval, its rank and its rank interval.
+measure's headline with its 95% interval, its rank and its rank set.
 
 Rank = 1 + the number of models separably better (paired test, Holm-adjusted p < 0.05),
-so models the data cannot tell apart share a rank. The rank interval is the 2.5th-97.5th
-percentile of the model's rank by value over the run's bootstrap resamples. Models are
+so models the data cannot tell apart share a rank. The rank set is [1 + the models
+separably better, M - the models separably worse], from the same simultaneous tests
+(:mod:`harness.stats.ranks`), so the rank always lies in it. Models are
 ordered by mean rank over the measures, ties broken by the mean of their ranks by point
 value, then by the order they were given in; never by name. ``pareto`` marks the models
 no other model dominates (separably better on one measure and separably worse on none).

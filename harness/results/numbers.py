@@ -12,7 +12,7 @@ def interval(low, high, spec: str = ".3g") -> str:
     """``[low, high]`` in ``spec``, or :data:`NO_INTERVAL` where either end is missing."""
     if _missing(low) or _missing(high):
         return NO_INTERVAL
-    return f"[{low:{spec}}, {high:{spec}}]"
+    return f"[{low + 0.0:{spec}}, {high + 0.0:{spec}}]"  # + 0.0: -0.0 prints as 0
 
 
 def p_value(p, spec: str = ".2g") -> str:

@@ -19,8 +19,9 @@ Per image and variant, with c the class the model predicts on the clean image:
 Each is reported as its mean with the run's bootstrap interval (docs/measures.md,
 "Statistics": one set of resamples for every interval, so the variants' intervals are
 paired). ``score_shift`` and every requested measure's headline difference (variant -
-model, over the images both have a value) also get the paired sign-flip test,
-Holm-adjusted per statistic over all the comparisons of the run.
+model, over the images both have a value) also get the paired test (studentised;
+accuracy's the sign-flip test), Holm-adjusted per statistic over all the comparisons of
+the run.
 """
 
 from __future__ import annotations
@@ -33,9 +34,8 @@ import polars as pl
 from harness.errors import printable
 from harness.numerics.similarity import ssim
 from harness.results.comparisons import test_for
-from harness.stats.bootstrap import Bootstrap, percentile_interval
+from harness.stats.bootstrap import Bootstrap
 from harness.stats.paired import BOOTSTRAP_T, holm, paired
-from harness.stats.studentized import interval_of_mean
 
 PARITY = {"model": pl.String, "variant": pl.String, "provider": pl.String,
           "status": pl.String, "note": pl.String, "saturated": pl.Int64,
@@ -47,7 +47,6 @@ DRIFT = {"agreement": True, "score_change": False, "score_shift": None, "ssim": 
          "lost_maps": False}
 # the drift statistics whose mean is tested against no change
 TESTED = ("score_shift",)
-BINARY = "agreement"  # the drift statistic whose per-image values are 0 or 1
 MEASURE = "parity"  # their measure's name in scores.parquet, for the gate
 
 
@@ -122,9 +121,7 @@ def table(comparisons: list[Comparison], measures: list[str], boot: Bootstrap
                     result.p_value[j], adjusted[j])
         for c in scored if not tested else ():
             v = c.values[stat]
-            # agreement is 0 or 1 per image: a share near 1 has no finite studentised end
-            low, high = percentile_interval(boot.means(v)) if stat == BINARY and \
-                (~np.isnan(v)).any() else interval_of_mean(v, boot) or (np.nan, np.nan)
+            low, high = boot.interval(v) or (np.nan, np.nan)
             n = int((~np.isnan(v)).sum())
             rows[(c.model, c.variant, stat)] = (
                 np.nanmean(v) if n else np.nan, low, high, n, np.nan, np.nan)

@@ -9,9 +9,9 @@ A resample is kept as counts (how often each image was drawn), so the mean of an
 number of per-image columns over all resamples is one matrix product, and a value that
 is missing (NaN: a flat map, no mask) simply drops out of both sum and count.
 
-There are 9,999 resamples, not the 1,000 a percentile interval needs: every interval is
-studentised and every test its dual (:mod:`harness.stats.studentized`), whose smallest
-p-value is 2 / (resamples + 1), and Holm's adjustment over the 105 pairs of 15 models
+There are 9,999 resamples, not the 1,000 a percentile interval needs: every comparison
+is studentised and tested by the interval's dual (:mod:`harness.stats.studentized`),
+whose smallest p-value is 2 / (resamples + 1), and Holm's adjustment over the 105 pairs of 15 models
 needs p below 0.05 / 105 = 0.00048 to call anything. The resamples are drawn a block of
 rows at a time, so the first 1,000 are the ones a 1,000-resample run drew.
 """
@@ -87,6 +87,14 @@ class Bootstrap:
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         return means.reshape(self.resamples, *v.shape[1:])
+
+    def interval(self, values) -> tuple[float, float] | None:
+        """Percentile 95% interval of the mean of ``(n,)`` values (None without one); a
+        single model's value takes it, comparisons are studentised."""
+        v = np.asarray(values, np.float64)
+        if np.isnan(v).all():
+            return None
+        return percentile_interval(self.means(v))
 
 
 def column_means(values: np.ndarray) -> np.ndarray:

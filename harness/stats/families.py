@@ -97,3 +97,4 @@ def family_means(values, members: list[int]) -> np.ndarray:
     count = present.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, np.where(present, v, 0.0).sum(axis=1) / count, np.nan)
+

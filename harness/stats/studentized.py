@@ -36,7 +36,6 @@ never disagree. The stated rules for what the formula leaves undefined:
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
@@ -182,10 +181,3 @@ def smallest_p(n, resamples: int) -> np.ndarray:
 
 def _smallest(t: np.ndarray) -> np.ndarray:
     return 2.0 / ((~np.isnan(t)).sum(axis=0) + 1)
-
-
-def interval_of_mean(values, boot: Bootstrap) -> tuple[float, float] | None:
-    """The studentised 95% interval of one column's mean; None without one."""
-    tested = bootstrap_t(np.asarray(values, np.float64).reshape(-1, 1), boot)
-    low, high = float(tested.low[0]), float(tested.high[0])
-    return None if math.isnan(low) else (low, high)

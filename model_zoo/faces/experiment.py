@@ -6,8 +6,8 @@
 
 Prints, from the run folder's files:
 1. per family and measure, the family's value (mean of its models' headlines) with the
-   95% interval of the two-level bootstrap of ``families.parquet`` (models within the
-   family and images resampled);
+   95% percentile interval of the two-level bootstrap of ``families.parquet`` (models
+   within the family and images resampled);
 2. every family difference of ``families.parquet`` with its interval and Holm-adjusted
    p-value;
 3. per measure, how many of the model pairs the paired tests separate, against the old
@@ -29,11 +29,13 @@ ORDER = ("faces-xent", "faces-cyborg", "faces-guided")
 
 def _load(run_dir):
     sys.path.insert(0, str(HERE.parent.parent))
+    from harness.results import reading
     from harness.rundir import RunDir
 
     folder = RunDir(run_dir)
-    return (folder.scores(), folder.table(RunDir.PER_IMAGE), folder.table(RunDir.PAIRS),
-            folder.table(RunDir.FAMILIES))
+    scores = reading.scores(folder)
+    return (scores, reading.per_image(folder, scores), reading.pairs(folder),
+            reading.pairs(folder, families=True))
 
 
 def _ci(value, low, high):
@@ -54,8 +56,8 @@ def family_table(scores, per_image):
         members = [j for j, m in enumerate(vals.models) if vals.family[m] == family]
         cells = []
         for m in measures:
-            value, draws = family_draws(vals.columns[m], members, vals.boot, family)
-            cells.append(_ci(value, *percentile_interval(draws)))
+            drawn = family_draws(vals.columns[m], members, vals.boot, family)
+            cells.append(_ci(drawn.value, *percentile_interval(drawn.draws)))
         print(f"| {family} | " + " | ".join(cells) + " |")
 
 
@@ -78,10 +80,16 @@ def separable_counts(scores, pairs):
     for measure in pairs["measure"].unique(maintain_order=True):
         rows = pairs.filter(pl.col("measure") == measure)
         paired = int((rows["p_adjusted"] < 0.05).sum())
-        apart = sum(interval[(a, measure)][0] > interval[(b, measure)][1]
-                    or interval[(b, measure)][0] > interval[(a, measure)][1]
+        apart = sum(_apart(interval[(a, measure)], interval[(b, measure)])
                     for a, b in rows.select("model_a", "model_b").iter_rows())
         print(f"| {measure} | {len(rows)} | {paired} | {apart} |")
+
+
+def _apart(one, other) -> bool:
+    """Two intervals that do not overlap; one without finite ends overlaps everything."""
+    if None in one or None in other:
+        return False
+    return one[0] > other[1] or other[0] > one[1]
 
 
 def spearman_ci(x, y, resamples=2000, seed=0):
