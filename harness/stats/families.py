@@ -21,7 +21,7 @@ import zlib
 import numpy as np
 
 from harness.stats.bootstrap import Bootstrap, column_means
-from harness.stats.studentized import MIN_N, dual, moments, studentize
+from harness.stats.studentized import MIN_N, dual, moments, studentize, without_spread
 
 _STREAM = zlib.crc32(b"families")
 
@@ -83,10 +83,8 @@ def family_test(a: Family, b: Family, difference, boot: Bootstrap
     t = studentize((a.draws - b.draws) - estimate,
                    m.variance_draws[:, 0] + a.spread_draws + b.spread_draws)
     se = np.sqrt(m.variance[0] + a.spread + b.spread)
-    low, high, p = dual([estimate], [se], t[:, None])
-    if se == 0:  # nothing varies: the studentised statistic's own limit
-        low, high = [estimate], [estimate]
-        p = [1.0 if estimate == 0 else float(2 / ((~np.isnan(t)).sum() + 1))]
+    low, high, p = dual([estimate], [se], t[:, None]) if se > 0 else \
+        without_spread([estimate], n, (~np.isnan(t)).sum())  # nothing varies at all
     return n, float(low[0]), float(high[0]), float(p[0])
 
 

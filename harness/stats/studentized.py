@@ -70,14 +70,9 @@ def bootstrap_t(values, boot: Bootstrap) -> Tested:
     m = moments(values, boot)
     t = studentize(m.shift, m.variance_draws)
     low, high, p = dual(m.mean, np.sqrt(m.variance), t)
-    # no spread: the sign-flip test's exact p for n equal signs, and an interval that
-    # reaches to 0 until that p is below 5%, so the two stay each other's duals
-    with np.errstate(over="ignore"):
-        signs = np.maximum(np.exp2(1.0 - m.n.astype(np.float64)), _smallest(t))
-    flat_p = np.where(m.mean == 0, 1.0, signs)
-    reach = np.where(flat_p < 1 - LEVEL, m.mean, 0.0)
-    low, high, p = (np.where(m.flat, x, y) for x, y in (
-        (np.minimum(m.mean, reach), low), (np.maximum(m.mean, reach), high), (flat_p, p)))
+    low, high, p = (np.where(m.flat, x, y) for x, y in zip(
+        without_spread(m.mean, m.n, (~np.isnan(t)).sum(axis=0)), (low, high, p),
+        strict=True))
     few = m.n < MIN_N
     return Tested(m.n, m.mean, *(np.where(few, np.nan, x) for x in (low, high, p)))
 
@@ -179,5 +174,15 @@ def smallest_p(n, resamples: int) -> np.ndarray:
     return np.where(n >= MIN_N, np.minimum(1.0, np.maximum(equal, spread)), 1.0)
 
 
-def _smallest(t: np.ndarray) -> np.ndarray:
-    return 2.0 / ((~np.isnan(t)).sum(axis=0) + 1)
+def without_spread(mean, n, valid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(low, high, p)`` of differences with no spread at all, ``n`` of them equal to
+    ``mean`` (``valid``: the resamples counted): the sign-flip test's exact p for n equal
+    signs, at least ``2 / (valid + 1)`` (1 for a zero difference), and an interval that
+    reaches from ``mean`` to 0 until that p is below 0.05, so the two stay duals."""
+    mean = np.asarray(mean, np.float64)
+    with np.errstate(over="ignore"):
+        signs = np.maximum(np.exp2(1.0 - np.asarray(n, np.float64)),
+                           2.0 / (np.asarray(valid, np.float64) + 1))
+    p = np.where(mean == 0, 1.0, signs)
+    reach = np.where(p < 1 - LEVEL, mean, 0.0)
+    return np.minimum(mean, reach), np.maximum(mean, reach), p
