@@ -103,8 +103,9 @@ class ModelMaps:
             ``raw`` is ``(N, 0, 0)``).
         out_of_set: set name -> ``(M, g, g)`` raw maps of that set.
         second_seed: RISE maps of the clean images from another mask seed, or None.
-        twin: the randomised twin's maps of the clean images (its ``raw`` is
-            ``(N, 0, 0)`` when the model has no weights to randomise), or None.
+        twins: each randomised twin's maps of the clean images (a twin's ``raw`` is
+            ``(N, 0, 0)`` when the model has no weights to randomise); empty when the
+            sanity measure is not run.
     """
 
     clean: Perturbed
@@ -117,4 +118,4 @@ class ModelMaps:
     degraded: dict[str, Perturbed] = dataclasses.field(default_factory=dict)
     out_of_set: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     second_seed: np.ndarray | None = None
-    twin: Perturbed | None = None
+    twins: tuple[Perturbed, ...] = ()

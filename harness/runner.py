@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from harness.errors import HarnessError, excerpt
+from harness.execution import plan
 from harness.execution.engines import InProcessEngine
 from harness.execution.plan import DEFAULT_SHARD, INSET, perturbations, shard_images
 from harness.execution.scheduler import Scheduler
@@ -41,6 +42,8 @@ class Evaluation:
         salience: how maps are computed (default: 7 x 7 occlusion).
         seed: drives noise, RISE's second seed and the bootstrap; same seed, same bytes.
         noise_levels: salt-and-pepper levels of measure (b).
+        sanity_twins: randomised twins per model for measure (g) (None: the method's
+            default, :func:`harness.execution.plan.sanity_twins`).
         keep_going: a model that cannot be scored (bad output, NaN) is reported with
             status ``failed: ...`` and null values instead of stopping the run.
         shard_size: images per unit of work.
@@ -62,6 +65,7 @@ class Evaluation:
     salience: SalienceConfig = SalienceConfig()
     seed: int = 0
     noise_levels: Sequence[float] = NOISE_LEVELS
+    sanity_twins: int | None = None
     keep_going: bool = False
     shard_size: int = DEFAULT_SHARD
     cache: object = None
@@ -162,7 +166,8 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
     family_of = _families(clfs, families, check="family" in needs)
 
     perts = perturbations(needs, how.noise_levels, TRANSFORMS, how.seed,
-                          second_seed=config.explainer.seeded and "family" in needs)
+                          second_seed=config.explainer.seeded and "family" in needs,
+                          twins=plan.sanity_twins(config, how.sanity_twins))
     scheduler = Scheduler(clfs, inset, oos, config, how.seed, perts,
                           shard_images(how.shard_size, inset.size), how.cache)
     engine = how.engine or InProcessEngine({c.name: c for c in clfs})
@@ -243,10 +248,11 @@ def failed_records(base: dict, measures) -> list[dict]:
 
 def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None = None,
                     out_of_set_sizes: Sequence[int] = (), noise_levels=NOISE_LEVELS,
-                    in_family: bool = True) -> int:
+                    in_family: bool = True, sanity_twins: int | None = None) -> int:
     """The minimum forward passes one model needs for these measures: per image set a
-    clean pass per image plus its maps; the degradation control one pass per image; a
-    seeded method's explainer floor adds one more map."""
+    clean pass per image plus its maps; the degradation control one pass per image; each
+    of the sanity measure's randomised twins a clean pass and a map per image; a seeded
+    method's explainer floor adds one more map."""
     config = salience or SalienceConfig()
     needs = frozenset().union(*(m.needs for m in get_measures(measures)))
     per_map = config.passes_per_image()
@@ -255,8 +261,8 @@ def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None
     total = sets * n_images * (1 + per_map)
     if "degradation" in needs:  # the control: one pass per image, no map
         total += n_images
-    if "twin" in needs:  # the randomised twin's clean maps (for a model with weights)
-        total += n_images * (1 + per_map)
+    if "twin" in needs:  # the randomised twins' clean maps (for a model with weights)
+        total += plan.sanity_twins(config, sanity_twins) * n_images * (1 + per_map)
     if "out_of_set" in needs:
         total += sum(m * (1 + per_map) for m in out_of_set_sizes)
     if config.explainer.seeded and "family" in needs and in_family:

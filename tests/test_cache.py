@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.execution.cache import CACHE_FILE, Entry, SalienceCache, entry_key
+from harness.execution.plan import TWINS_DEFAULT
 from tests.test_hostile import invoke_in
 
 
@@ -84,15 +85,16 @@ def test_second_run_reuses_every_map(cnn_zoo, tmp_path):
     assert first["reused_maps"] == 0
     second = run(cnn_zoo, tmp_path / "r2", "--cache", tmp_path / "cache")
     assert second["computed_passes"] == 0
-    # 3 models x (8 images x 24 cache entries: 22 maps, the degradation control's outputs
-    # and the randomised twin's map; + 3 out-of-set images)
-    assert second["reused_maps"] == 3 * (8 * 24 + 3)
+    # 3 models x (8 images x 33 cache entries: 22 maps, the degradation control's outputs
+    # and the 10 randomised twins' maps; + 3 out-of-set images)
+    reused = 3 * (8 * (23 + TWINS_DEFAULT) + 3)
+    assert second["reused_maps"] == reused
     assert second["forward_passes"] == first["forward_passes"]
     a, b = (pl.read_parquet(tmp_path / r / "scores.parquet") for r in ("r1", "r2"))
     assert a.equals(b)
     res = invoke("run", "--zoo", cnn_zoo, "--out", tmp_path / "r3", "--cache",
                  tmp_path / "cache")
-    assert "reused 585 maps" in res.output and "computed 0 of" in res.output
+    assert f"reused {reused} maps" in res.output and "computed 0 of" in res.output
 
 
 def test_changed_model_or_settings_miss(cnn_zoo, tmp_path):

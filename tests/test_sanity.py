@@ -96,3 +96,72 @@ def test_cam_twin_has_its_own_feature_maps(tmp_path):
     frame = evaluate([OnnxClassifier(path)], images, measures="sanity",
                      salience=SalienceConfig(method="cam"))
     assert _sanity(frame, "cam") > 0
+
+
+# -- the Spearman sanity measure -----------------------------------------------------
+
+
+def test_spearman_of_maps_equals_scipys_with_ties(rng):
+    from scipy.stats import spearmanr
+
+    from harness.numerics.similarity import spearman
+
+    a = rng.integers(0, 5, (20, 7, 7)).astype(np.float32)  # many ties
+    b = a + rng.normal(0, 1.5, a.shape)
+    want = [spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b, strict=True)]
+    np.testing.assert_allclose(spearman(a, b), want, atol=1e-12)
+    constant = spearman(a[:2], np.zeros((2, 7, 7)))
+    assert np.isnan(constant).all()  # a constant map has no ranking to compare
+
+
+def test_a_twin_that_keeps_the_weights_scores_zero(tmp_path, monkeypatch):
+    """The hook: twins whose weights are the model's own give the model's maps, |rho| = 1
+    on every image, so the headline is 0 and so is every twin's value."""
+    import harness.model.twin as twin
+
+    monkeypatch.setattr(twin, "randomise", lambda proto, seed, index=0: 1)
+    path = cnn_model(tmp_path / "cnn.onnx", size=28, widths=(8, 16), seed=3)
+    images = np.random.default_rng(0).random((6, 28, 28, 3)).astype(np.float32)
+    frame = evaluate([OnnxClassifier(path, ModelSpec(name="cnn"))], images,
+                     measures="sanity", sanity_twins=3)
+    assert _sanity(frame, "cnn") == pytest.approx(0.0, abs=1e-12)
+    assert [_sanity(frame, "cnn", f"twin@{k}") for k in range(3)] == pytest.approx([0, 0, 0])
+
+
+def intensity_model(path):
+    """A detector of the zoo's input whose class score is the image's summed intensity
+    times a learned scale: its occlusion maps are the image's, whatever the weights."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["image", "axes"], ["s"], keepdims=0),
+         helper.make_node("Unsqueeze", ["s", "one"], ["s1"]),
+         helper.make_node("MatMul", ["s1", "w"], ["logits"])],
+        "intensity", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                    ["N", 3, 64, 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3]),
+         helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+         helper.make_tensor("w", TensorProto.FLOAT, [1, 2], [0.01, -0.01])])
+    return save(graph, path, {"harness.mean": "0.5,0.5,0.5", "harness.std": "0.25,0.25,0.25",
+                              "harness.classes": "face,non_face", "harness.output": "logits"})
+
+
+def test_every_zoo_model_is_separably_above_a_model_whose_maps_ignore_its_weights(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.inputs.zoo import builtin_manifest
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", "--zoo", str(builtin_manifest()),
+                                   "--model", str(intensity_model(tmp_path / "i.onnx")),
+                                   "--measures", "sanity", "--limit", "30", "--sanity-twins",
+                                   "3", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    scores = pl.read_parquet(out / "scores.parquet")
+    assert _sanity(scores, "i") < 0.02  # near 0: its maps are the image's
+    pairs = pl.read_parquet(out / "pairs.parquet").filter(
+        (pl.col("measure") == "sanity") & ((pl.col("model_a") == "i") | (pl.col("model_b") == "i")))
+    assert len(pairs) == 15
+    for r in pairs.iter_rows(named=True):
+        zoo_above = r["diff"] > 0 if r["model_b"] == "i" else r["diff"] < 0
+        assert zoo_above and r["p_adjusted"] < 0.05, r

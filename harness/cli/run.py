@@ -172,6 +172,10 @@ def _run_options(f):
                      help='A condition the pick must meet, e.g. "sanity >= 0.5" or '
                           '"accuracy not worse than the best by more than 0.02"; '
                           "repeatable."),
+        click.option("--sanity-twins", "sanity_twins", type=int,
+                     show_default="50 with cam, 10 otherwise",
+                     help="Randomised twins per model for the sanity measure (each costs a "
+                          "map of every image)."),
         click.option("--model-timeout", "model_timeout", type=float, show_default="300",
                      help="Seconds loading a model, then one batch, may take before the "
                           "model is marked failed."),
@@ -207,7 +211,7 @@ def _run_options(f):
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, target, layer, window,
         baseline, n_masks, batch_size, limit, seed, test, objective, constraints,
-        model_timeout, out, cache, shard_size, resume, engine, scheduler, workers,
+        sanity_twins, model_timeout, out, cache, shard_size, resume, engine, scheduler, workers,
         config_file, quiet, as_json, wide, print_config):
     """Score every model, rank them, and write the run to --out.
 
@@ -226,6 +230,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
     flags = {"zoo": zoo or None, "models": models or None, "data": data, "split": split,
              "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "test": test,
              "decision.objective": objective, "decision.constraints": constraints or None,
+             "sanity_twins": sanity_twins,
              "out": out, "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
              **salience_flags(method, grid, target, layer, window, baseline, n_masks,

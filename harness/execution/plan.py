@@ -45,9 +45,10 @@ class Perturbation:
         kind: ``clean`` (nothing), ``noise`` (salt and pepper), ``transform``,
             ``degrade`` (blur guided by the clean map; mode ``control`` is scored but
             not explained), ``second_seed`` (the clean images, explained with the
-            method's next seed) or ``twin`` (the clean images, explained by the model's
-            randomised twin for the model's class).
-        arg: the noise level, the transform's name or the degradation mode.
+            method's next seed) or ``twin`` (the clean images, explained by one of the
+            model's randomised twins for the model's class).
+        arg: the noise level, the transform's name, the degradation mode, or the twin's
+            index (None for the first, so its cache key is the one a single twin had).
         seed: for ``noise`` and ``twin``, the run seed its pixels or weights are drawn
             from.
     """
@@ -69,18 +70,31 @@ class Perturbation:
         if self.kind in ("transform", "degrade"):
             return f"{self.kind}:{self.arg}"
         if self.kind == "twin":  # the twin's own maps: its weights come from the seed
-            return f"randomised-twin/seed={self.seed}"
+            index = f"/twin={self.arg}" if self.arg else ""
+            return f"randomised-twin/seed={self.seed}{index}"
         return {"clean": "clean", "second_seed": "rise_seed+1"}[self.kind]
 
 
 CLEAN = Perturbation("clean")
+# Randomised twins per model for the sanity measure: one twin's draw moved a model's
+# value by about 0.09 (SD over twins), so the mean of K moves by 0.09 / sqrt(K). A CAM
+# twin costs one pass per image, a perturbation method's a whole map (50 passes at 7 x 7
+# occlusion): docs/measures.md, "sanity", gives the spread each default leaves.
+TWINS = {"cam": 50}
+TWINS_DEFAULT = 10
+
+
+def sanity_twins(salience, requested: int | None = None) -> int:
+    """How many randomised twins the sanity measure draws: ``requested``, or the
+    method's default (:data:`TWINS`)."""
+    return requested if requested is not None else TWINS.get(salience.method, TWINS_DEFAULT)
 SECOND_SEED = Perturbation("second_seed")
 
 
 def perturbations(needs: frozenset, noise_levels, transforms, seed: int,
-                  second_seed: bool) -> list[Perturbation]:
+                  second_seed: bool, twins: int = TWINS_DEFAULT) -> list[Perturbation]:
     """The perturbations of the in-set images that the needed measures read, in order
-    (the randomised twin's clean maps count as one)."""
+    (each randomised twin's clean maps count as one)."""
     out = [CLEAN]
     if "noise" in needs:
         out += [Perturbation("noise", float(a), seed) for a in noise_levels]
@@ -91,7 +105,7 @@ def perturbations(needs: frozenset, noise_levels, transforms, seed: int,
     if second_seed:
         out.append(SECOND_SEED)
     if "twin" in needs:
-        out.append(Perturbation("twin", None, seed))
+        out += [Perturbation("twin", k or None, seed) for k in range(twins)]
     return out
 
 

@@ -170,9 +170,9 @@ class Scheduler:
 
         oos = {part: self._concat(model, part, CLEAN).raw for part in self.sets if part != INSET}
         second = self._concat(model, INSET, SECOND_SEED).raw if SECOND_SEED in perts else None
-        twin = next((self._concat(model, INSET, p) for p in perts if p.kind == "twin"), None)
+        twins = tuple(self._concat(model, INSET, p) for p in perts if p.kind == "twin")
         return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, of_kind("noise"),
-                         of_kind("transform"), of_kind("degrade"), oos, second, twin)
+                         of_kind("transform"), of_kind("degrade"), oos, second, twins)
 
     def passes(self, model) -> int:
         """Forward passes this model's maps cost, computed now or earlier; for a failed

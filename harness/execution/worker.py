@@ -56,7 +56,7 @@ def _compute(clf, task: Task) -> dict[Perturbation, Group]:
             out[pert] = _group(clf, n, _second_seed, clf, x, clean.predicted, config)
             continue
         if pert.kind == "twin":
-            out[pert] = _twin_group(clf, x, clean.predicted, config, pert.seed)
+            out[pert] = _twin_group(clf, x, clean.predicted, config, pert.seed, pert.arg or 0)
             continue
         if pert.kind == "degrade" and q_up is None:
             q_up = normalize_upsampled(clean.raw, x.shape[1:3])[0]
@@ -114,10 +114,10 @@ def _maps_of(clf, images, targets, config) -> Perturbed:
                      out.argmax(axis=1))
 
 
-def _twin_group(clf, x, targets, config, seed: int) -> Group:
-    """The randomised twin's maps of the clean images, explaining the model's own class
-    (``targets``); a model without weight tensors has no twin: an empty group."""
-    twin = randomised_twin(clf, seed)
+def _twin_group(clf, x, targets, config, seed: int, index: int) -> Group:
+    """Randomised twin ``index``'s maps of the clean images, explaining the model's own
+    class (``targets``); a model without weight tensors has no twin: an empty group."""
+    twin = randomised_twin(clf, seed, index)
     if twin is None:
         n = len(x)
         return Group(Perturbed(np.zeros((n, 0, 0), np.float32), np.full(n, np.nan),

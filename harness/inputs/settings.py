@@ -39,6 +39,7 @@ class RunConfig:
     test: str = "bootstrap-t"
     out: Path | None = None
     noise_levels: tuple[float, ...] = NOISE_LEVELS
+    sanity_twins: int | None = None
     model_timeout: float | None = DEFAULT_TIMEOUT
     cache: Path | None = None
     shard_size: int = DEFAULT_SHARD
@@ -59,6 +60,7 @@ _PATH_LISTS = ("zoo", "models", "out_of_set")  # settings that name files
 _PATH_KEYS = ("data", "out", "cache")
 # A time limit beyond this (11.6 days) is no limit, and inf or 1e300 overflow the timer.
 MAX_TIMEOUT = 10**6
+MAX_TWINS = 1000  # each twin is a graph held in memory and a map of every image
 
 
 def _integer(value) -> bool:
@@ -155,6 +157,10 @@ def build_config(default_measures=None, **settings) -> RunConfig:
             or list(levels) != sorted(set(levels)):
         raise HarnessError(f"noise_levels must be increasing numbers in (0, 1], got "
                            f"{excerpt(levels)}")
+    if config.sanity_twins is not None and not (
+            _integer(config.sanity_twins) and 1 <= config.sanity_twins <= MAX_TWINS):
+        raise HarnessError(f"sanity_twins must be an integer in [1, {MAX_TWINS}], got "
+                           f"{excerpt(config.sanity_twins)}")
     if config.model_timeout is not None and not (
             _number(config.model_timeout) and 0 < config.model_timeout <= MAX_TIMEOUT):
         raise HarnessError(f"model_timeout must be a number of seconds > 0 and at most "
@@ -225,7 +231,8 @@ def to_toml(config: RunConfig) -> str:
     decision = settings.pop("decision")
     unset = {"data": "the zoo's own data", "split": "the zoo's split", "out": "results/<time>",
              "cache": "OUT/cache", "scheduler": "a local cluster",
-             "workers": "one per core", "model_timeout": "no limit"}
+             "workers": "one per core", "model_timeout": "no limit",
+             "sanity_twins": "50 with cam, 10 otherwise"}
     lines = []
     for key, v in settings.items():
         if v is None:

@@ -82,7 +82,7 @@ class Measure:
         higher_is_better: the headline's direction.
         needs: which salience the runner must compute: any of ``clean``, ``noise``,
             ``transforms``, ``degradation``, ``out_of_set``, ``family``, ``masks``,
-            ``twin`` (the randomised twin's clean maps).
+            ``twin`` (the randomised twins' clean maps).
         compute: ``MeasureInputs -> MeasureResult``.
         question: one line saying what the measure asks.
         min_map: the smallest map side it can score (SSIM of grid maps needs its window).

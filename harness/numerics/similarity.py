@@ -131,3 +131,32 @@ def wasserstein_1d(u: np.ndarray, v: np.ndarray) -> float:
     cdf_u = np.searchsorted(u, points[:-1], side="right") / len(u)
     cdf_v = np.searchsorted(v, points[:-1], side="right") / len(v)
     return float(np.sum(np.abs(cdf_u - cdf_v) * deltas))
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """``(N, k)`` -> the rank of each value within its row, 1..k, tied values sharing the
+    mean of the ranks they span (as Spearman's coefficient needs)."""
+    x = np.asarray(x, np.float64)
+    order = np.argsort(x, axis=1, kind="stable")
+    ordered = np.take_along_axis(x, order, axis=1)
+    ranks = np.empty_like(x)
+    k = x.shape[1]
+    for i in range(len(x)):
+        # runs of equal values: each gets the mean of the positions it covers
+        starts = np.flatnonzero(np.r_[True, ordered[i, 1:] != ordered[i, :-1]])
+        ends = np.r_[starts[1:], k]
+        mean_rank = (starts + ends + 1) / 2.0  # mean of (start + 1) .. end
+        ranks[i, order[i]] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rank correlation of each pair of maps: ``a``, ``b`` are ``(N, ...)``,
+    compared cell by cell; NaN where either map is constant (no ranking to compare)."""
+    ra = average_ranks(np.asarray(a).reshape(len(a), -1))
+    rb = average_ranks(np.asarray(b).reshape(len(b), -1))
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    norm = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, (ra * rb).sum(axis=1) / norm, np.nan)
