@@ -114,7 +114,7 @@ def parse_weights(text: str) -> dict[str, float]:
 
 
 def parse_constraint(text: str):
-    """A gate-style threshold (:class:`harness.results.gate.Rule`) or a :class:`Margin`.
+    """A gate-style threshold (:class:`harness.results.rules.Rule`) or a :class:`Margin`.
 
     Raises:
         HarnessError: neither form.
