@@ -77,9 +77,10 @@ class Perturbed:
     """Maps and outputs of one model on perturbed copies of the in-set images.
 
     Attributes:
-        raw: ``(N, g, g) float32`` raw maps, explained for the clean target class.
-        target_score: ``(N,) float64`` score of the clean target class.
-        target_prob: ``(N,) float64`` probability of the clean target class.
+        raw: ``(N, g, g) float32`` raw maps, explained for the clean target class (the
+            clean image's prediction, or the class the settings name).
+        target_score: ``(N,) float64`` score of that class.
+        target_prob: ``(N,) float64`` probability of that class.
         predicted: ``(N,) int64`` class predicted on the perturbed image.
     """
 

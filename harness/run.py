@@ -101,6 +101,7 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
             failed.append((spec.name if spec and spec.name else Path(path).stem,
                            spec.family if spec else None, str(exc)))
 
+    _check_target(config.salience, loaded)
     inputs = {"image_set_hash": inset.hash,
               "models": {c.name: model_identity(c) for c in loaded}}
     if resume:
@@ -168,3 +169,16 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
                          info, examples.arrays(), board,
                          {"csv": render(board, dirs, "csv"), "md": render(board, dirs, "md")})
     return Finished(scores, scored.per_image, pairs, families, board, info)
+
+
+def _check_target(salience, models) -> None:
+    """A class target that no model has is the user's mistake: one line, before any
+    work (a model without it, among others that have it, fails on its own)."""
+    problems = []
+    for clf in models:
+        try:
+            salience.class_target(clf.classes)
+        except HarnessError as exc:
+            problems.append(str(exc))
+    if models and len(problems) == len(models):
+        raise HarnessError(f"--target: {problems[0]}")

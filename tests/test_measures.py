@@ -320,5 +320,28 @@ def test_target_own_explains_the_perturbed_images_own_class(zoo):
         assert stat(own, "centre", "transforms", f"unchanged@{name}") == unchanged
         ours, before = (stat(f, "centre", "transforms", f"ssim@{name}") for f in (own, clean))
         assert (ours == before) == (unchanged == 1.0), name
-    with pytest.raises(ValueError, match="target must be one of clean, own"):
-        SalienceConfig(target="label")
+    with pytest.raises(ValueError, match="target must be one of clean, own, or a class"):
+        SalienceConfig(target=" ")
+
+
+def test_a_class_target_explains_and_scores_that_class_on_every_image(zoo):
+    """``target = "0"`` and ``"1"`` on a two-class model: every map and every score is
+    that class's, so the two runs' log-odds and raw occlusion maps are each other's
+    negatives; predictions stay the model's; a class the model lacks is refused."""
+    from harness.runner import Evaluation, score
+    from harness.salience.settings import SalienceConfig
+
+    model = OnnxClassifier(zoo["centre"])
+    images = pattern_images(6)
+    seen = {}
+    for target in ("0", "1"):
+        how = Evaluation(measures="entropy", salience=SalienceConfig(target=target),
+                         on_model=lambda clf, maps, t=target: seen.__setitem__(t, maps))
+        score([model], images, how)
+    zero, one = seen["0"].clean, seen["1"].clean
+    np.testing.assert_allclose(zero.target_score, -one.target_score, atol=1e-5)
+    np.testing.assert_allclose(zero.raw, -one.raw, atol=1e-4)
+    np.testing.assert_array_equal(zero.predicted, one.predicted)
+    assert SalienceConfig(target=model.classes[1]).class_target(model.classes) == 1
+    with pytest.raises(HarnessError, match="target 'face' is not a class of this model"):
+        SalienceConfig(target="face").class_target(model.classes)

@@ -119,9 +119,10 @@ SALIENCE_OPTIONS = [
                  help="Salience method."),
     click.option("--grid", type=int, show_default="7",
                  help="Cells per side of the maps (at least 7 for the SSIM measures)."),
-    click.option("--target", type=click.Choice(["clean", "own"]), show_default="clean",
-                 help="Class a perturbed image's map explains: the clean image's, or its "
-                      "own prediction."),
+    click.option("--target", show_default="clean",
+                 help="Class a map explains: 'clean' (the clean image's prediction), 'own' "
+                      "(each perturbed image's prediction), or a class name or index (e.g. "
+                      "face) for every image."),
     click.option("--layer", show_default="the last spatial feature map",
                  help="cam: the 4-D tensor of the graph whose maps Grad-CAM weighs."),
     click.option("--window", type=int, show_default="1", help="Occlusion window in cells."),

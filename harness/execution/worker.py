@@ -44,29 +44,32 @@ def compute(clf, task: Task) -> dict[Perturbation, Group]:
 def _compute(clf, task: Task) -> dict[Perturbation, Group]:
     config, n = task.salience, len(task.images)
     x = to_float(task.images)
+    fixed = config.class_target(clf.classes)
+    fixed = None if fixed is None else np.full(n, fixed, np.int64)
     out = {}
     if CLEAN in task.todo:
-        out[CLEAN] = _group(clf, n, _maps_of, clf, x, None, config)
+        out[CLEAN] = _group(clf, n, _maps_of, clf, x, fixed, config)
     clean = out[CLEAN].maps if CLEAN in out else task.clean
+    explained = clean.predicted if fixed is None else fixed  # what every map explains
     q_up = None  # the clean maps at image size, which guide the blur
     for pert in task.todo:
         if pert == CLEAN:
             continue
         if pert == SECOND_SEED:
-            out[pert] = _group(clf, n, _second_seed, clf, x, clean.predicted, config)
+            out[pert] = _group(clf, n, _second_seed, clf, x, explained, config)
             continue
         if pert.kind == "twin":
-            out[pert] = _twin_group(clf, x, clean.predicted, config, pert.seed, pert.arg or 0)
+            out[pert] = _twin_group(clf, x, explained, config, pert.seed, pert.arg or 0)
             continue
         if pert.kind == "degrade" and q_up is None:
             q_up = normalize_upsampled(clean.raw, x.shape[1:3])[0]
         if not pert.explained:
             images = degrade(x, shuffled_maps(clean.raw, task.hashes, task.seed, x.shape[1:3]),
                              "object")
-            out[pert] = _group(clf, n, _outputs_of, clf, images, clean.predicted, config)
+            out[pert] = _group(clf, n, _outputs_of, clf, images, explained, config)
             continue
         images = perturbed_images(pert, x, task.hashes, task.seed, q_up)
-        out[pert] = _group(clf, n, _maps_of, clf, images, clean.predicted, config)
+        out[pert] = _group(clf, n, _maps_of, clf, images, explained, config)
     return out
 
 
@@ -103,10 +106,10 @@ def _group(clf, n: int, make, *args) -> Group:
 
 def _maps_of(clf, images, targets, config) -> Perturbed:
     """Maps of ``images`` with the log-odds and probability of ``targets`` (the clean
-    images' classes; None for the clean images themselves: their predictions) and the
-    predictions. The maps explain ``targets``, or with ``target = "own"`` each image's
-    own predicted class."""
-    explained = targets if config.target == "clean" else None
+    images' classes, or the class the settings name; None for the clean images
+    themselves: their predictions) and the predictions. The maps explain ``targets``, or
+    with ``target = "own"`` each image's own predicted class."""
+    explained = None if config.target == "own" else targets
     out, raw = config.explainer.explain_with_outputs(clf, images, config, target=explained)
     targets = out.argmax(axis=1) if targets is None else targets
     return Perturbed(raw, class_scores(out, clf.output_kind, targets, "log_odds"),

@@ -28,11 +28,12 @@ class SalienceConfig:
         score: ``"log_odds"``, ``"logit"`` or ``"probability"``.
         n_masks, cell, p_keep, seed: RISE's mask bank.
         batch_size: perturbed copies per ONNX Runtime call.
-        target: which class a perturbed image's map explains: ``"clean"`` (the class
-            predicted on the clean image, so all of an image's maps explain one
-            decision) or ``"own"`` (the class predicted on the perturbed image itself,
-            as the authors' scripts did). Scores and drops are always those of the
-            clean class.
+        target: which class a map explains: ``"clean"`` (the class predicted on the
+            clean image, so all of an image's maps explain one decision), ``"own"`` (the
+            class predicted on the perturbed image itself, as the authors' scripts did;
+            scores and drops stay the clean class's), or a class of the models, by name
+            or index (``"face"``, ``"0"``): every map of every image explains that class,
+            and every score and drop is that class's.
         layer: cam only: the tensor whose maps Grad-CAM weighs (a 4-D tensor of the
             graph); None: the last spatial feature map before the class score.
     """
@@ -72,7 +73,8 @@ class SalienceConfig:
             (integer(self.seed, 0) and self.seed < 2**63 - 1,
              "seed must be an integer in [0, 2^63 - 1)"),
             (integer(self.batch_size, 1), "batch_size must be >= 1"),
-            (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}"),
+            (isinstance(self.target, str) and self.target.strip() != "",
+             f"target must be one of {', '.join(TARGETS)}, or a class name or index"),
             (self.layer is None or (isinstance(self.layer, str) and self.layer != ""),
              "layer must name a tensor of the model"),
             (self.baseline in ("blur", "mean") or (
@@ -100,6 +102,22 @@ class SalienceConfig:
                                f"limit of {most:,} ({RISE_MASKS.env}): each mask is a forward "
                                "pass per image, and the bank is held in memory")
         return config
+
+    def class_target(self, classes) -> int | None:
+        """The class index every map explains, for a model with ``classes`` (its names in
+        output order); None for ``clean`` and ``own``.
+
+        Raises:
+            HarnessError: the model has no such class.
+        """
+        if self.target in TARGETS:
+            return None
+        if self.target in classes:
+            return list(classes).index(self.target)
+        if self.target.isdigit() and int(self.target) < len(classes):
+            return int(self.target)
+        raise HarnessError(f"target {self.target!r} is not a class of this model (classes: "
+                           f"{', '.join(classes)})")
 
     @property
     def explainer(self) -> Method:
