@@ -25,6 +25,7 @@ from harness.measures.base import (
     stat_name,
 )
 from harness.numerics.similarity import WIN, spearman, ssim
+from harness.stats.bootstrap import column_means
 
 
 def unrelatedness(raw: np.ndarray, twins: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -39,15 +40,7 @@ def unrelatedness(raw: np.ndarray, twins: list[np.ndarray]) -> tuple[np.ndarray,
         ``(per_twin (K, N), per_image (N,))``.
     """
     per_twin = np.stack([1.0 - np.abs(spearman(raw, t)) for t in twins])
-    return per_twin, _mean_over_twins(per_twin)
-
-
-def _mean_over_twins(values: np.ndarray) -> np.ndarray:
-    """``(K, N)`` -> ``(N,)`` means over the twins with a value, NaN where none has."""
-    kept = ~np.isnan(values)
-    count = kept.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, np.where(kept, values, 0.0).sum(axis=0) / count, np.nan)
+    return per_twin, column_means(per_twin)
 
 
 def dissimilarity(q: np.ndarray, flat: np.ndarray, q_twin: np.ndarray,
@@ -76,7 +69,7 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         agree.append((twin.predicted == m.clean.predicted).astype(float))
     return headline_result("sanity", True, per_image, inp.boot, (
         *(mean_stat(stat_name("twin", k), v, inp.boot) for k, v in enumerate(per_twin)),
-        mean_stat("ssim", _mean_over_twins(np.stack(ssims)), inp.boot),
+        mean_stat("ssim", column_means(np.stack(ssims)), inp.boot),
         mean_stat("twin_flat_fraction", np.mean(flats, axis=0), inp.boot),
         mean_stat("twin_agreement", np.mean(agree, axis=0), inp.boot)))
 

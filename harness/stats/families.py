@@ -90,9 +90,5 @@ def family_test(a: Family, b: Family, difference, boot: Bootstrap
 
 def family_means(values, members: list[int]) -> np.ndarray:
     """``(n,)`` per image, the mean over the family's models that have a value there."""
-    v = np.asarray(values, np.float64)[:, members]
-    present = ~np.isnan(v)
-    count = present.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, np.where(present, v, 0.0).sum(axis=1) / count, np.nan)
+    return column_means(np.asarray(values, np.float64)[:, members].T)
 
