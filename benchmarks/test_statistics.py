@@ -61,7 +61,7 @@ def statistics(n_images: int, seed: int = 0) -> float:
     pairs = model_pairs(vals)
     family_pairs(vals)
     board = build(scores, per_image, pairs)
-    decide(pl.concat([scores, rank_rows(scores, board)]), per_image, pairs, board)
+    decide(vals, pl.concat([scores, rank_rows(scores, board)]), pairs, board)
     return time.perf_counter() - start
 
 

@@ -162,8 +162,7 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
     board = build(scores, scored.per_image, pairs)
     dirs = directions(scores)
     scores = pl.concat([scores, rank_rows(scores, board)])
-    info["decision"] = decide(scores, scored.per_image, pairs, board, config.decision,
-                              config.test)
+    info["decision"] = decide(vals, scores, pairs, board, config.decision)
     folder.write_results({RunDir.SCORES: scores, RunDir.PER_IMAGE: scored.per_image,
                           RunDir.PAIRS: pairs, RunDir.FAMILIES: families},
                          info, examples.arrays(), board,

@@ -34,7 +34,9 @@ def run_of(per_measure: dict, n: int, seed: int = 0):
 
 
 def decided(per_measure, n, seed=0, **config):
-    return decide(*run_of(per_measure, n, seed), DecisionConfig.checked(**config))
+    scores, per_image, pairs, board = run_of(per_measure, n, seed)
+    return decide(values(scores, per_image), scores, pairs, board,
+                  DecisionConfig.checked(**config))
 
 
 def test_p_best_of_a_clearly_better_model_tends_to_one():

@@ -155,6 +155,7 @@ def _decision(folder, scores, per_image, objective=None, constraints=(), stored=
     decided again from the run's files with its own objective and constraints unless
     others are given."""
     from harness.results import reading
+    from harness.results.comparisons import values
     from harness.results.decision import DecisionConfig, decide
     from harness.results.leaderboard import build
     from harness.stats.paired import BOOTSTRAP_T
@@ -169,4 +170,5 @@ def _decision(folder, scores, per_image, objective=None, constraints=(), stored=
         tuple(constraints) if constraints else tuple(saved.get("constraints", ())))
     pairs = reading.pairs(folder)
     board = build(scores, per_image, pairs)
-    return decide(scores, per_image, pairs, board, config, settings.get("test", BOOTSTRAP_T))
+    vals = values(scores, per_image, settings.get("test", BOOTSTRAP_T))
+    return decide(vals, scores, pairs, board, config)

@@ -42,11 +42,11 @@ import polars as pl
 from harness.errors import HarnessError, did_you_mean, excerpt, printable
 from harness.measures.accuracy import NAME as ACCURACY
 from harness.results import numbers
-from harness.results.comparisons import SEPARABLE, Values, test_for, values
+from harness.results.comparisons import SEPARABLE, Values, test_for
 from harness.results.rules import BOUNDS, OPS, parse_rule, rule_values
 from harness.stats import best
 from harness.stats.bootstrap import column_means
-from harness.stats.paired import BOOTSTRAP_T, holm, paired
+from harness.stats.paired import holm, paired
 from harness.stats.ranks import value_ranks
 
 MEAN_RANK = "mean_rank"
@@ -149,22 +149,20 @@ def check_names(config: DecisionConfig, measures) -> None:
                                f"{', '.join(measures)})")
 
 
-def decide(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
-           board: pl.DataFrame, config: DecisionConfig = DecisionConfig(),
-           test: str = BOOTSTRAP_T) -> dict:
+def decide(vals: Values, scores: pl.DataFrame, pairs: pl.DataFrame, board: pl.DataFrame,
+           config: DecisionConfig = DecisionConfig()) -> dict:
     """The decision, as JSON-ready data (``run.json``'s ``"decision"``).
 
     Args:
-        scores, per_image, pairs: the run's long scores (with rank rows), per-image
-            values and model pairs.
+        vals: the run's per-image values as matrices, with its resamples and its paired
+            test (:func:`harness.results.comparisons.values`).
+        scores, pairs: the run's long scores (with rank rows) and model pairs.
         board: the run's leaderboard (its order breaks ties of the mean rank).
         config: the objective and constraints.
-        test: the run's paired test.
 
     Raises:
         HarnessError: the objective or a constraint names what the run does not have.
     """
-    vals = values(scores, per_image, test)
     order = [m for m, status in board.select("model", "status").rows() if status == "ok"]
     objective = config.objective
     wanted = [objective] if isinstance(objective, str) and objective != MEAN_RANK \
@@ -175,7 +173,7 @@ def decide(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
                                f"per-image values in this run{did_you_mean(name, vals.columns)}"
                                f" (measures: {', '.join(vals.columns)})")
     excluded = _constrained(scores, pairs, vals, order, config.constraints)
-    out = {"objective": objective, "constraints": list(config.constraints), "test": test,
+    out = {"objective": objective, "constraints": list(config.constraints), "test": vals.test,
            "resamples": vals.boot.resamples, "images": vals.boot.n, "pick": None,
            "p_best": None, "top_set": [], "closest": None, "power": None,
            "excluded": excluded, "reason": None}
