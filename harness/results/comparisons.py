@@ -146,6 +146,15 @@ def family_pairs(vals: Values) -> pl.DataFrame:
     return _frame(FAMILIES, out)
 
 
+def reversed_pair(row) -> tuple:
+    """A pair's ``(diff, ci_low, ci_high)`` of a - b as those of b - a (a missing value
+    stays missing; no row at all: all missing)."""
+    if row is None:
+        return None, None, None
+    diff, low, high = row
+    return tuple(None if x is None else -x for x in (diff, high, low))
+
+
 def better_matrix(pairs: pl.DataFrame, measure: str, models: list[str], higher: bool
                   ) -> np.ndarray:
     """``(M, M) bool``: ``[i, j]`` when model i is separably better than model j on

@@ -42,7 +42,7 @@ import polars as pl
 from harness.errors import HarnessError, did_you_mean, excerpt, printable
 from harness.measures.accuracy import NAME as ACCURACY
 from harness.results import numbers
-from harness.results.comparisons import SEPARABLE, Values, test_for
+from harness.results.comparisons import SEPARABLE, Values, reversed_pair, test_for
 from harness.results.rules import BOUNDS, OPS, parse_rule, rule_values
 from harness.stats import best
 from harness.stats.bootstrap import column_means
@@ -249,24 +249,14 @@ def _margin(c: Margin, pairs: pl.DataFrame, vals: Values, order: list[str]) -> d
         if m not in scored:
             reasons[m] = f"{c.measure}: no value"
             continue
-        d, lo, hi = rows.get((m, top)) or _negated(rows.get((top, m)))
-        gap, low, high = (None if x is None else sign * x for x in (d, lo, hi))
-        if gap is not None and sign < 0:
-            low, high = high, low
+        row = rows.get((m, top)) or reversed_pair(rows.get((top, m)))
+        gap, low, high = row if higher else reversed_pair(row)  # turned: higher is better
         if low is None or low <= -c.margin:
             reasons[m] = (f"{c.measure} not shown within {c.margin:g} of the best "
                           f"({printable(top)}): {gap:+.3g} {numbers.interval(low, high, '+.3g')}"
                           if gap is not None else f"{c.measure}: no paired comparison with "
                           f"the best ({printable(top)})")
     return reasons
-
-
-def _negated(row):
-    if row is None:
-        return None, None, None
-    d, lo, hi = row
-    return (None if d is None else -d, None if hi is None else -hi,
-            None if lo is None else -lo)
 
 
 def _by_values(vals: Values, objective, eligible: list[str], excluded: dict) -> dict:

@@ -8,7 +8,7 @@ import polars as pl
 
 from harness.errors import printable
 from harness.results import numbers
-from harness.results.comparisons import SEPARABLE
+from harness.results.comparisons import SEPARABLE, reversed_pair
 
 
 def verdicts(pairs: pl.DataFrame, higher: dict[str, bool], measure: str | None = None,
@@ -65,8 +65,7 @@ def _sentence(r: dict, measure: str, a: str, b: str, separable: bool, higher: bo
     positive in the measure's units."""
     diff, low, high = r["diff"], r["ci_low"], r["ci_high"]
     if diff < 0:
-        diff, low, high = -diff, (None if high is None else -high), (
-            None if low is None else -low)
+        diff, low, high = reversed_pair((diff, low, high))
     larger, smaller = (r[a], r[b]) if r["diff"] >= 0 else (r[b], r[a])
     larger, smaller = printable(larger), printable(smaller)
     first, second = (larger, smaller) if higher else (smaller, larger)
