@@ -222,14 +222,15 @@ def _parity(config, folder, names, variants, providers, save_variants, force, pr
 
     common = provenance(inset, sal, config.seed)
     base = {r["model"]: {k: r[k] for k in ("family", "provider", "model_sha256",
-                                           "forward_passes", "status")}
+                                           "forward_passes", "flat_fraction", "status")}
             for r in scored.scores.unique("model", maintain_order=True).iter_rows(named=True)}
     extra = []
     for e in entries:
         name = e.model if e.variant == ORIGINAL else variant_name(e.model, e.variant)
         if name not in base:  # never opened: listed as failed
             base[name] = {"family": None, "provider": None, "model_sha256": None,
-                          "forward_passes": 0, "status": f"failed: {e.failure}"}
+                          "forward_passes": 0, "flat_fraction": None,
+                          "status": f"failed: {e.failure}"}
             extra += failed_records(common | {"model": name, **base[name]}, measures)
     extra += [common | base[r["model"]] | r for r in score_rows(parity_table)]
     scores = pl.concat([scored.scores, to_frame(extra)])

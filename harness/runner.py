@@ -209,6 +209,8 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
         base = common | {"model": clf.name, "family": family,
                          "provider": scheduler.provider(clf), "model_sha256": clf.sha256,
                          "forward_passes": scheduler.passes(clf.name),
+                         "flat_fraction": float(maps[clf.name].flat.mean())
+                         if clf.name in maps else None,
                          "status": "ok" if clf.name in maps else f"failed: {failed[clf.name]}"}
         if clf.name not in maps:
             records += failed_records(base, chosen)

@@ -372,9 +372,26 @@ def test_images_at_the_probability_clip_are_counted_and_said(tmp_path):
     scores = pl.read_parquet(tmp_path / "out" / "scores.parquet")
     row = scores.filter((pl.col("measure") == "score") & (pl.col("statistic") == "saturated"))
     assert row.select("value", "n").rows() == [(12.0, 12)]
-    # every map is flat: the score cannot move; the table says why
+    # every map is flat: the score cannot move; the table says why, and every row says
+    # what the model's values rest on
     text = " ".join(res.output.split())
     assert "At the probability clip" in text and "confident 12 of 12 images" in text
+    assert "Flat clean maps" in text and "confident 12 of 12." in text
+    assert scores["flat_fraction"].to_list() == [1.0] * scores.height
+
+
+def test_every_row_states_the_models_flat_fraction_and_older_runs_still_read(
+        finished, tmp_path):
+    """``flat_fraction`` is on every row of a model (its share of flat clean maps, the
+    same on every measure); a run written before the column existed reads with it empty,
+    and the leaderboard then says nothing of flat maps."""
+    scores = pl.read_parquet(finished / "scores.parquet")
+    for _, rows in scores.group_by("model"):
+        share = rows["flat_fraction"].unique().to_list()
+        assert len(share) == 1 and 0.0 <= share[0] <= 1.0
+    older = _variant(finished, tmp_path, "older", lambda f: f.drop("flat_fraction"))
+    res = invoke("leaderboard", older)
+    assert res.exit_code == 0 and "Flat clean maps" not in res.output, res.output
 
 
 def test_a_run_of_many_models_holds_few_sessions_at_once(tmp_path, monkeypatch):

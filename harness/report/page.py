@@ -183,7 +183,7 @@ def build_report(run_dir, images: int = 4) -> str:
         transform_figure,
         win_matrix_figure,
     )
-    from harness.results.leaderboard import build, directions, few_line, footnote
+    from harness.results.leaderboard import build, directions, few_line, flat_line, footnote
 
     folder = RunDir(run_dir)
     run_dir = folder.path
@@ -211,7 +211,8 @@ def build_report(run_dir, images: int = 4) -> str:
              *_decision_section(info.get("decision"), labels),
              *_parity_section(folder, labels),
              "<h2>Leaderboard</h2>", _leaderboard_html(board, dirs),
-             f"<p class='note'>{html.escape(' '.join([footnote(), few_line(board, dirs)]))}"
+             "<p class='note'>"
+             f"{html.escape(' '.join([footnote(), few_line(board, dirs), flat_line(board)]))}"
              "</p>", "<dl class='measures'>"]
     for m, higher in dirs.items():
         question = MEASURES[m].question if m in MEASURES else ""

@@ -68,8 +68,10 @@ def build(scores: pl.DataFrame, per_image: pl.DataFrame, pairs: pl.DataFrame,
     levels = {(m, s, st): v for m, s, st, v in scores.filter(
         pl.col("statistic").is_in(REFERENCES)).select("model", "measure", "statistic",
                                                        "value").rows()}
+    flat = dict(scores.filter(pl.col("flat_fraction").is_not_null()).unique(
+        "model", maintain_order=True).select("model", "flat_fraction").rows())
     table = {m: {"model": m, "family": vals.family[m], "status": status.get(m, "ok"),
-                 "images": images} for m in models}
+                 "images": images, "flat_fraction": flat.get(m)} for m in models}
     has_accuracy = any(k[1] == ACCURACY for k in head)
     if has_accuracy:
         for m in models:
@@ -143,7 +145,7 @@ def rank_rows(scores: pl.DataFrame, board: pl.DataFrame) -> pl.DataFrame:
 def _schema(dirs, has_accuracy: bool, has_saturation: bool = False) -> dict:
     schema = {"position": pl.Int64, "model": pl.String, "family": pl.String,
               "status": pl.String, "mean_rank": pl.Float64, "point_rank": pl.Float64,
-              "pareto": pl.Boolean, "images": pl.Int64}
+              "pareto": pl.Boolean, "images": pl.Int64, "flat_fraction": pl.Float64}
     if has_saturation:
         schema |= {name: pl.Int64 for name in SATURATED}
     if has_accuracy:
@@ -283,6 +285,17 @@ def saturation_line(board: pl.DataFrame) -> str:
             + " images.")
 
 
+def flat_line(board: pl.DataFrame) -> str:
+    """Which models gave flat clean maps, and on how many images: what every measure
+    leaves out for them (docs/measures.md, "Flat maps")."""
+    hit = [f"{printable(r['model'])} {round(r['flat_fraction'] * r['images'])} of "
+           f"{r['images']}" for r in board.iter_rows(named=True) if r["flat_fraction"]]
+    if not hit:
+        return ""
+    return ("Flat clean maps (no positive evidence for the class explained; every measure "
+            "leaves those images out, --target chooses the class): " + ", ".join(hit) + ".")
+
+
 def few_line(board: pl.DataFrame, dirs, few_only: bool = False) -> str:
     """What ``nk`` means, when a cell shows it; with ``few_only`` (the cells show only
     the marked ones, for the table to fit) the counts of each measure too."""
@@ -343,7 +356,8 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
         if said:
             lines += [""] + [f"- {x.strip()}" for x in said]
         return ("\n".join(lines) + "\n\n" + footnote() + _then(few_line(board, dirs))
-                + _then(reference_line(board, dirs)) + _then(saturation_line(board)) + "\n")
+                + _then(reference_line(board, dirs)) + _then(saturation_line(board))
+                + _then(flat_line(board)) + "\n")
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
     lines, short, few_only = _aligned(_rows(board, dirs, wide, short=False)), (), False
@@ -354,7 +368,8 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
         lines, few_only = _aligned(_rows(board, dirs, wide, short=True, few_only=True), " "), \
             True
     notes = footnote(wide, short) + _then(few_line(board, dirs, few_only)) + \
-        _then(reference_line(board, dirs)) + _then(saturation_line(board))
+        _then(reference_line(board, dirs)) + _then(saturation_line(board)) + \
+        _then(flat_line(board))
     return "\n".join(lines + said) + "\n" + _wrap(notes, WIDTH) + "\n"
 
 

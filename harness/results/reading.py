@@ -20,7 +20,7 @@ import polars as pl
 
 from harness.errors import HarnessError, excerpt
 from harness.results.comparisons import FAMILIES, PAIRS
-from harness.results.schema import PER_IMAGE, SCHEMA
+from harness.results.schema import ADDED, PER_IMAGE, SCHEMA
 from harness.rundir import RunDir
 
 _KEYS = {RunDir.SCORES: ("model", "measure", "statistic"),
@@ -63,6 +63,9 @@ def pairs(folder: RunDir, families: bool = False) -> pl.DataFrame:
 def _read(folder: RunDir, name: str) -> pl.DataFrame:
     frame = folder.table(name)
     schema = _SCHEMAS[name]
+    if name == RunDir.SCORES:
+        frame = frame.with_columns(pl.lit(None, SCHEMA[c]).alias(c) for c in ADDED
+                                   if c not in frame.columns)
     for column, kind in schema.items():
         if column not in frame.columns:
             _refuse(folder, name, f"it has no column {column!r}")

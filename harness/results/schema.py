@@ -15,6 +15,9 @@ SCHEMA = {
     "ci_low": pl.Float64,
     "ci_high": pl.Float64,
     "n": pl.Int64,
+    # the model's share of flat clean maps (no positive evidence for the class explained:
+    # left out of every map measure), on every row so a value says what it rests on
+    "flat_fraction": pl.Float64,
     "higher_is_better": pl.Boolean,
     # provenance
     "harness_version": pl.String,
@@ -35,6 +38,11 @@ SCHEMA = {
 # hash; ``value`` is null where the image gives no value (a flat map, no mask).
 PER_IMAGE = {"model": pl.String, "measure": pl.String, "image": pl.String,
              "value": pl.Float64}
+
+
+# columns a run gained after its first release: a run folder written before them reads
+# with the column empty rather than being refused
+ADDED = ("flat_fraction",)
 
 
 def versions() -> dict[str, str]:
