@@ -315,3 +315,17 @@ def test_counts_that_would_widen_the_table_past_100_columns_move_to_its_footnote
     long = ["m" * 82, "n" * 82]
     rows, text = table({long[0]: v[:, 0], long[1]: v[:, 1]})
     assert " n55" not in rows[long[0]] and "on fewer images: entropy n55 (1 model)" in text
+
+
+def test_the_footnote_never_breaks_a_model_name_at_its_hyphens():
+    """The flat-map line names many hyphenated models; wrapped to 100 columns, each name
+    stays on one line."""
+    rng = np.random.default_rng(3)
+    v = correlated(rng, N, 12, 0.5)
+    names = [f"faces-cyborg-{i}" for i in range(12)]
+    scores, per_image = synthetic_run(dict(zip(names, v.T, strict=True)))
+    scores = scores.with_columns(flat_fraction=pl.lit(0.05))
+    board = build(scores, per_image, model_pairs(values(scores, per_image)))
+    text = render(board, directions(scores), "table")
+    assert "Flat clean maps" in text
+    assert all(f"{name} 3 of {N}" in text for name in names), text

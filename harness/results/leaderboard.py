@@ -388,4 +388,5 @@ def _aligned(rows: list[list[str]], gap: str = "  ") -> list[str]:
 def _wrap(text: str, width: int) -> str:
     import textwrap
 
-    return textwrap.fill(text, width)
+    # a model name such as faces-cyborg-3 must not be broken at its hyphens
+    return textwrap.fill(text, width, break_on_hyphens=False)
