@@ -179,3 +179,18 @@ def test_a_full_disk_is_one_line_and_the_cache_is_kept(tmp_path):
     assert len(errors) == 1 and "cannot write the salience cache" in errors[0], res.stderr
     assert [p.name for p in (tmp_path / "cache").iterdir()
             if "damaged" in p.name] == []
+
+
+def test_a_larger_limit_computes_only_the_images_added(cnn_zoo, tmp_path):
+    """--limit 4 then --limit 8: the second run reads the first's maps whole and computes
+    the four new images' alone (its units never mix cached and new images), and scores
+    them as a cold run of 8 does."""
+    cache = ("--cache", tmp_path / "cache")
+    small = run(cnn_zoo, tmp_path / "r4", *cache, "--limit", 4)
+    grown = run(cnn_zoo, tmp_path / "r8", *cache, "--limit", 8)
+    added = grown["forward_passes"] - small["forward_passes"]  # 4 more images per model
+    assert grown["computed_passes"] == added > 0
+    assert grown["reused_maps"] > 0
+    cold = run(cnn_zoo, tmp_path / "cold", "--limit", 8)
+    assert pl.read_parquet(tmp_path / "r8" / "scores.parquet").drop("provider").equals(
+        pl.read_parquet(tmp_path / "cold" / "scores.parquet").drop("provider"))

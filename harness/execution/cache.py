@@ -137,6 +137,21 @@ class SalienceCache:
             self._set_aside(exc)
             return {}
 
+    def present(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have an entry (unchecked: :meth:`get_many` checks it), read
+        without their maps."""
+        try:
+            out = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                out.update(k for (k,) in self._db.execute(
+                    f"SELECT key FROM maps WHERE key IN ({marks})", chunk).fetchall())
+            return out
+        except sqlite3.DatabaseError as exc:
+            self._set_aside(exc)
+            return set()
+
     def _get_many(self, keys: list[str]) -> dict[str, Entry]:
         found, damaged = {}, []
         for start in range(0, len(keys), 500):  # SQLite caps bound parameters per query

@@ -19,6 +19,7 @@ from harness.execution.plan import (
     Group,
     Perturbation,
     Task,
+    Unit,
     distinct_keys,
     image_hashes,
     model_identity,
@@ -41,7 +42,7 @@ class Scheduler:
         self.perts = {INSET: perts} | {part: [CLEAN] for part in oos}
         self.identity = {c.name: model_identity(c) for c in clfs}
         self.units = [u for c in clfs for part, s in self.sets.items()
-                      for u in split_units(c.name, part, len(s), shard_size)]
+                      for u in self._split(c.name, part, len(s), shard_size)]
         self.groups = {}  # (model, part, start) -> perturbation -> Group
         self.costs = {}  # (model, part, start) -> forward passes per image of its groups
         self.providers = {}  # model -> providers that computed its maps
@@ -51,6 +52,23 @@ class Scheduler:
     def image_keys(self, part: str) -> list[str]:
         """The distinct keys of a set's images (its hashes, made once for the cache)."""
         return distinct_keys(self.hashes[part])
+
+    def _split(self, model: str, part: str, n: int, shard_size: int) -> list[Unit]:
+        """Units of at most ``shard_size`` images that never mix images whose maps the
+        cache holds whole with images it does not, so a run over a few more images than
+        an earlier one (a larger --limit, a full run after a sequential one) reads the
+        earlier maps instead of computing their unit again."""
+        if self.cache is None or n == 0:
+            return split_units(model, part, n, shard_size)
+        keys = self._keys(Unit(model, part, 0, n))
+        present = self.cache.present([k for ks in keys.values() for k in ks])
+        whole = [all(ks[i] in present for ks in keys.values()) for i in range(n)]
+        units, start = [], 0
+        for i in range(1, n + 1):
+            if i == n or whole[i] != whole[start] or i - start == shard_size:
+                units.append(Unit(model, part, start, i))
+                start = i
+        return units
 
     def _keys(self, unit) -> dict[Perturbation, list[str]]:
         hashes = self.hashes[unit.part][unit.start:unit.stop]
