@@ -191,6 +191,6 @@ def test_a_larger_limit_computes_only_the_images_added(cnn_zoo, tmp_path):
     added = grown["forward_passes"] - small["forward_passes"]  # 4 more images per model
     assert grown["computed_passes"] == added > 0
     assert grown["reused_maps"] > 0
-    cold = run(cnn_zoo, tmp_path / "cold", "--limit", 8)
+    run(cnn_zoo, tmp_path / "cold", "--limit", 8)
     assert pl.read_parquet(tmp_path / "r8" / "scores.parquet").drop("provider").equals(
         pl.read_parquet(tmp_path / "cold" / "scores.parquet").drop("provider"))
