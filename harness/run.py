@@ -33,6 +33,7 @@ from harness.results.leaderboard import build, directions, rank_rows, render
 from harness.results.schema import per_image_frame, to_frame, versions
 from harness.rundir import RunDir
 from harness.runner import Evaluation, Scored, Spent, failed_records, provenance, score
+from harness.sequential import run_looks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Finished:
         families: every pair of families per measure (``families.parquet``).
         board: the wide leaderboard.
         info: what ``run.json`` says of the run.
+        checks: with ``--until-decided --rules``, the gate's lines at stopping.
     """
 
     scores: pl.DataFrame
@@ -54,6 +56,7 @@ class Finished:
     families: pl.DataFrame
     board: pl.DataFrame
     info: dict
+    checks: list | None = None
 
 
 def run(config: RunConfig, progress=None, resume: bool = False, log=None) -> Finished:
@@ -122,9 +125,14 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
                          shard_size=config.shard_size, cache=cache, engine=engine,
                          progress=progress, on_model=examples.add, on_unit=folder.record)
         start = time.perf_counter()
+        outcome = None
         try:
-            scored = score(loaded, inset, how, out_of_set=oos) if loaded \
-                else Scored(to_frame([]), per_image_frame([], []), Spent())
+            if loaded and config.until_decided:
+                outcome = run_looks(loaded, inset, how, oos, config, say)
+                scored, inset, examples = outcome.scored, outcome.inset, outcome.examples
+            else:
+                scored = score(loaded, inset, how, out_of_set=oos) if loaded \
+                    else Scored(to_frame([]), per_image_frame([], []), Spent())
         finally:
             cache.close()
     finally:
@@ -163,11 +171,15 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
     dirs = directions(scores)
     scores = pl.concat([scores, rank_rows(scores, board)])
     info["decision"] = decide(vals, scores, pairs, board, config.decision)
+    checks = None
+    if outcome is not None:
+        checks = outcome.checks(scores, info["decision"])
+        info["sequential"] = outcome.record(scores, checks)
     folder.write_results({RunDir.SCORES: scores, RunDir.PER_IMAGE: scored.per_image,
                           RunDir.PAIRS: pairs, RunDir.FAMILIES: families},
                          info, examples.arrays(), board,
                          {"csv": render(board, dirs, "csv"), "md": render(board, dirs, "md")})
-    return Finished(scores, scored.per_image, pairs, families, board, info)
+    return Finished(scores, scored.per_image, pairs, families, board, info, checks)
 
 
 def _check_target(salience, models) -> None:

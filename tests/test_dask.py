@@ -130,3 +130,25 @@ def test_engine_mistakes_are_one_line(tmp_path, monkeypatch):
     res = invoke("run", "--engine", "dask", "--limit", 1, "--out", tmp_path / "c")
     assert res.exit_code == 2 and "pip install 'salience-harness[dask]'" in res.output
     assert not (tmp_path / "c").exists()
+
+
+def test_a_sequential_run_on_dask_looks_as_in_process(cnn_zoo, tmp_path):
+    """--until-decided on a cluster: the looks happen between the cluster's batches of
+    units, and the looks, verdicts and scores are the in-process run's."""
+    import json
+
+    runs = {}
+    for engine in ("in-process", "dask"):
+        out = tmp_path / engine
+        extra = ("--workers", 2) if engine == "dask" else ()
+        res = invoke("run", "--zoo", cnn_zoo, "--out", out, "--engine", engine, "--quiet",
+                     "--until-decided", "--look", 4, "--measures", "entropy,transforms",
+                     *extra)
+        assert res.exit_code == 0, res.output
+        runs[engine] = out
+    record = {e: json.loads((o / "run.json").read_text())["sequential"]
+              for e, o in runs.items()}
+    assert [look["images"] for look in record["dask"]["looks"]] == [4, 8]
+    assert record["dask"]["states"] == record["in-process"]["states"]
+    assert (runs["dask"] / "scores.parquet").read_bytes() == \
+        (runs["in-process"] / "scores.parquet").read_bytes()

@@ -120,3 +120,29 @@ def test_a_cam_run_says_its_maps_take_each_models_size(cnn_zoo, tmp_path):
     assert res.exit_code == 0, res.output
     first = res.output.splitlines()[0]
     assert "cam at each model's feature-map size salience" in first and "7x7" not in first
+
+
+def test_a_sequential_run_resumes_to_the_uninterrupted_looks(cnn_zoo, tmp_path):
+    """Killed between units, a run with --until-decided is finished by --resume with the
+    same looks, verdicts and scores as one never interrupted."""
+    args = ["--until-decided", "--look", "4"]
+    whole = tmp_path / "whole"
+    res = invoke("run", "--zoo", cnn_zoo, "--out", whole, "--shard-size", 1, "--quiet", *args)
+    assert res.exit_code == 0, res.output
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--zoo", str(cnn_zoo),
+                             "--out", str(cut), "--shard-size", "1", "--quiet", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while finished_units(cut) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended before it could be killed: {proc.stderr.read().decode()}")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    res = invoke("run", "--resume", cut)
+    assert res.exit_code == 0, res.output
+    record = {r: json.loads((r / "run.json").read_text())["sequential"] for r in (whole, cut)}
+    assert record[cut]["states"] == record[whole]["states"]
+    assert record[cut]["looks"][-1]["images"] == record[whole]["looks"][-1]["images"]
+    assert (cut / "scores.parquet").read_bytes() == (whole / "scores.parquet").read_bytes()

@@ -62,6 +62,11 @@ def gate(run_dir, rules_file, baseline):
     checks = check(scores, rules, base, per_image=values if regression else None,
                    baseline_per_image=reading.per_image(RunDir(baseline), base)
                    if regression else None, order=order, decision=decision)
+    sys.exit(print_checks(checks))
+
+
+def print_checks(checks) -> int:
+    """The gate's lines and its tally; returns the exit code (1 when any failed)."""
     width = max(len(printable(c.model)) for c in checks) if checks else 0
     for c in checks:
         value = "" if c.skipped else "n/a" if c.value is None else f"{c.value:.4g}"
@@ -72,7 +77,7 @@ def gate(run_dir, rules_file, baseline):
     skipped = sum(c.skipped for c in checks)
     click.echo(f"{len(checks) - failed - skipped} passed, {failed} failed"
                + (f", {skipped} skipped" if skipped else ""))
-    sys.exit(1 if failed else 0)
+    return 1 if failed else 0
 
 
 @click.command(short_help="Write a self-contained HTML report of a finished run.")

@@ -186,6 +186,18 @@ def _run_options(f):
                      show_default="OUT/cache", help="Salience cache folder."),
         click.option("--shard-size", "shard_size", type=int, show_default="64",
                      help="Images per unit of work."),
+        click.option("--until-decided", "until_decided", is_flag=True, default=None,
+                     help="Score the images a look at a time and stop when the questions "
+                          "are decided (with --rules: the gate's; else the pick's)."),
+        click.option("--rules", "rules", type=click.Path(path_type=Path, dir_okay=False),
+                     help="--until-decided: a gate file (harness gate's rules)."),
+        click.option("--baseline-run", "baseline_run",
+                     type=click.Path(path_type=Path, file_okay=False),
+                     help="--until-decided: the run the rules' regressions compare with."),
+        click.option("--look", type=int, show_default="10",
+                     help="--until-decided: images added at each look."),
+        click.option("--budget", type=int, show_default="all",
+                     help="--until-decided: at most this many images."),
         click.option("--resume", type=click.Path(path_type=Path, file_okay=False),
                      help="Finish the interrupted run in this folder, with its settings."),
         click.option("--engine", type=click.Choice(ENGINES), show_default="in-process",
@@ -212,8 +224,9 @@ def _run_options(f):
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, target, layer, window,
         baseline, n_masks, batch_size, limit, seed, test, objective, constraints,
-        sanity_twins, model_timeout, out, cache, shard_size, resume, engine, scheduler, workers,
-        config_file, quiet, as_json, wide, print_config):
+        sanity_twins, model_timeout, out, cache, shard_size, until_decided, rules, baseline_run,
+        look, budget, resume, engine, scheduler, workers, config_file, quiet, as_json, wide,
+        print_config):
     """Score every model, rank them, and write the run to --out.
 
     With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
@@ -233,6 +246,8 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
              "decision.objective": objective, "decision.constraints": constraints or None,
              "sanity_twins": sanity_twins,
              "out": out, "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
+             "until_decided": until_decided, "rules": rules, "baseline_run": baseline_run,
+             "look": look, "budget": budget,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
              **salience_flags(method, grid, target, layer, window, baseline, n_masks,
                               batch_size)}
@@ -290,4 +305,12 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
                    f"{info['seconds']:.0f} s on "
                    f"{', '.join(info['providers']) or 'no provider'}", err=True)
     click.echo(render(done.board, dirs, "table", wide=wide, decision=info["decision"]))
+    if "sequential" in info:
+        from harness.sequential import summary
+
+        click.echo(summary(info["sequential"]))
     click.echo(f"results: {config.out}/", err=True)
+    if done.checks is not None:
+        from harness.cli.results import print_checks
+
+        sys.exit(print_checks(done.checks))

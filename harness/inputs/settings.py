@@ -46,6 +46,14 @@ class RunConfig:
     engine: str = "in-process"
     scheduler: str | None = None
     workers: int | None = None
+    # sequential evaluation (harness.sequential): look after every `look` images, stop
+    # when the questions of `rules` (against `baseline_run`) or of the decision are
+    # decided, at most `budget` images (0: all)
+    until_decided: bool = False
+    rules: Path | None = None
+    baseline_run: Path | None = None
+    look: int = 10
+    budget: int = 0
     salience: SalienceConfig = SalienceConfig()
     decision: DecisionConfig = DecisionConfig()
 
@@ -57,7 +65,7 @@ class RunConfig:
 
 _TOP_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
 _PATH_LISTS = ("zoo", "models", "out_of_set")  # settings that name files
-_PATH_KEYS = ("data", "out", "cache")
+_PATH_KEYS = ("data", "out", "cache", "rules", "baseline_run")
 # A time limit beyond this (11.6 days) is no limit, and inf or 1e300 overflow the timer.
 MAX_TIMEOUT = 10**6
 MAX_TWINS = 1000  # each twin is a graph held in memory and a map of every image
@@ -180,6 +188,20 @@ def build_config(default_measures=None, **settings) -> RunConfig:
             raise HarnessError(f"{key} must be a string, got {excerpt(getattr(config, key))}")
     if config.engine != "dask" and (config.scheduler or config.workers):
         raise HarnessError("scheduler and workers need engine = \"dask\" (--engine dask)")
+    for key in ("look", "budget"):
+        value = getattr(config, key)
+        if not _integer(value) or value < (1 if key == "look" else 0):
+            raise HarnessError(f"{key} must be an integer >= {1 if key == 'look' else 0}, "
+                               f"got {excerpt(value)}")
+    if not isinstance(config.until_decided, bool):
+        raise HarnessError(f"until_decided must be true or false, got "
+                           f"{excerpt(config.until_decided)}")
+    if not config.until_decided and (config.rules or config.baseline_run):
+        raise HarnessError("rules and baseline_run belong to --until-decided; to gate a "
+                           "finished run use harness gate RUN --rules FILE --baseline DIR")
+    if config.baseline_run is not None and config.rules is None:
+        raise HarnessError("baseline_run needs rules (--rules gate.toml): they say what a "
+                           "regression is")
     from harness.measures import ALL, check_grid, get_measures
 
     implied = ALL if default_measures is None else default_measures

@@ -169,6 +169,34 @@ def _decision_section(decision, labels: dict) -> list[str]:
             "decides again with another objective or constraints.</p>"]
 
 
+def _sequential_section(record, labels: dict) -> list[str]:
+    """A run made with --until-decided: where the looks stopped, the looks, and every
+    question's verdict with the look and interval it was decided on."""
+    from harness.sequential import summary
+
+    if not isinstance(record, dict):
+        return []
+    rows = "".join(f"<tr><td>{x['look']}</td><td>{x['images']}</td>"
+                   f"<td>{record['questions'] - x['open']}</td><td>{x['failed']}</td>"
+                   f"<td>{x['passes_used']:,}</td></tr>" for x in record["looks"])
+    checks = record.get("checks") or []
+    lines = "".join(
+        f"<tr><td>{'SKIP' if c['skipped'] else 'PASS' if c['passed'] else 'FAIL'}</td>"
+        f"<td>{html.escape(labels.get(c['model'], c['model']))}</td>"
+        f"<td>{html.escape(c['what'])}</td><td>{html.escape(c['detail'])}</td></tr>"
+        for c in sorted(checks, key=lambda c: (c["passed"], not c["skipped"])))
+    verdicts = (f"<details><summary>The gate's {len(checks)} lines, failures first"
+                f"</summary><table class='checks'><tr><th></th><th>model</th><th>question"
+                f"</th><th>decided on</th></tr>{lines}</table></details>") if checks else ""
+    return ["<h2>Stopped when decided</h2>",
+            f"<p>{html.escape(summary(record))}.</p>",
+            f"<table class='looks'><tr><th>look</th><th>images</th><th>questions decided"
+            f"</th><th>failed</th><th>forward passes</th></tr>{rows}</table>", verdicts,
+            f"<p class='note'>{html.escape(record['method'])}, alpha {record['alpha']:g} "
+            f"over {record['questions']} questions (docs/measures.md, \"Sequential "
+            "evaluation\").</p>"]
+
+
 def build_report(run_dir, images: int = 4) -> str:
     """The report of the run in ``run_dir`` as one HTML string."""
     import matplotlib
@@ -209,6 +237,7 @@ def build_report(run_dir, images: int = 4) -> str:
              f"{html.escape(salience.get('method', '?'))}, "
              f"{_passes(info)}</p>",
              *_decision_section(info.get("decision"), labels),
+             *_sequential_section(info.get("sequential"), labels),
              *_parity_section(folder, labels),
              "<h2>Leaderboard</h2>", _leaderboard_html(board, dirs),
              "<p class='note'>"

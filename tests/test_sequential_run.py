@@ -1,0 +1,97 @@
+"""``harness run --until-decided`` on the built-in zoo: a regressed checkpoint fails
+after a third of the images, an unchanged one passes, both as the full run's gate
+decides, and the run folder says what the looks cost."""
+
+import json
+import re
+
+import pytest
+
+from harness.inputs.zoo import builtin_manifest
+from tests.test_run import invoke
+
+MEASURES = "stability,transforms,out_of_set"
+
+
+def _manifest(tmp_path, name, swap=None):
+    """The built-in zoo's manifest with absolute paths; ``swap`` puts another model's
+    weights under a model's name (a retrained checkpoint)."""
+    root = builtin_manifest().parent
+    text = builtin_manifest().read_text().replace('"./', f'"{root}/')
+    text = re.sub(r'^path = "', f'path = "{root}/', text, flags=re.M)
+    if swap:
+        old, new = swap
+        text = text.replace(f'/{old}.onnx"', f'/{new}.onnx"')
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def main_run(tmp_path_factory):
+    """Main's run: the zoo with CAM maps, a few measures."""
+    tmp = tmp_path_factory.mktemp("main")
+    res = invoke("run", "--method", "cam", "--measures", MEASURES, "--out", tmp / "main",
+                 "--cache", tmp / "cache", "--quiet")
+    assert res.exit_code == 0, res.output
+    gate = tmp / "gate.toml"
+    gate.write_text("no_regression = true\ntolerance = 0.01\n")
+    return tmp / "main", gate
+
+
+def _gate_lines(output):
+    return {tuple(line.split()[:3]) for line in output.splitlines()
+            if line.startswith(("PASS", "FAIL", "SKIP"))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case,swap,code", [
+    ("regressed", ("faces-xent-1", "faces-guided-1"), 1),
+    ("unchanged", None, 0)])
+def test_a_checkpoint_is_decided_early_as_the_full_gate_decides(main_run, tmp_path, case,
+                                                                swap, code):
+    main, gate = main_run
+    zoo = _manifest(tmp_path, case, swap)
+    # a cache of the checkpoint's own: the looks and then the full run share it
+    common = ("--zoo", zoo, "--method", "cam", "--measures", MEASURES, "--cache",
+              tmp_path / "cache")
+    res = invoke("run", *common, "--until-decided", "--rules", gate, "--baseline-run", main,
+                 "--out", tmp_path / "seq")
+    assert res.exit_code == code, res.output
+    record = json.loads((tmp_path / "seq" / "run.json").read_text())["sequential"]
+    assert record["images_used"] < record["images_total"] == 60
+    assert record["passes_used"] <= 0.35 * record["passes_full"]
+    assert record["stopped"] == ("failed" if code else "decided")
+    assert invoke("report", tmp_path / "seq").exit_code == 0
+    page = (tmp_path / "seq" / "report.html").read_text()
+    assert "Stopped when decided" in page and f"of 60 images (look {len(record['looks'])}" \
+        in page
+    # the full run's gate gives the same verdict, and fails whatever the looks failed
+    full = invoke("run", *common, "--out", tmp_path / "full", "--quiet")
+    assert full.exit_code == 0, full.output
+    checked = invoke("gate", tmp_path / "full", "--rules", gate, "--baseline", main)
+    assert checked.exit_code == code, checked.output
+    failed_early = {line[1:] for line in _gate_lines(res.output) if line[0] == "FAIL"}
+    failed_full = {line[1:] for line in _gate_lines(checked.output) if line[0] == "FAIL"}
+    assert failed_early <= failed_full and bool(failed_early) == bool(code)
+    # the looks computed what the images they used cost, the full run only the rest
+    info = json.loads((tmp_path / "full" / "run.json").read_text())
+    assert record["passes_computed"] == record["passes_used"]
+    assert info["computed_passes"] == record["passes_full"] - record["passes_used"]
+
+
+def test_until_decided_mistakes_are_one_line(main_run, tmp_path):
+    main, _ = main_run
+    best = tmp_path / "best.toml"
+    best.write_text('rules = ["stability >= 0.1"]\napplies_to = "best"\n')
+    for args, message in [
+        (("--rules", best), 'applies_to = "best"'),
+        (("--baseline-run", main), "baseline_run needs rules"),
+        (("--look", 0), "look must be an integer >= 1"),
+    ]:
+        res = invoke("run", "--method", "cam", "--measures", "stability", "--limit", 12,
+                     "--until-decided", *args, "--out", tmp_path / "x", "--quiet")
+        lines = [x for x in res.output.splitlines() if x.strip()]
+        assert res.exit_code == 2 and message in lines[-1], res.output
+    res = invoke("run", "--rules", best, "--out", tmp_path / "y")
+    assert res.exit_code == 2 and "belong to --until-decided" in res.output, res.output
