@@ -10,6 +10,11 @@ in the README and docs comes from run folders through this script, never by hand
     python model_zoo/faces/experiment.py summarise cam results/zoo-cam
     python model_zoo/faces/experiment.py summarise rise results/zoo-rise
     python model_zoo/faces/experiment.py summarise rise-face results/zoo-rise-face
+    # the README's CI recipe: faces-guided-1's weights under faces-xent-1's name in
+    # regressed.toml, and gate.toml with no_regression = true, tolerance = 0.01
+    harness run --zoo regressed.toml --method cam --until-decided --rules gate.toml \
+        --baseline-run results/zoo-cam --out results/zoo-sequential
+    python model_zoo/faces/experiment.py summarise sequential results/zoo-sequential
     python model_zoo/faces/experiment.py write     # every block, from the stored summaries
     python model_zoo/faces/experiment.py check     # exit 1 naming each block that differs
 
@@ -44,7 +49,9 @@ ORDER = ("faces-xent", "faces-cyborg", "faces-guided")
 RUNS = {"occlusion": {"method": "occlusion"},
         "cam": {"method": "cam"},
         "rise": {"method": "rise", "limit": 40, "measures": ["entropy"]},
-        "rise-face": {"method": "rise", "limit": 40, "measures": ["entropy"], "target": "face"}}
+        "rise-face": {"method": "rise", "limit": 40, "measures": ["entropy"], "target": "face"},
+        # the README's CI recipe: a regressed checkpoint against the CAM run
+        "sequential": {"method": "cam", "until_decided": True}}
 # the README's decision examples, run on the occlusion run's folder
 CONSTRAINTS = ("sanity.ci_low >= 0.72", "accuracy not worse than the best by more than 0.05")
 DETAILS = (("degradation", "paper_gap"), ("sanity", "ssim"))  # statistics the text cites
@@ -116,6 +123,13 @@ def summarise(name: str, run_dir) -> dict:
     }
     if name == "occlusion":
         summary["outputs"] = _outputs(folder.path)
+    if name == "sequential":
+        record = dict(info["sequential"])
+        record.pop("states")
+        record["all_checks"] = ["skip" if c["skipped"] else "pass" if c["passed"] else "fail"
+                                for c in record["checks"]]
+        record["checks"] = [c for c in record["checks"] if not c["passed"]]
+        summary["sequential"] = record | {"rules": Path(config["rules"]).read_text()}
     if name in ("occlusion", "cam"):
         summary["entropy_zero"] = _entropy_zero(config)
     return summary
@@ -124,9 +138,10 @@ def summarise(name: str, run_dir) -> dict:
 def _check_settings(name, config):
     """Refuse a run made with other settings than the study's (``RUNS``)."""
     expected = {"method": "occlusion", "target": "clean", "limit": 0, "measures": [],
-                "seed": 0} | RUNS[name]
+                "seed": 0, "until_decided": False} | RUNS[name]
     found = {"method": config["salience"]["method"], "target": config["salience"]["target"],
-             "limit": config["limit"], "measures": config["measures"], "seed": config["seed"]}
+             "limit": config["limit"], "measures": config["measures"], "seed": config["seed"],
+             "until_decided": config.get("until_decided", False)}
     if found != expected:
         raise SystemExit(f"{name}: the run was made with {found}, the study uses {expected}")
 
@@ -438,6 +453,31 @@ def constrained_reading(key):
     return render
 
 
+def sequential_cost(seq) -> str:
+    r = seq["sequential"]
+    return (f"stopped at {r['images_used']} of {r['images_total']} images, "
+            f"{r['passes_used']:,} of the full run's {r['passes_full']:,} forward passes "
+            f"({r['passes_used'] / r['passes_full']:.0%})")
+
+
+def sequential_output(seq) -> str:
+    """The recipe's gate file and the lines the run ends with: where it stopped, the
+    failures, the tally."""
+    from harness.sequential import summary
+
+    r = seq["sequential"]
+    width = max(len(c["model"]) for c in r["checks"]) if r["checks"] else 0
+    lines = [summary(r)]
+    lines += [f"FAIL  {c['model'].ljust(width)}  {c['what']}: {c['value']:.4g} {c['detail']}"
+              for c in r["checks"]]
+    tally = {k: sum(1 for c in r["all_checks"] if c == k) for k in ("pass", "fail", "skip")} \
+        if "all_checks" in r else None
+    if tally:
+        lines.append(f"{tally['pass']} passed, {tally['fail']} failed, {tally['skip']} skipped")
+    return ("```toml\n# gate.toml\n" + r["rules"].rstrip("\n") + "\n```\n\n```\n"
+            + "\n".join(lines) + "\n```")
+
+
 def output(key, command=None):
     """A command's output as a code block, after the command when one is given."""
     def render(occ):
@@ -472,6 +512,8 @@ RENDER = {
     "pick-constrained-0": (("occlusion",), output("pick_constrained_0")),
     "pick-constrained-1": (("occlusion",), output("pick_constrained_1")),
     "pick-reading": (("occlusion",), pick_reading),
+    "sequential-cost": (("sequential",), sequential_cost),
+    "sequential-output": (("sequential",), sequential_output),
     "constrained-0-reading": (("occlusion",), constrained_reading("pick_constrained_0")),
     "constrained-1-reading": (("occlusion",), constrained_reading("pick_constrained_1")),
 }
