@@ -1,4 +1,4 @@
-"""``harness run --until-decided``: score the images a shard at a time and stop when the
+"""``harness run --until-decided``: score the images a look at a time and stop when the
 questions asked of the run are decided (docs/measures.md, "Sequential evaluation").
 
 The images are taken in a seeded order stratified by label (the nested draw of
@@ -56,7 +56,8 @@ class Question:
         measure: the headline measure whose per-image values are tested.
         kind: ``"regression"``, ``"rule"`` or ``"pair"``.
         what: how a line names it (``"agreement vs baseline"``, the rule's text).
-        op, bound: a rule's comparison.
+        op, bound, statistic: a rule's comparison, and what it names (the headline or
+            an end of its interval).
         tolerance: a regression's allowance, in the measure's units.
         higher: the measure's direction.
         other: a pair's second model.
@@ -68,6 +69,7 @@ class Question:
     what: str
     op: str = ""
     bound: float = 0.0
+    statistic: str = "headline"
     tolerance: float = 0.0
     higher: bool = True
     other: str | None = None
@@ -132,7 +134,7 @@ def gate_questions(rules: Rules, scores: pl.DataFrame, per_image: pl.DataFrame,
             deferred.append(rule)
             continue
         questions += [Question(m, rule.measure, "rule", rule.text, rule.op, rule.bound,
-                               higher=higher[rule.measure]) for m in models]
+                               rule.statistic, higher=higher[rule.measure]) for m in models]
     if rules.no_regression and baseline is not None:
         for model, measure, h in heads.select("model", "measure",
                                               "higher_is_better").rows():
@@ -248,17 +250,11 @@ def final_checks(states: list[State], values: dict, stopped_at: int, at_budget: 
             out.append(Check(q.model, q.what, own, f"(undecided at {stopped_at} "
                              f"images: {shown}; no regression shown)", True))
         else:
-            v = values.get((q.model, q.measure, _statistic(q.what)))
+            v = values.get((q.model, q.measure, q.statistic))
             out.append(Check(q.model, q.what, v, f"(undecided at {stopped_at} images: "
                              f"{shown}; checked on its value, {q.op} {q.bound:g})",
                              v is not None and OPS[q.op](v, q.bound)))
     return out
-
-
-def _statistic(rule_text: str) -> str:
-    from harness.results.rules import parse_rule
-
-    return parse_rule(rule_text).statistic
 
 
 def _interval(s: State) -> str:
@@ -338,7 +334,7 @@ def run_looks(models, inset, how, oos: dict, config, say) -> Outcome:
     from harness.inputs.images import stratified_order
     from harness.report.examples import Examples
     from harness.results import reading
-    from harness.results.gate import _check_comparable, read_rules
+    from harness.results.gate import check_comparable, read_rules
     from harness.rundir import RunDir
     from harness.runner import score
 
@@ -369,7 +365,7 @@ def run_looks(models, inset, how, oos: dict, config, say) -> Outcome:
             if rules is not None:
                 if baseline is not None:
                     # the baseline is a full run of the set these images are drawn from
-                    _check_comparable(scored.scores.with_columns(
+                    check_comparable(scored.scores.with_columns(
                         image_set_hash=pl.lit(inset.hash)), baseline)
                     failing = _missing_from(baseline, scored.scores, rules)
                 questions, deferred = gate_questions(rules, scored.scores, scored.per_image,

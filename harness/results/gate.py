@@ -192,7 +192,7 @@ def check(scores: pl.DataFrame, rules: Rules, baseline: pl.DataFrame | None = No
                                f'no_regression = "{WHEN_BASELINE}" to compare only when one '
                                "is given)")
         _require_columns(baseline, "the baseline")
-        _check_comparable(scores, baseline)
+        check_comparable(scores, baseline)
         if per_image is None or baseline_per_image is None:
             raise HarnessError("no_regression compares per-image values: pass both runs' "
                                "per_image.parquet")
@@ -232,7 +232,7 @@ def _require_columns(frame: pl.DataFrame, what: str) -> None:
                            "the scores.parquet of a harness run")
 
 
-def _check_comparable(scores: pl.DataFrame, baseline: pl.DataFrame) -> None:
+def check_comparable(scores: pl.DataFrame, baseline: pl.DataFrame) -> None:
     """A regression is judged only against a baseline of the same images, salience
     settings, seed and measures."""
     for column, what in (("image_set_hash", "another image set"),

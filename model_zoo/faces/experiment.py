@@ -15,6 +15,9 @@ in the README and docs comes from run folders through this script, never by hand
     harness run --zoo regressed.toml --method cam --until-decided --rules gate.toml \
         --baseline-run results/zoo-cam --out results/zoo-sequential
     python model_zoo/faces/experiment.py summarise sequential results/zoo-sequential
+    # the README's gate example: faces-xent-2's weights under faces-xent-1's name
+    harness run --zoo retrained.toml --out results/zoo-retrained
+    python model_zoo/faces/experiment.py summarise gate results/zoo-retrained results/zoo
     python model_zoo/faces/experiment.py write     # every block, from the stored summaries
     python model_zoo/faces/experiment.py check     # exit 1 naming each block that differs
 
@@ -51,7 +54,14 @@ RUNS = {"occlusion": {"method": "occlusion"},
         "rise": {"method": "rise", "limit": 40, "measures": ["entropy"]},
         "rise-face": {"method": "rise", "limit": 40, "measures": ["entropy"], "target": "face"},
         # the README's CI recipe: a regressed checkpoint against the CAM run
-        "sequential": {"method": "cam", "until_decided": True}}
+        "sequential": {"method": "cam", "until_decided": True},
+        # the README's gate example: faces-xent-2's weights under faces-xent-1's name,
+        # gated against the occlusion run
+        "gate": {"method": "occlusion"}}
+GATE_RULES = {"gate": "no_regression = true\n",
+              "bounds": 'rules = ["entropy <= 0.6", "entropy.ci_low <= 0.6", '
+                        '"entropy.ci_high <= 0.62"]\n'}
+BOUNDS_MODEL = "faces-xent-3"  # the README's example of rules on interval bounds
 # the README's decision examples, run on the occlusion run's folder
 CONSTRAINTS = ("sanity.ci_low >= 0.72", "accuracy not worse than the best by more than 0.05")
 DETAILS = (("degradation", "paper_gap"), ("sanity", "ssim"))  # statistics the text cites
@@ -62,8 +72,9 @@ BLOCK = re.compile(r"<!-- zoo:(?P<name>[\w-]+)(?P<sources>[^>]*?) -->(?P<body>.*
 
 # --- summaries -----------------------------------------------------------------------
 
-def summarise(name: str, run_dir) -> dict:
-    """What the blocks need of one finished run (module docstring)."""
+def summarise(name: str, run_dir, baseline=None) -> dict:
+    """What the blocks need of one finished run (module docstring); ``baseline``: the
+    run the ``gate`` example compares with."""
     from harness.measures.accuracy import NAME as ACCURACY
     from harness.results import reading
     from harness.results.comparisons import values
@@ -103,6 +114,9 @@ def summarise(name: str, run_dir) -> dict:
                      if s == m and st == level and v is not None]
             if found:
                 references.setdefault(m, {})[level] = [min(found), max(found)]
+    intervals = {}
+    for r in scores.filter(scores["statistic"] == "headline").iter_rows(named=True):
+        intervals.setdefault(r["model"], {})[r["measure"]] = [r["ci_low"], r["ci_high"]]
     config = info["config"]
     summary = {
         "run": {"method": config["salience"]["method"], "grid": config["salience"]["grid"],
@@ -119,10 +133,15 @@ def summarise(name: str, run_dir) -> dict:
         "families": table,
         "references": references,
         "family_pairs": families.to_dicts(),
+        "intervals": intervals,
         "separable": _separable(scores, pairs),
     }
     if name == "occlusion":
         summary["outputs"] = _outputs(folder.path)
+    if name == "gate":
+        summary["gate"] = _gate_output(folder.path, GATE_RULES["gate"], baseline)
+    if name == "cam":
+        summary["bounds"] = _gate_output(folder.path, GATE_RULES["bounds"])
     if name == "sequential":
         record = dict(info["sequential"])
         record.pop("states")
@@ -202,6 +221,25 @@ def _outputs(run_dir: Path) -> dict:
             text = result.output.replace(str(run_dir), "results/zoo")
             out[key + suffix] = json.loads(text) if extra else text
     return out
+
+
+def _gate_output(run_dir: Path, rules: str, baseline=None) -> dict:
+    """``harness gate`` on the run with these rules: its lines and exit code."""
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "gate.toml"
+        path.write_text(rules)
+        args = ["gate", str(run_dir), "--rules", str(path)]
+        args += ["--baseline", str(baseline)] if baseline else []
+        result = CliRunner().invoke(cli, args)
+    if result.exit_code not in (0, 1):
+        raise SystemExit(f"harness {' '.join(args)} failed: {result.output}")
+    return {"rules": rules, "lines": result.output.splitlines(), "exit": result.exit_code}
 
 
 def _entropy_zero(config) -> list:
@@ -478,6 +516,26 @@ def sequential_output(seq) -> str:
             + "\n".join(lines) + "\n```")
 
 
+def gate_example(gate) -> str:
+    """The retrained model's lines, the first of another model, and the tally."""
+    lines = gate["gate"]["lines"]
+    own = [x for x in lines if x.split()[1:2] == ["faces-xent-1"]]
+    other = next(x for x in lines if x.split()[1:2] == ["faces-xent-3"])
+    return "```\n" + "\n".join([*own, other, "...", lines[-1]]) + "\n```"
+
+
+def bounds_example(cam) -> str:
+    """The rules on interval bounds, for one model of the CAM run."""
+    lines = [x for x in cam["bounds"]["lines"] if x.split()[1:2] == [BOUNDS_MODEL]]
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def bounds_intro(cam) -> str:
+    m = next(m for m in cam["models"] if m["model"] == BOUNDS_MODEL)
+    row = cam["intervals"][BOUNDS_MODEL]["entropy"]
+    return f"`{BOUNDS_MODEL}` has entropy {_ci(m['values']['entropy'], *row)}"
+
+
 def output(key, command=None):
     """A command's output as a code block, after the command when one is given."""
     def render(occ):
@@ -513,6 +571,9 @@ RENDER = {
     "pick-constrained-1": (("occlusion",), output("pick_constrained_1")),
     "pick-reading": (("occlusion",), pick_reading),
     "sequential-cost": (("sequential",), sequential_cost),
+    "gate-example": (("gate",), gate_example),
+    "bounds-intro": (("cam",), bounds_intro),
+    "bounds-example": (("cam",), bounds_example),
     "sequential-output": (("sequential",), sequential_output),
     "constrained-0-reading": (("occlusion",), constrained_reading("pick_constrained_0")),
     "constrained-1-reading": (("occlusion",), constrained_reading("pick_constrained_1")),
@@ -550,11 +611,11 @@ def stored() -> dict:
 
 
 def main(argv):
-    if argv[:1] == ["summarise"] and len(argv) == 3:
+    if argv[:1] == ["summarise"] and len(argv) in (3, 4):
         if argv[1] not in RUNS:
-            raise SystemExit(f"summarise NAME DIR: NAME is one of {', '.join(RUNS)}")
+            raise SystemExit(f"summarise NAME DIR [BASELINE]: NAME is one of {', '.join(RUNS)}")
         sys.path.insert(0, str(ROOT))
-        print(store(argv[1], summarise(argv[1], argv[2])))
+        print(store(argv[1], summarise(*argv[1:])))
     elif argv in (["write"], ["check"]):
         sys.path.insert(0, str(ROOT))
         summaries, differ = stored(), []
