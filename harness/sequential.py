@@ -98,17 +98,6 @@ class State:
                 "ci_low": _finite(self.low), "ci_high": _finite(self.high)}
 
 
-def summary(record: dict) -> str:
-    """One line: where the looks stopped, why, and what the full set would have cost."""
-    used, full = record["passes_used"], record["passes_full"]
-    why = {"failed": "a failure was shown", "decided": "every question decided",
-           "budget": "the budget reached"}[record["stopped"]]
-    share = f" ({used / full:.0%})" if full else ""
-    return (f"Sequential: stopped at {record['images_used']} of {record['images_total']} "
-            f"images (look {len(record['looks'])} of {len(record['looks_planned'])}), "
-            f"{why}; {used:,} of the full set's {full:,} forward passes{share}")
-
-
 def plan_looks(total: int, look: int, budget: int) -> list[int]:
     """The images scored at each look: ``look``, ``2 look``, ... up to the budget
     (default: every image), the last look at the budget itself."""

@@ -21,6 +21,7 @@ LAYERS = [
     ("inputs",),
     ("runner",),
     ("report",),
+    ("sequential",),
     ("explain", "run", "parity"),
     ("cli",),
 ]

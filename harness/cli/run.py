@@ -306,7 +306,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
                    f"{', '.join(info['providers']) or 'no provider'}", err=True)
     click.echo(render(done.board, dirs, "table", wide=wide, decision=info["decision"]))
     if "sequential" in info:
-        from harness.sequential import summary
+        from harness.results.stopping import summary
 
         click.echo(summary(info["sequential"]))
     click.echo(f"results: {config.out}/", err=True)

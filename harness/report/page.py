@@ -172,7 +172,7 @@ def _decision_section(decision, labels: dict) -> list[str]:
 def _sequential_section(record, labels: dict) -> list[str]:
     """A run made with --until-decided: where the looks stopped, the looks, and every
     question's verdict with the look and interval it was decided on."""
-    from harness.sequential import summary
+    from harness.results.stopping import summary
 
     if not isinstance(record, dict):
         return []

@@ -501,7 +501,7 @@ def sequential_cost(seq) -> str:
 def sequential_output(seq) -> str:
     """The recipe's gate file and the lines the run ends with: where it stopped, the
     failures, the tally."""
-    from harness.sequential import summary
+    from harness.results.stopping import summary
 
     r = seq["sequential"]
     width = max(len(c["model"]) for c in r["checks"]) if r["checks"] else 0
