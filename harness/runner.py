@@ -91,12 +91,13 @@ class Scored:
 @dataclasses.dataclass(frozen=True)
 class Spent:
     """What producing the maps cost: forward passes computed in this call, maps reused
-    from the cache, units in all and units served whole by the cache."""
+    from the cache, units in all and units served whole by the cache, maps computed."""
 
     computed_passes: int = 0
     reused_maps: int = 0
     units: int = 0
     cached_units: int = 0
+    computed_maps: int = 0
 
 
 def evaluate(models: Sequence, images, labels=None, out_of_set: dict | None = None,
@@ -230,7 +231,7 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
             if result.per_image is not None:
                 per_image.append((clf.name, result.measure, result.per_image))
     spent = Spent(scheduler.computed_passes, scheduler.reused_maps, len(scheduler.units),
-                  scheduler.cached_units)
+                  scheduler.cached_units, scheduler.computed_maps)
     return Scored(to_frame(records), per_image_frame(per_image, keys), spent, failed)
 
 

@@ -341,13 +341,14 @@ def run_looks(models, inset, how, oos: dict, config, say) -> Outcome:
     # the images in the order they are drawn (the nested draw of --limit), so each look
     # adds whole units after the cached ones of the looks before
     order = stratified_order(inset.labels, len(inset), config.seed)
-    tracker, deferred, failing, history, computed = None, [], [], [], 0
+    tracker, deferred, failing, history, computed, made = None, [], [], [], 0, 0
     for k, n in enumerate(looks):
         subset = inset.subset(order[:n])
         examples = Examples(subset, config.seed, config.noise_levels)
         scored = score(models, subset, dataclasses.replace(how, on_model=examples.add),
                        out_of_set=oos)
         computed += scored.spent.computed_passes
+        made += scored.spent.computed_maps
         keys = scored.per_image["image"].unique(maintain_order=True).to_list()
         if tracker is None or (rules is None and isinstance(objective, str)
                                and objective in set(scored.per_image["measure"])):
@@ -386,6 +387,11 @@ def run_looks(models, inset, how, oos: dict, config, say) -> Outcome:
         if failing or tracker.failed() or (tracker.settled() and not deferred):
             break
     full = _full_passes(scored.scores, how, oos, n, len(inset))
+    # what the run as a whole computed, and reused of maps it did not compute itself
+    spent = scored.spent
+    scored = dataclasses.replace(scored, spent=dataclasses.replace(
+        spent, computed_passes=computed, computed_maps=made,
+        reused_maps=spent.reused_maps - (made - spent.computed_maps)))
     return Outcome(scored, subset, examples, tracker.states, deferred, failing, looks,
                    history, len(inset), computed, full, rules is not None)
 

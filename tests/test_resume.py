@@ -19,12 +19,23 @@ def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def start_run(zoo, out):
+def start_run(zoo, out, *extra):
     """``harness run`` in a process of its own, one image per unit so there is a lot
     to interrupt."""
     return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--zoo", str(zoo),
-                             "--out", str(out), "--shard-size", "1", "--quiet"],
+                             "--out", str(out), "--shard-size", "1", "--quiet", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def kill_after(proc, out, units: int) -> None:
+    """SIGKILL the run once ``units`` units are in its journal."""
+    deadline = time.monotonic() + 120
+    while finished_units(out) < units and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended before it could be killed: {proc.stderr.read().decode()}")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def finished_units(out):
@@ -40,14 +51,7 @@ def test_resume_after_kill_gives_the_uninterrupted_scores(cnn_zoo, tmp_path):
     assert total == 3 * (8 + 3)
 
     cut = tmp_path / "cut"
-    proc = start_run(cnn_zoo, cut)
-    deadline = time.monotonic() + 120
-    while finished_units(cut) < 5 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        pytest.fail(f"the run ended before it could be killed: {proc.stderr.read().decode()}")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after(start_run(cnn_zoo, cut), cut, 5)
     done = finished_units(cut)
     assert 5 <= done < total
     assert not (cut / "scores.parquet").exists()
@@ -130,16 +134,7 @@ def test_a_sequential_run_resumes_to_the_uninterrupted_looks(cnn_zoo, tmp_path):
     res = invoke("run", "--zoo", cnn_zoo, "--out", whole, "--shard-size", 1, "--quiet", *args)
     assert res.exit_code == 0, res.output
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--zoo", str(cnn_zoo),
-                             "--out", str(cut), "--shard-size", "1", "--quiet", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while finished_units(cut) < 5 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        pytest.fail(f"the run ended before it could be killed: {proc.stderr.read().decode()}")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after(start_run(cnn_zoo, cut, *args), cut, 5)
     res = invoke("run", "--resume", cut)
     assert res.exit_code == 0, res.output
     record = {r: json.loads((r / "run.json").read_text())["sequential"] for r in (whole, cut)}

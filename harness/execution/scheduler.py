@@ -47,7 +47,7 @@ class Scheduler:
         self.costs = {}  # (model, part, start) -> forward passes per image of its groups
         self.providers = {}  # model -> providers that computed its maps
         self.first_failure = {}  # model -> index of its first failing unit
-        self.computed_passes = self.reused_maps = self.cached_units = 0
+        self.computed_passes = self.reused_maps = self.cached_units = self.computed_maps = 0
 
     def image_keys(self, part: str) -> list[str]:
         """The distinct keys of a set's images (its hashes, made once for the cache)."""
@@ -162,6 +162,7 @@ class Scheduler:
                 entries[key] = Entry(m.raw[i], float(m.target_score[i]), float(m.target_prob[i]),
                                      int(m.predicted[i]), group.passes, provider)
             self.computed_passes += group.passes * len(task.images)
+        self.computed_maps += len(entries)
         if self.cache is not None:
             self.cache.put_many(entries)
         self.groups[(unit.model, unit.part, unit.start)].update(computed)
