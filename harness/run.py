@@ -121,6 +121,7 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
         examples = Examples(inset, config.seed, config.noise_levels)
         how = Evaluation(measures=[m.name for m in measures], salience=config.salience,
                          sanity_twins=config.sanity_twins,
+                         sanity_cascade=config.sanity == "cascade",
                          seed=config.seed, noise_levels=config.noise_levels, keep_going=True,
                          shard_size=config.shard_size, cache=cache, engine=engine,
                          progress=progress, on_model=examples.add, on_unit=folder.record)

@@ -44,6 +44,8 @@ class Evaluation:
         noise_levels: salt-and-pepper levels of measure (b).
         sanity_twins: randomised twins per model for measure (g) (None: the method's
             default, :func:`harness.execution.plan.sanity_twins`).
+        sanity_cascade: also the cascading test of measure (g): twins whose weights are
+            redrawn from the output down, a step at a time.
         keep_going: a model that cannot be scored (bad output, NaN) is reported with
             status ``failed: ...`` and null values instead of stopping the run.
         shard_size: images per unit of work.
@@ -66,6 +68,7 @@ class Evaluation:
     seed: int = 0
     noise_levels: Sequence[float] = NOISE_LEVELS
     sanity_twins: int | None = None
+    sanity_cascade: bool = False
     keep_going: bool = False
     shard_size: int = DEFAULT_SHARD
     cache: object = None
@@ -168,7 +171,8 @@ def score(models: Sequence, images, how: Evaluation, labels=None, out_of_set=Non
 
     perts = perturbations(needs, how.noise_levels, TRANSFORMS, how.seed,
                           second_seed=config.explainer.seeded and "family" in needs,
-                          twins=plan.sanity_twins(config, how.sanity_twins))
+                          twins=plan.sanity_twins(config, how.sanity_twins),
+                          cascade=how.sanity_cascade)
     scheduler = Scheduler(clfs, inset, oos, config, how.seed, perts,
                           shard_images(how.shard_size, inset.size), how.cache)
     engine = how.engine or InProcessEngine({c.name: c for c in clfs})
@@ -251,11 +255,13 @@ def failed_records(base: dict, measures) -> list[dict]:
 
 def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None = None,
                     out_of_set_sizes: Sequence[int] = (), noise_levels=NOISE_LEVELS,
-                    in_family: bool = True, sanity_twins: int | None = None) -> int:
+                    in_family: bool = True, sanity_twins: int | None = None,
+                    sanity_cascade: bool = False) -> int:
     """The minimum forward passes one model needs for these measures: per image set a
     clean pass per image plus its maps; the degradation control one pass per image; each
-    of the sanity measure's randomised twins a clean pass and a map per image; a seeded
-    method's explainer floor adds one more map."""
+    of the sanity measure's randomised twins (and with ``sanity_cascade`` each step of
+    the cascade but the last, which is the first twin) a clean pass and a map per image;
+    a seeded method's explainer floor adds one more map."""
     config = salience or SalienceConfig()
     needs = frozenset().union(*(m.needs for m in get_measures(measures)))
     per_map = config.passes_per_image()
@@ -265,7 +271,9 @@ def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None
     if "degradation" in needs:  # the control: one pass per image, no map
         total += n_images
     if "twin" in needs:  # the randomised twins' clean maps (for a model with weights)
-        total += plan.sanity_twins(config, sanity_twins) * n_images * (1 + per_map)
+        twins = plan.sanity_twins(config, sanity_twins) + \
+            (plan.CASCADE_STEPS - 1) * sanity_cascade
+        total += twins * n_images * (1 + per_map)
     if "out_of_set" in needs:
         total += sum(m * (1 + per_map) for m in out_of_set_sizes)
     if config.explainer.seeded and "family" in needs and in_family:

@@ -422,7 +422,8 @@ def _full_passes(scores: pl.DataFrame, how, oos: dict, used: int, total: int) ->
     from harness.runner import required_passes
 
     fixed = required_passes(0, how.measures, how.salience, [len(s) for s in oos.values()],
-                            how.noise_levels, sanity_twins=how.sanity_twins)
+                            how.noise_levels, sanity_twins=how.sanity_twins,
+                            sanity_cascade=how.sanity_cascade)
     total_passes = 0
     for passes in scores.unique("model")["forward_passes"].to_list():
         if passes:

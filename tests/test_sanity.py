@@ -165,3 +165,50 @@ def test_every_zoo_model_is_separably_above_a_model_whose_maps_ignore_its_weight
     for r in pairs.iter_rows(named=True):
         zoo_above = r["diff"] > 0 if r["model_b"] == "i" else r["diff"] < 0
         assert zoo_above and r["p_adjusted"] < 0.05, r
+
+
+def test_the_cascade_redraws_from_the_output_down_and_ends_at_the_first_twin(tmp_path):
+    """--sanity cascade: step j of 5 redraws the top ceil(4 j / 5) of a CNN's 4 weight
+    tensors (latest first), leaving the rest; step 5 is the first twin, so its value is
+    twin@0's; the cascade's 4 more maps an image are counted before the run."""
+    from harness.model.twin import weight_order
+    from harness.runner import required_passes
+
+    path = cnn_model(tmp_path / "cnn.onnx", size=28, widths=(8, 16, 16), seed=3)
+    proto = onnx.load(str(path))
+    order = weight_order(proto)
+    assert len(order) == 4
+    graph_order = [n.input[1] for n in proto.graph.node if len(n.input) > 1
+                   and n.input[1] in order]
+    assert order == graph_order[::-1]  # the classifier's weights first
+    redrawn = onnx.load(str(path))
+    assert randomise(redrawn, 5, 0, top=1) == 1
+    changed = [a.name for a, b in zip(proto.graph.initializer, redrawn.graph.initializer,
+                                      strict=True) if a.raw_data != b.raw_data]
+    assert changed == [order[0]]
+    images = np.random.default_rng(0).random((5, 28, 28, 3)).astype(np.float32)
+    frame = evaluate([OnnxClassifier(path, ModelSpec(name="cnn"))], images,
+                     measures="sanity", seed=5, sanity_twins=2, sanity_cascade=True)
+    steps = [_sanity(frame, "cnn", f"cascade@{j}/5") for j in range(1, 6)]
+    assert steps[-1] == _sanity(frame, "cnn", "twin@0")
+    assert all(0.0 <= v <= 1.0 for v in steps) and steps[0] < steps[-1]
+    config = SalienceConfig()
+    assert frame["forward_passes"][0] == required_passes(5, "sanity", config, sanity_twins=2,
+                                                         sanity_cascade=True)
+    assert required_passes(5, "sanity", config, sanity_twins=2, sanity_cascade=True) - \
+        required_passes(5, "sanity", config, sanity_twins=2) == 4 * 5 * (1 + 49)
+
+
+def test_sanity_cascade_from_the_command_line_is_drawn_in_the_report(cnn_zoo, tmp_path):
+    from tests.test_run import invoke
+
+    out = tmp_path / "run"
+    res = invoke("run", "--zoo", cnn_zoo, "--measures", "sanity", "--sanity", "cascade",
+                 "--sanity-twins", 2, "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    stats = set(pl.read_parquet(out / "scores.parquet")["statistic"].to_list())
+    assert {f"cascade@{j}/5" for j in range(1, 6)} <= stats
+    assert invoke("report", out).exit_code == 0
+    assert "Sanity, layer by layer" in (out / "report.html").read_text()
+    res = invoke("run", "--zoo", cnn_zoo, "--sanity", "layers", "--out", tmp_path / "x")
+    assert res.exit_code == 2 and "'layers' is not one of 'twins', 'cascade'" in res.output

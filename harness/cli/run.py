@@ -177,6 +177,10 @@ def _run_options(f):
                      show_default="50 with cam, 10 otherwise",
                      help="Randomised twins per model for the sanity measure (each costs a "
                           "map of every image)."),
+        click.option("--sanity", type=click.Choice(["twins", "cascade"]),
+                     show_default="twins",
+                     help="cascade: also the cascading test, the model's weights redrawn "
+                          "from the output down a step at a time (4 more maps an image)."),
         click.option("--model-timeout", "model_timeout", type=float, show_default="300",
                      help="Seconds loading a model, then one batch, may take before the "
                           "model is marked failed."),
@@ -224,9 +228,9 @@ def _run_options(f):
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, target, layer, window,
         baseline, n_masks, batch_size, limit, seed, test, objective, constraints,
-        sanity_twins, model_timeout, out, cache, shard_size, until_decided, rules, baseline_run,
-        look, budget, resume, engine, scheduler, workers, config_file, quiet, as_json, wide,
-        print_config):
+        sanity_twins, sanity, model_timeout, out, cache, shard_size, until_decided, rules,
+        baseline_run, look, budget, resume, engine, scheduler, workers, config_file, quiet,
+        as_json, wide, print_config):
     """Score every model, rank them, and write the run to --out.
 
     With no arguments: the built-in zoo (15 face detectors) on its built-in test split,
@@ -244,7 +248,7 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
     flags = {"zoo": zoo or None, "models": models or None, "data": data, "split": split,
              "out_of_set": out_of_set or None, "limit": limit, "seed": seed, "test": test,
              "decision.objective": objective, "decision.constraints": constraints or None,
-             "sanity_twins": sanity_twins,
+             "sanity_twins": sanity_twins, "sanity": sanity,
              "out": out, "model_timeout": model_timeout, "cache": cache, "shard_size": shard_size,
              "until_decided": until_decided, "rules": rules, "baseline_run": baseline_run,
              "look": look, "budget": budget,

@@ -45,10 +45,12 @@ class Perturbation:
         kind: ``clean`` (nothing), ``noise`` (salt and pepper), ``transform``,
             ``degrade`` (blur guided by the clean map; mode ``control`` is scored but
             not explained), ``second_seed`` (the clean images, explained with the
-            method's next seed) or ``twin`` (the clean images, explained by one of the
-            model's randomised twins for the model's class).
-        arg: the noise level, the transform's name, the degradation mode, or the twin's
-            index (None for the first, so its cache key is the one a single twin had).
+            method's next seed), ``twin`` (the clean images, explained by one of the
+            model's randomised twins for the model's class) or ``cascade`` (the same,
+            by a twin whose weights are redrawn from the output down to a depth).
+        arg: the noise level, the transform's name, the degradation mode, the twin's
+            index (None for the first, so its cache key is the one a single twin had),
+            or the cascade's step as ``"j/J"``.
         seed: for ``noise`` and ``twin``, the run seed its pixels or weights are drawn
             from.
     """
@@ -72,6 +74,8 @@ class Perturbation:
         if self.kind == "twin":  # the twin's own maps: its weights come from the seed
             index = f"/twin={self.arg}" if self.arg else ""
             return f"randomised-twin/seed={self.seed}{index}"
+        if self.kind == "cascade":  # arg "j/J": the top j/J of the weights redrawn
+            return f"randomised-cascade/seed={self.seed}/step={self.arg}"
         return {"clean": "clean", "second_seed": "rise_seed+1"}[self.kind]
 
 
@@ -91,10 +95,16 @@ def sanity_twins(salience, requested: int | None = None) -> int:
 SECOND_SEED = Perturbation("second_seed")
 
 
+# The cascading test's steps: step j of J redraws the top j/J of a model's weight
+# tensors; the last step is the first twin itself, so J - 1 more maps per image.
+CASCADE_STEPS = 5
+
+
 def perturbations(needs: frozenset, noise_levels, transforms, seed: int,
-                  second_seed: bool, twins: int = TWINS_DEFAULT) -> list[Perturbation]:
+                  second_seed: bool, twins: int = TWINS_DEFAULT,
+                  cascade: bool = False) -> list[Perturbation]:
     """The perturbations of the in-set images that the needed measures read, in order
-    (each randomised twin's clean maps count as one)."""
+    (each randomised twin's clean maps count as one, and each step of the cascade)."""
     out = [CLEAN]
     if "noise" in needs:
         out += [Perturbation("noise", float(a), seed) for a in noise_levels]
@@ -106,6 +116,9 @@ def perturbations(needs: frozenset, noise_levels, transforms, seed: int,
         out.append(SECOND_SEED)
     if "twin" in needs:
         out += [Perturbation("twin", k or None, seed) for k in range(twins)]
+        if cascade:
+            out += [Perturbation("cascade", f"{j}/{CASCADE_STEPS}", seed)
+                    for j in range(1, CASCADE_STEPS)]
     return out
 
 

@@ -191,7 +191,8 @@ class Scheduler:
         second = self._concat(model, INSET, SECOND_SEED).raw if SECOND_SEED in perts else None
         twins = tuple(self._concat(model, INSET, p) for p in perts if p.kind == "twin")
         return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, of_kind("noise"),
-                         of_kind("transform"), of_kind("degrade"), oos, second, twins)
+                         of_kind("transform"), of_kind("degrade"), oos, second, twins,
+                         of_kind("cascade"))
 
     def passes(self, model) -> int:
         """Forward passes this model's maps cost, computed now or earlier; for a failed

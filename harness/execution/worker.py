@@ -13,7 +13,7 @@ import numpy as np
 from harness.errors import NonFiniteOutput
 from harness.execution.plan import CLEAN, SECOND_SEED, Group, Perturbation, Task
 from harness.maps import Perturbed, normalize_upsampled
-from harness.model.twin import randomised_twin
+from harness.model.twin import cascade_step, randomised_twin
 from harness.numerics.perturb import degrade, salt_and_pepper, transform
 from harness.numerics.pixels import to_float
 from harness.salience.scoring import class_scores
@@ -58,8 +58,8 @@ def _compute(clf, task: Task) -> dict[Perturbation, Group]:
         if pert == SECOND_SEED:
             out[pert] = _group(clf, n, _second_seed, clf, x, explained, config)
             continue
-        if pert.kind == "twin":
-            out[pert] = _twin_group(clf, x, explained, config, pert.seed, pert.arg or 0)
+        if pert.kind in ("twin", "cascade"):
+            out[pert] = _twin_group(clf, x, explained, config, pert)
             continue
         if pert.kind == "degrade" and q_up is None:
             q_up = normalize_upsampled(clean.raw, x.shape[1:3])[0]
@@ -117,10 +117,15 @@ def _maps_of(clf, images, targets, config) -> Perturbed:
                      out.argmax(axis=1))
 
 
-def _twin_group(clf, x, targets, config, seed: int, index: int) -> Group:
-    """Randomised twin ``index``'s maps of the clean images, explaining the model's own
-    class (``targets``); a model without weight tensors has no twin: an empty group."""
-    twin = randomised_twin(clf, seed, index)
+def _twin_group(clf, x, targets, config, pert) -> Group:
+    """A randomised twin's maps of the clean images (twin ``pert.arg``, or the cascade's
+    step ``pert.arg``), explaining the model's own class (``targets``); a model without
+    weight tensors has no twin: an empty group."""
+    if pert.kind == "twin":
+        twin = randomised_twin(clf, pert.seed, pert.arg or 0)
+    else:
+        step, steps = (int(v) for v in pert.arg.split("/"))
+        twin = cascade_step(clf, pert.seed, step, steps)
     if twin is None:
         n = len(x)
         return Group(Perturbed(np.zeros((n, 0, 0), np.float32), np.full(n, np.nan),

@@ -40,6 +40,7 @@ class RunConfig:
     out: Path | None = None
     noise_levels: tuple[float, ...] = NOISE_LEVELS
     sanity_twins: int | None = None
+    sanity: str = "twins"  # or "cascade": also redraw the weights layer by layer
     model_timeout: float | None = DEFAULT_TIMEOUT
     cache: Path | None = None
     shard_size: int = DEFAULT_SHARD
@@ -169,6 +170,8 @@ def build_config(default_measures=None, **settings) -> RunConfig:
             _integer(config.sanity_twins) and 1 <= config.sanity_twins <= MAX_TWINS):
         raise HarnessError(f"sanity_twins must be an integer in [1, {MAX_TWINS}], got "
                            f"{excerpt(config.sanity_twins)}")
+    if config.sanity not in ("twins", "cascade"):
+        raise HarnessError(f'sanity must be "twins" or "cascade", got {excerpt(config.sanity)}')
     if config.model_timeout is not None and not (
             _number(config.model_timeout) and 0 < config.model_timeout <= MAX_TIMEOUT):
         raise HarnessError(f"model_timeout must be a number of seconds > 0 and at most "

@@ -67,8 +67,17 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         ssims.append(dissimilarity(m.q, m.flat, q_twin, flat_twin))
         flats.append(flat_twin.astype(float))
         agree.append((twin.predicted == m.clean.predicted).astype(float))
+    # the cascade: steps 1 .. J - 1 redraw the top j/J of the weights; step J is twin 0
+    steps = sorted(m.cascade, key=lambda arg: int(arg.split("/")[0]))
+    cascade = [mean_stat(f"cascade@{arg}", unrelatedness(m.clean.raw, [m.cascade[arg].raw])[1]
+                         if m.cascade[arg].raw.size else np.full(len(per_image), np.nan),
+                         inp.boot) for arg in steps]
+    if steps:
+        last = steps[0].split("/")[1]
+        cascade.append(mean_stat(f"cascade@{last}/{last}", per_twin[0], inp.boot))
     return headline_result("sanity", True, per_image, inp.boot, (
         *(mean_stat(stat_name("twin", k), v, inp.boot) for k, v in enumerate(per_twin)),
+        *cascade,
         mean_stat("ssim", column_means(np.stack(ssims)), inp.boot),
         mean_stat("twin_flat_fraction", np.mean(flats, axis=0), inp.boot),
         mean_stat("twin_agreement", np.mean(agree, axis=0), inp.boot)))

@@ -9,6 +9,7 @@ external data, are only read.
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
@@ -17,15 +18,32 @@ _STREAM = zlib.crc32(b"randomised-twin")
 _FLOATS = {1, 10, 11, 16}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
-def randomise(proto, seed: int, index: int = 0) -> int:
+def weight_order(proto) -> list[str]:
+    """The weight tensors a twin redraws, from the output towards the input: ordered by
+    the last node that reads each, latest first (the cascading test's order)."""
+    weights = {i.name for i in proto.graph.initializer
+               if i.data_type in _FLOATS and len(i.dims) >= 2}
+    last = {}
+    for position, node in enumerate(proto.graph.node):
+        for name in node.input:
+            if name in weights:
+                last[name] = position
+    return sorted(last, key=lambda name: -last[name])
+
+
+def randomise(proto, seed: int, index: int = 0, top: int | None = None) -> int:
     """Redraw the weight tensors of ``proto`` (a ModelProto with its data loaded) in
-    place for twin ``index`` (the first twin's draw is the one a single twin had);
-    returns how many were redrawn."""
+    place for twin ``index`` (the first twin's draw is the one a single twin had), or
+    with ``top`` only the ``top`` tensors nearest the output (:func:`weight_order`, the
+    first twin's draws: the cascade); returns how many were redrawn."""
     from onnx import numpy_helper
 
+    chosen = None if top is None else set(weight_order(proto)[:top])
     count = 0
     for init in proto.graph.initializer:
         if init.data_type not in _FLOATS or len(init.dims) < 2:
+            continue
+        if chosen is not None and init.name not in chosen:
             continue
         weights = numpy_helper.to_array(init)
         values = weights.astype(np.float64)
@@ -36,6 +54,21 @@ def randomise(proto, seed: int, index: int = 0) -> int:
         init.CopyFrom(numpy_helper.from_array(drawn, init.name))
         count += 1
     return count
+
+
+def cascade_step(clf, seed: int, step: int, steps: int):
+    """The cascade's twin at ``step`` of ``steps``: the top ceil(step / steps * L) of
+    the model's L weight tensors redrawn (as the first twin draws them), the rest kept;
+    None without weight tensors. Step ``steps`` is the first twin itself."""
+    import onnx
+
+    proto = onnx.load(str(clf.path)) if clf.source is None \
+        else onnx.load_from_string(clf.source)
+    layers = len(weight_order(proto))
+    if not layers:
+        return None
+    randomise(proto, seed, 0, top=math.ceil(step / steps * layers))
+    return clf.with_graph(proto.SerializeToString())
 
 
 def randomised_twin(clf, seed: int, index: int = 0):

@@ -105,6 +105,33 @@ def noise_figure(scores, order: list[str]) -> str | None:
     return _png(fig)
 
 
+def cascade_figure(scores, order: list[str]) -> str | None:
+    """The cascading sanity test: one curve per model, 1 - |rho| against the model's
+    maps as its weights are redrawn from the output down (``sanity.cascade@j/J``)."""
+    import matplotlib.pyplot as plt
+
+    rows = scores.filter((pl.col("measure") == "sanity")
+                         & pl.col("statistic").str.starts_with("cascade@"))
+    if rows.is_empty():
+        return None
+    models = _ordered_models(scores, order)
+    colours = _colour_of([f for _, f in models])
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for model, family in models:
+        r = rows.filter(pl.col("model") == model)
+        steps = [s.split("@")[1].split("/") for s in r["statistic"]]
+        depth = [0.0] + [int(j) / int(k) for j, k in steps]
+        ax.plot(depth, [0.0] + r["value"].to_list(), "-o", ms=3, color=colours[family],
+                alpha=.8, lw=1, label=family)
+    handles = {h.get_label(): h for h in ax.get_lines()}
+    ax.legend(handles.values(), handles.keys(), fontsize=8)
+    ax.set_xlabel("cascade step j / J: the top ceil(j L / J) of L weight tensors redrawn")
+    ax.set_ylabel("1 - |Spearman rho| to the model's maps")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=.3)
+    return _png(fig)
+
+
 def transform_figure(scores, order: list[str]) -> str | None:
     import matplotlib.pyplot as plt
 

@@ -204,6 +204,7 @@ def build_report(run_dir, images: int = 4) -> str:
     matplotlib.use("Agg")
     from harness.measures import MEASURES
     from harness.report.figures import (
+        cascade_figure,
         degradation_figure,
         measure_figure,
         noise_figure,
@@ -276,6 +277,14 @@ def build_report(run_dir, images: int = 4) -> str:
                      "two models' maps of the same image.</p>")
         parts += [f"<h3>{html.escape(f)}</h3><p class='note'>{html.escape(said)}</p>"
                   f"{_img(uri, f)}" for f, said, uri in families]
+    cascade = cascade_figure(scores, order)
+    if cascade:
+        parts += ["<h2>Sanity, layer by layer</h2><p class='note'>The cascading test "
+                  "(<code>--sanity cascade</code>): each model's weights are redrawn from the "
+                  "output towards the input, and its maps compared with the twin's at each "
+                  "step (0: the same up to sign; 1: unrelated). Maps that stay near 0 while "
+                  "the top layers are redrawn do not depend on them.</p>",
+                  _img(cascade, "cascading sanity test")]
     drops = degradation_figure(scores, order)
     if drops:
         parts += ["<h2>Degradation: blur what the model looked at, or as much at random"
