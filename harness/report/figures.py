@@ -82,10 +82,12 @@ def measure_figure(scores, dirs, order: list[str]) -> str:
     return _png(fig)
 
 
-def noise_figure(scores, order: list[str]) -> str | None:
+def _curves(scores, order: list[str], rows, x_of, start: tuple[float, float], xlabel: str,
+            ylabel: str) -> str | None:
+    """One curve per model through ``rows`` (a statistic per point, ``x_of(statistic)``
+    its x), from the point ``start``, coloured by family."""
     import matplotlib.pyplot as plt
 
-    rows = _stat(scores, "out_of_set", "ssim")
     if rows.is_empty():
         return None
     models = _ordered_models(scores, order)
@@ -93,43 +95,35 @@ def noise_figure(scores, order: list[str]) -> str | None:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for model, family in models:
         r = rows.filter(pl.col("model") == model)
-        levels = [0.0] + [float(split_stat_name(s)[1]) for s in r["statistic"]]
-        values = [1.0] + r["value"].to_list()
-        ax.plot(levels, values, "-o", ms=3, color=colours[family], alpha=.8, lw=1,
-                label=family)
+        ax.plot([start[0]] + [x_of(s) for s in r["statistic"]],
+                [start[1]] + r["value"].to_list(), "-o", ms=3, color=colours[family],
+                alpha=.8, lw=1, label=family)
     handles = {h.get_label(): h for h in ax.get_lines()}
     ax.legend(handles.values(), handles.keys(), fontsize=8)
-    ax.set_xlabel("salt-and-pepper level")
-    ax.set_ylabel("SSIM(clean map, noisy map)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=.3)
     return _png(fig)
+
+
+def noise_figure(scores, order: list[str]) -> str | None:
+    return _curves(scores, order, _stat(scores, "out_of_set", "ssim"),
+                   lambda s: float(split_stat_name(s)[1]), (0.0, 1.0),
+                   "salt-and-pepper level", "SSIM(clean map, noisy map)")
 
 
 def cascade_figure(scores, order: list[str]) -> str | None:
     """The cascading sanity test: one curve per model, 1 - |rho| against the model's
     maps as its weights are redrawn from the output down (``sanity.cascade@j/J``)."""
-    import matplotlib.pyplot as plt
+    def step(statistic):
+        j, steps = statistic.split("@")[1].split("/")
+        return int(j) / int(steps)
 
     rows = scores.filter((pl.col("measure") == "sanity")
                          & pl.col("statistic").str.starts_with("cascade@"))
-    if rows.is_empty():
-        return None
-    models = _ordered_models(scores, order)
-    colours = _colour_of([f for _, f in models])
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for model, family in models:
-        r = rows.filter(pl.col("model") == model)
-        steps = [s.split("@")[1].split("/") for s in r["statistic"]]
-        depth = [0.0] + [int(j) / int(k) for j, k in steps]
-        ax.plot(depth, [0.0] + r["value"].to_list(), "-o", ms=3, color=colours[family],
-                alpha=.8, lw=1, label=family)
-    handles = {h.get_label(): h for h in ax.get_lines()}
-    ax.legend(handles.values(), handles.keys(), fontsize=8)
-    ax.set_xlabel("cascade step j / J: the top ceil(j L / J) of L weight tensors redrawn")
-    ax.set_ylabel("1 - |Spearman rho| to the model's maps")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=.3)
-    return _png(fig)
+    return _curves(scores, order, rows, step, (0.0, 0.0),
+                   "cascade step j / J: the top ceil(j L / J) of L weight tensors redrawn",
+                   "1 - |Spearman rho| to the model's maps")
 
 
 def transform_figure(scores, order: list[str]) -> str | None:
