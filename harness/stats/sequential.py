@@ -20,6 +20,7 @@ the values is needed, so it serves log-odds drops as well as SSIMs.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -27,28 +28,13 @@ _STEP = 0.005  # grid step of the Brownian motion B(t), t in [0, 1]
 _REACH = 9.0  # the grid spans +-_REACH; B(1) has SD 1
 
 
-def _phi(z):
-    return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(z, np.float64) / math.sqrt(2.0)))
-
-
-def _z(p: float) -> float:
-    """The standard normal quantile (bisection: no SciPy in the package)."""
-    low, high = -40.0, 40.0
-    for _ in range(200):
-        mid = (low + high) / 2
-        if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < p:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2
-
-
 def spent(t, alpha: float) -> np.ndarray:
     """The two-sided error spent by information fraction ``t`` (O'Brien-Fleming type)."""
     t = np.asarray(t, np.float64)
-    z = _z(1.0 - alpha / 2.0)
-    with np.errstate(divide="ignore"):
-        return np.where(t > 0, 2.0 - 2.0 * _phi(z / np.sqrt(np.maximum(t, 1e-300))), 0.0)
+    normal = NormalDist()
+    z = normal.inv_cdf(1.0 - alpha / 2.0)
+    return np.array([2.0 - 2.0 * normal.cdf(z / math.sqrt(x)) if x > 0 else 0.0
+                     for x in t.reshape(-1)]).reshape(t.shape)
 
 
 def boundaries(times, alpha: float) -> np.ndarray:
