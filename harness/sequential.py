@@ -36,7 +36,7 @@ import polars as pl
 
 from harness.errors import HarnessError
 from harness.results import numbers
-from harness.results.gate import P_BEST, Check, Rules
+from harness.results.gate import P_BEST, Check, Rules, baseline_values, comparable_value
 from harness.results.rules import INTERVAL, OPS
 from harness.results.schema import per_image_column
 from harness.stats import sequential as design
@@ -401,18 +401,12 @@ def _missing_from(baseline: pl.DataFrame, scores: pl.DataFrame, rules: Rules) ->
     nothing can be compared for it."""
     if not rules.no_regression:
         return []
-    base = {(m, s): v for m, s, v in baseline.filter(pl.col("statistic") == "headline")
-            .select("model", "measure", "value").rows()}
+    base = baseline_values(baseline)
     out = []
-    for model, measure, v in scores.filter(pl.col("statistic") == "headline").select(
-            "model", "measure", "value").rows():
-        key = (model, measure)
-        if key in base and base[key] is None and v is None:
-            continue
-        if key not in base or base[key] is None or v is None:
-            why = ("model missing from the baseline" if key not in base else
-                   "no baseline value" if base[key] is None else "no value in this run")
-            out.append(Check(model, f"{measure} vs baseline", v, f"({why})", False))
+    for row in scores.filter(pl.col("statistic") == "headline").iter_rows(named=True):
+        status = comparable_value(row, base)
+        if isinstance(status, Check):
+            out.append(status)
     return out
 
 

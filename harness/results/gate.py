@@ -277,20 +277,16 @@ def _regressions(scores, per_image, baseline, baseline_per_image, models, rules
     """Each model's headlines against the same-named model of the baseline, paired over
     the images both scored; a model the baseline does not have (or could not score)
     fails, since nothing could be checked for it."""
-    base = {(r["model"], r["measure"]): r["value"] for r in
-            baseline.filter(pl.col("statistic") == "headline").iter_rows(named=True)}
+    base = baseline_values(baseline)
     out, tests = [], []
     for r in scores.filter(pl.col("statistic") == "headline").iter_rows(named=True):
         if r["model"] not in models:
             continue
-        key = (r["model"], r["measure"])
-        what = f"{r['measure']} vs baseline"
-        if key in base and base[key] is None and r["value"] is None:
-            continue  # the measure applies to neither (e.g. stability without a family)
-        if key not in base or base[key] is None or r["value"] is None:
-            why = ("model missing from the baseline" if key not in base else
-                   "no baseline value" if base[key] is None else "no value in this run")
-            out.append(Check(r["model"], what, r["value"], f"({why})", False))
+        status = comparable_value(r, base)
+        if status == "neither":
+            continue
+        if status is not None:
+            out.append(status)
             continue
         tests.append((r, len(out)))
         out.append(None)
@@ -316,6 +312,28 @@ def _regressions(scores, per_image, baseline, baseline_per_image, models, rules
                 continue
             out[at] = _verdict(r, result, j, adjusted[j], rules.tolerance_for(r["measure"]))
     return out
+
+
+def baseline_values(baseline: pl.DataFrame) -> dict:
+    """``(model, measure) -> headline value`` of the baseline run."""
+    return {(m, s): v for m, s, v in baseline.filter(pl.col("statistic") == "headline")
+            .select("model", "measure", "value").rows()}
+
+
+def comparable_value(row: dict, base: dict) -> Check | str | None:
+    """Whether a headline row of the run can be compared with the baseline's: None when
+    both have a value; ``"neither"`` when the measure applies to neither (stability
+    without a family); else the failing check that says what is missing, since nothing
+    could be checked for it."""
+    key = (row["model"], row["measure"])
+    if key in base and base[key] is None and row["value"] is None:
+        return "neither"
+    if key in base and base[key] is not None and row["value"] is not None:
+        return None
+    why = ("model missing from the baseline" if key not in base else
+           "no baseline value" if base[key] is None else "no value in this run")
+    return Check(row["model"], f"{row['measure']} vs baseline", row["value"], f"({why})",
+                 False)
 
 
 def _differences(run: pl.DataFrame, baseline: pl.DataFrame, model: str, measure: str,
