@@ -125,12 +125,15 @@ def gate_questions(rules: Rules, scores: pl.DataFrame, per_image: pl.DataFrame,
         questions += [Question(m, rule.measure, "rule", rule.text, rule.op, rule.bound,
                                rule.statistic, higher=higher[rule.measure]) for m in models]
     if rules.no_regression and baseline is not None:
-        for model, measure, h in heads.select("model", "measure",
-                                              "higher_is_better").rows():
-            if measure in with_values:
-                questions.append(Question(model, measure, "regression",
-                                          f"{measure} vs baseline",
-                                          tolerance=rules.tolerance_for(measure), higher=h))
+        base = baseline_values(baseline)
+        for row in heads.iter_rows(named=True):
+            # a row without a value on one side fails at once (_missing_from), one
+            # without on either is not the measure's (stability without a family)
+            if row["measure"] in with_values and comparable_value(row, base) is None:
+                questions.append(Question(
+                    row["model"], row["measure"], "regression", f"{row['measure']} vs "
+                    "baseline", tolerance=rules.tolerance_for(row["measure"]),
+                    higher=row["higher_is_better"]))
     return questions, deferred
 
 

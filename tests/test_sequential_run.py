@@ -95,3 +95,30 @@ def test_until_decided_mistakes_are_one_line(main_run, tmp_path):
         assert res.exit_code == 2 and message in lines[-1], res.output
     res = invoke("run", "--rules", best, "--out", tmp_path / "y")
     assert res.exit_code == 2 and "belong to --until-decided" in res.output, res.output
+
+
+def test_regressions_the_baseline_cannot_compare_are_asked_as_the_fixed_gate_asks(cnn_zoo,
+                                                                                 tmp_path):
+    """A model the baseline lacks fails at once, once per measure, with no second line
+    for the same question; a measure neither run has for a model (stability of a model
+    without a family) is not a question, as in harness gate."""
+    from tests.onnx_models import cnn_model
+
+    common = ("--zoo", cnn_zoo, "--measures", "entropy,stability", "--quiet")
+    res = invoke("run", *common, "--out", tmp_path / "main", "--cache", tmp_path / "cache")
+    assert res.exit_code == 0, res.output
+    gate = tmp_path / "gate.toml"
+    gate.write_text("no_regression = true\n")
+    extra = cnn_model(tmp_path / "newcomer.onnx", size=32, widths=(8, 8), seed=9,
+                      metadata={"harness.classes": "face,other"})
+    res = invoke("run", *common, "--model", extra, "--until-decided", "--look", 4,
+                 "--rules", gate, "--baseline-run", tmp_path / "main", "--out",
+                 tmp_path / "seq", "--cache", tmp_path / "cache")
+    assert res.exit_code == 1, res.output
+    lines = [line.split() for line in res.output.splitlines()
+             if line.startswith(("PASS", "FAIL", "SKIP"))]
+    asked = [(x[1], x[2]) for x in lines]
+    assert len(asked) == len(set(asked)), res.output  # one line per question
+    assert [(x[0], x[2]) for x in lines if x[1] == "newcomer"] == [
+        ("FAIL", "entropy"), ("FAIL", "stability"), ("FAIL", "accuracy")]
+    assert ("solo", "stability") not in asked
