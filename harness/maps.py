@@ -107,8 +107,8 @@ class ModelMaps:
         twins: each randomised twin's maps of the clean images (a twin's ``raw`` is
             ``(N, 0, 0)`` when the model has no weights to randomise); empty when the
             sanity measure is not run.
-        cascade: step j/J -> the maps of the twin whose top j/J weight tensors are
-            redrawn (steps 1 to J - 1; step J is the first twin); empty unless asked.
+        cascade: step ``(j, J)`` -> the maps of the twin whose top j/J weight tensors
+            are redrawn (steps 1 to J - 1; step J is the first twin); empty unless asked.
     """
 
     clean: Perturbed
@@ -122,4 +122,4 @@ class ModelMaps:
     out_of_set: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     second_seed: np.ndarray | None = None
     twins: tuple[Perturbed, ...] = ()
-    cascade: dict[str, Perturbed] = dataclasses.field(default_factory=dict)
+    cascade: dict[tuple[int, int], Perturbed] = dataclasses.field(default_factory=dict)

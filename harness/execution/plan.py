@@ -79,6 +79,12 @@ class Perturbation:
         return {"clean": "clean", "second_seed": "rise_seed+1"}[self.kind]
 
 
+def cascade_step(arg: str) -> tuple[int, int]:
+    """A cascade perturbation's ``"j/J"`` as ``(j, J)``."""
+    step, steps = arg.split("/")
+    return int(step), int(steps)
+
+
 CLEAN = Perturbation("clean")
 # Randomised twins per model for the sanity measure: one twin's draw moved a model's
 # value by about 0.09 (SD over twins), so the mean of K moves by 0.09 / sqrt(K). A CAM

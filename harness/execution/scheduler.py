@@ -20,6 +20,7 @@ from harness.execution.plan import (
     Perturbation,
     Task,
     Unit,
+    cascade_step,
     distinct_keys,
     image_hashes,
     model_identity,
@@ -190,9 +191,11 @@ class Scheduler:
         oos = {part: self._concat(model, part, CLEAN).raw for part in self.sets if part != INSET}
         second = self._concat(model, INSET, SECOND_SEED).raw if SECOND_SEED in perts else None
         twins = tuple(self._concat(model, INSET, p) for p in perts if p.kind == "twin")
+        cascade = {cascade_step(p.arg): self._concat(model, INSET, p) for p in perts
+                   if p.kind == "cascade"}
         return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, of_kind("noise"),
                          of_kind("transform"), of_kind("degrade"), oos, second, twins,
-                         of_kind("cascade"))
+                         cascade)
 
     def passes(self, model) -> int:
         """Forward passes this model's maps cost, computed now or earlier; for a failed

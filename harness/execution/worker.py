@@ -11,9 +11,9 @@ import dataclasses
 import numpy as np
 
 from harness.errors import NonFiniteOutput
-from harness.execution.plan import CLEAN, SECOND_SEED, Group, Perturbation, Task
+from harness.execution.plan import CLEAN, SECOND_SEED, Group, Perturbation, Task, cascade_step
 from harness.maps import Perturbed, normalize_upsampled
-from harness.model.twin import cascade_step, randomised_twin
+from harness.model.twin import randomised_twin
 from harness.numerics.perturb import degrade, salt_and_pepper, transform
 from harness.numerics.pixels import to_float
 from harness.salience.scoring import class_scores
@@ -121,11 +121,8 @@ def _twin_group(clf, x, targets, config, pert) -> Group:
     """A randomised twin's maps of the clean images (twin ``pert.arg``, or the cascade's
     step ``pert.arg``), explaining the model's own class (``targets``); a model without
     weight tensors has no twin: an empty group."""
-    if pert.kind == "twin":
-        twin = randomised_twin(clf, pert.seed, pert.arg or 0)
-    else:
-        step, steps = (int(v) for v in pert.arg.split("/"))
-        twin = cascade_step(clf, pert.seed, step, steps)
+    twin = randomised_twin(clf, pert.seed, pert.arg or 0) if pert.kind == "twin" else \
+        randomised_twin(clf, pert.seed, step=cascade_step(pert.arg))
     if twin is None:
         n = len(x)
         return Group(Perturbed(np.zeros((n, 0, 0), np.float32), np.full(n, np.nan),

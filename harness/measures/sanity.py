@@ -68,13 +68,13 @@ def compute(inp: MeasureInputs) -> MeasureResult:
         flats.append(flat_twin.astype(float))
         agree.append((twin.predicted == m.clean.predicted).astype(float))
     # the cascade: steps 1 .. J - 1 redraw the top j/J of the weights; step J is twin 0
-    steps = sorted(m.cascade, key=lambda arg: int(arg.split("/")[0]))
-    cascade = [mean_stat(f"cascade@{arg}", unrelatedness(m.clean.raw, [m.cascade[arg].raw])[1]
-                         if m.cascade[arg].raw.size else np.full(len(per_image), np.nan),
-                         inp.boot) for arg in steps]
-    if steps:
-        last = steps[0].split("/")[1]
-        cascade.append(mean_stat(f"cascade@{last}/{last}", per_twin[0], inp.boot))
+    cascade = [mean_stat(f"cascade@{j}/{steps}",
+                         unrelatedness(m.clean.raw, [m.cascade[j, steps].raw])[1]
+                         if m.cascade[j, steps].raw.size else np.full(len(per_image), np.nan),
+                         inp.boot) for j, steps in sorted(m.cascade)]
+    if m.cascade:
+        steps = min(m.cascade)[1]
+        cascade.append(mean_stat(f"cascade@{steps}/{steps}", per_twin[0], inp.boot))
     return headline_result("sanity", True, per_image, inp.boot, (
         *(mean_stat(stat_name("twin", k), v, inp.boot) for k, v in enumerate(per_twin)),
         *cascade,

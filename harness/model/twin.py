@@ -56,36 +56,25 @@ def randomise(proto, seed: int, index: int = 0, top: int | None = None) -> int:
     return count
 
 
-def cascade_step(clf, seed: int, step: int, steps: int):
-    """The cascade's twin at ``step`` of ``steps``: the top ceil(step / steps * L) of
-    the model's L weight tensors redrawn (as the first twin draws them), the rest kept;
-    None without weight tensors. Step ``steps`` is the first twin itself."""
-    import onnx
-
-    proto = onnx.load(str(clf.path)) if clf.source is None \
-        else onnx.load_from_string(clf.source)
-    layers = len(weight_order(proto))
-    if not layers:
-        return None
-    randomise(proto, seed, 0, top=math.ceil(step / steps * layers))
-    return clf.with_graph(proto.SerializeToString())
-
-
-def randomised_twin(clf, seed: int, index: int = 0):
+def randomised_twin(clf, seed: int, index: int = 0, step: tuple[int, int] | None = None):
     """Twin ``index`` of an :class:`~harness.model.classifier.OnnxClassifier` (the same
-    preprocessing and providers, a session of the redrawn graph), or None when the model
-    has no weight tensor to redraw. Built once per model, seed and index; only the
-    session of the twin in use is kept open."""
+    preprocessing and providers, a session of the redrawn graph), or with ``step``
+    ``(j, J)`` the cascade's twin: the top ceil(j / J * L) of the model's L weight
+    tensors redrawn as the first twin draws them, the rest kept (step J is the first
+    twin). None when the model has no weight tensor to redraw. Built once per model,
+    seed, index and step; only the session of the twin in use is kept open."""
     import onnx
 
+    key = (seed, index, step)
     twins = clf.__dict__.setdefault("_twins", {})
-    for key, other in twins.items():  # one twin's session open at a time, not K
-        if key != (seed, index) and other is not None:
+    for other_key, other in twins.items():  # one twin's session open at a time, not K
+        if other_key != key and other is not None:
             other.release()
-    if (seed, index) not in twins:
+    if key not in twins:
         # with its external data, read only; an in-memory variant's own graph
         proto = onnx.load(str(clf.path)) if clf.source is None \
             else onnx.load_from_string(clf.source)
-        twins[(seed, index)] = clf.with_graph(proto.SerializeToString()) \
-            if randomise(proto, seed, index) else None
-    return twins[(seed, index)]
+        redrawn = randomise(proto, seed, index) if step is None else randomise(
+            proto, seed, 0, top=math.ceil(step[0] / step[1] * len(weight_order(proto))))
+        twins[key] = clf.with_graph(proto.SerializeToString()) if redrawn else None
+    return twins[key]
