@@ -86,6 +86,7 @@ def cascade_step(arg: str) -> tuple[int, int]:
 
 
 CLEAN = Perturbation("clean")
+SECOND_SEED = Perturbation("second_seed")
 # Randomised twins per model for the sanity measure: one twin's draw moved a model's
 # value by about 0.09 (SD over twins), so the mean of K moves by 0.09 / sqrt(K). A CAM
 # twin costs one pass per image, a perturbation method's a whole map (50 passes at 7 x 7
@@ -98,7 +99,6 @@ def sanity_twins(salience, requested: int | None = None) -> int:
     """How many randomised twins the sanity measure draws: ``requested``, or the
     method's default (:data:`TWINS`)."""
     return requested if requested is not None else TWINS.get(salience.method, TWINS_DEFAULT)
-SECOND_SEED = Perturbation("second_seed")
 
 
 # The cascading test's steps: step j of J redraws the top j/J of a model's weight
