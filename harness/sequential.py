@@ -326,7 +326,7 @@ def run_looks(models, inset, how, oos: dict, config, say) -> Outcome:
     from harness.inputs.images import stratified_order
     from harness.report.examples import Examples
     from harness.results import reading
-    from harness.results.gate import check_comparable, read_rules
+    from harness.results.gate import read_rules
     from harness.rundir import RunDir
     from harness.runner import score
 
@@ -341,6 +341,7 @@ def run_looks(models, inset, how, oos: dict, config, say) -> Outcome:
         raise HarnessError("no_regression is on: pass --baseline-run RUN_DIR (or set "
                            'no_regression = "when-baseline")')
     objective = config.decision.objective
+    objective = objective if isinstance(objective, str) else ""  # weights: every pair
     # the images in the order they are drawn (the nested draw of --limit), so each look
     # adds whole units after the cached ones of the looks before
     order = stratified_order(inset.labels, len(inset), config.seed)
@@ -353,29 +354,13 @@ def run_looks(models, inset, how, oos: dict, config, say) -> Outcome:
         computed += scored.spent.computed_passes
         made += scored.spent.computed_maps
         keys = scored.per_image["image"].unique(maintain_order=True).to_list()
-        if tracker is None or (rules is None and isinstance(objective, str)
-                               and objective in set(scored.per_image["measure"])):
-            if rules is not None:
-                if baseline is not None:
-                    # the baseline is a full run of the set these images are drawn from
-                    check_comparable(scored.scores.with_columns(
-                        image_set_hash=pl.lit(inset.hash)), baseline)
-                    failing = _missing_from(baseline, scored.scores, rules)
-                questions, deferred = gate_questions(rules, scored.scores, scored.per_image,
-                                                     baseline)
-                if not questions and not deferred and not failing:
-                    raise HarnessError("--until-decided: the rules ask nothing a run can "
-                                       "decide")
-            else:
-                questions = pair_questions(scored.scores, scored.per_image,
-                                           objective if isinstance(objective, str) else "")
-                if not questions:
-                    raise HarnessError("--until-decided: fewer than two models scored, so "
-                                       "there is nothing to decide; run without it")
-            if tracker is None:
-                tracker = Looks(questions, looks)
-            else:  # the leader may change: its questions are asked afresh at each look
-                tracker = Looks(questions, looks, latch=False)
+        # with a one-measure objective and no rules, the leader may change: its
+        # questions are asked afresh at each look; the gate's are asked once
+        afresh = rules is None and objective in set(scored.per_image["measure"])
+        if tracker is None or afresh:
+            questions, deferred, failing = _ask(rules, scored, baseline, inset.hash,
+                                                objective)
+            tracker = Looks(questions, looks, latch=not afresh)
         tracker.update(k, n, [question_values(s.question, scored.per_image, keys,
                                               baseline_values) for s in tracker.states])
         open_ = sum(s.verdict is None for s in tracker.states)
@@ -397,6 +382,29 @@ def run_looks(models, inset, how, oos: dict, config, say) -> Outcome:
         reused_maps=spent.reused_maps - (made - spent.computed_maps)))
     return Outcome(scored, subset, examples, tracker.states, deferred, failing, looks,
                    history, len(inset), computed, full, rules is not None)
+
+
+def _ask(rules, scored, baseline, set_hash: str, objective: str):
+    """The questions of this look's scores: ``(questions, rules left to the last look,
+    checks failed at once)``."""
+    from harness.results.gate import check_comparable
+
+    if rules is None:
+        questions = pair_questions(scored.scores, scored.per_image, objective)
+        if not questions:
+            raise HarnessError("--until-decided: fewer than two models scored, so there is "
+                               "nothing to decide; run without it")
+        return questions, [], []
+    failing = []
+    if baseline is not None:
+        # the baseline is a full run of the set these images are drawn from
+        check_comparable(scored.scores.with_columns(image_set_hash=pl.lit(set_hash)),
+                         baseline)
+        failing = _missing_from(baseline, scored.scores, rules)
+    questions, deferred = gate_questions(rules, scored.scores, scored.per_image, baseline)
+    if not questions and not deferred and not failing:
+        raise HarnessError("--until-decided: the rules ask nothing a run can decide")
+    return questions, deferred, failing
 
 
 def _missing_from(baseline: pl.DataFrame, scores: pl.DataFrame, rules: Rules) -> list[Check]:

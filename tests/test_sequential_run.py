@@ -122,3 +122,25 @@ def test_regressions_the_baseline_cannot_compare_are_asked_as_the_fixed_gate_ask
     assert [(x[0], x[2]) for x in lines if x[1] == "newcomer"] == [
         ("FAIL", "entropy"), ("FAIL", "stability"), ("FAIL", "accuracy")]
     assert ("solo", "stability") not in asked
+
+
+def test_without_rules_a_one_measure_objective_asks_the_leader_against_the_rest(cnn_zoo,
+                                                                               tmp_path):
+    """No gate: with --objective entropy the questions are the entropy leader of the
+    last look against each other model (asked afresh at each look); with the default
+    objective, every pair of models on every measure."""
+    res = invoke("run", "--zoo", cnn_zoo, "--measures", "entropy,transforms", "--quiet",
+                 "--until-decided", "--look", 4, "--objective", "entropy", "--out",
+                 tmp_path / "leader")
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "leader" / "run.json").read_text())["sequential"]
+    states = record["states"]
+    assert len(states) == 2 and len({s["model"] for s in states}) == 1
+    assert {s["measure"] for s in states} == {"entropy"}
+    assert all(s["look"] == len(record["looks"]) for s in states)
+    res = invoke("run", "--zoo", cnn_zoo, "--measures", "entropy,transforms", "--quiet",
+                 "--until-decided", "--look", 4, "--out", tmp_path / "pairs")
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "pairs" / "run.json").read_text())["sequential"]
+    # 3 pairs of models on entropy and transforms, and accuracy (the zoo is labelled)
+    assert len(record["states"]) == 3 * 3
