@@ -200,26 +200,31 @@ def _apart(one, other) -> bool:
     return one[0] > other[1] or other[0] > one[1]
 
 
-def _outputs(run_dir: Path) -> dict:
-    """The text of the commands the README shows on this run."""
+def _harness(args: list[str], exits=(0,)) -> tuple[str, int]:
+    """``harness ARGS`` in this process: its output and exit code (another exit code
+    stops the summary)."""
     from click.testing import CliRunner
 
     from harness.cli import cli
 
-    commands = {"compare": ["compare", str(run_dir), "--measure", "entropy"],
-                "pick": ["pick", str(run_dir)]}
-    for i, constraint in enumerate(CONSTRAINTS):
-        commands[f"pick_constrained_{i}"] = ["pick", str(run_dir), "--constraint", constraint]
-    out = {}
-    for key, args in commands.items():
-        for suffix, extra in (("", []), ("_json", ["--json"] if key != "compare" else None)):
-            if extra is None:
-                continue
-            result = CliRunner().invoke(cli, args + extra)
-            if result.exit_code != 0:
-                raise SystemExit(f"harness {' '.join(args)} failed: {result.output}")
-            text = result.output.replace(str(run_dir), "results/zoo")
-            out[key + suffix] = json.loads(text) if extra else text
+    result = CliRunner().invoke(cli, args)
+    if result.exit_code not in exits:
+        raise SystemExit(f"harness {' '.join(args)} failed: {result.output}")
+    return result.output, result.exit_code
+
+
+def _outputs(run_dir: Path) -> dict:
+    """The text of the commands the README shows on this run (and of each ``pick``,
+    its ``--json`` record, which the sentences reading it use)."""
+    def shown(args):
+        return _harness(args)[0].replace(str(run_dir), "results/zoo")
+
+    out = {"compare": shown(["compare", str(run_dir), "--measure", "entropy"])}
+    picks = {"pick": []} | {f"pick_constrained_{i}": ["--constraint", c]
+                            for i, c in enumerate(CONSTRAINTS)}
+    for key, extra in picks.items():
+        out[key] = shown(["pick", str(run_dir), *extra])
+        out[f"{key}_json"] = json.loads(shown(["pick", str(run_dir), *extra, "--json"]))
     return out
 
 
@@ -227,19 +232,13 @@ def _gate_output(run_dir: Path, rules: str, baseline=None) -> dict:
     """``harness gate`` on the run with these rules: its lines and exit code."""
     import tempfile
 
-    from click.testing import CliRunner
-
-    from harness.cli import cli
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "gate.toml"
         path.write_text(rules)
         args = ["gate", str(run_dir), "--rules", str(path)]
-        args += ["--baseline", str(baseline)] if baseline else []
-        result = CliRunner().invoke(cli, args)
-    if result.exit_code not in (0, 1):
-        raise SystemExit(f"harness {' '.join(args)} failed: {result.output}")
-    return {"rules": rules, "lines": result.output.splitlines(), "exit": result.exit_code}
+        output, code = _harness(args + (["--baseline", str(baseline)] if baseline else []),
+                                exits=(0, 1))
+    return {"rules": rules, "lines": output.splitlines(), "exit": code}
 
 
 def _entropy_zero(config) -> list:
