@@ -192,7 +192,12 @@ class Looks:
         self.looks = looks
         self.latch = latch  # a decided question stays decided
         level = alpha / max(len(questions), 1)
-        self.critical = design.boundaries(np.asarray(looks) / looks[-1], level)
+        try:
+            self.critical = design.boundaries(np.asarray(looks) / looks[-1], level)
+        except ValueError as exc:  # refused, rather than verdicts at an unknown level
+            raise HarnessError(f"--until-decided: {exc} ({len(looks)} looks, alpha "
+                               f"{level:.2g} per question); take fewer looks (--look)"
+                               ) from None
 
     def update(self, k: int, images: int, columns: list[np.ndarray]) -> None:
         """Test look ``k`` (0-based; ``images`` scored), one column of values per state."""

@@ -136,3 +136,23 @@ def test_a_question_is_decided_only_when_its_interval_allows():
     assert judge(above, 0.55, 0.7) == "pass" and judge(above, 0.3, 0.45) == "fail"
     pair = Question("a", "entropy", "pair", "entropy: a vs b", other="b")
     assert judge(pair, 0.01, 0.2) == "decided" and judge(pair, -0.1, 0.2) is None
+
+
+def test_boundaries_that_do_not_spend_what_was_planned_are_refused(monkeypatch):
+    """The recursion checks itself: a boundary placed where its paths do not carry the
+    planned error (here a crossing moved by 10%), or an error larger than the paths
+    left can carry, stops the run with one line instead of giving verdicts at another
+    level."""
+    from harness.errors import HarnessError
+    from harness.sequential import Looks
+
+    question = [Question("m", "entropy", "pair", "entropy: m vs n", other="n")]
+    assert np.isfinite(Looks(question, [10, 20, 30]).critical[-1])
+    crossing = design._crossing
+    monkeypatch.setattr(design, "_crossing", lambda x, m, t: 0.9 * crossing(x, m, t))
+    with pytest.raises(HarnessError, match="--until-decided: the boundaries spend"):
+        Looks(question, [10, 20, 30])
+    monkeypatch.setattr(design, "_crossing", crossing)
+    monkeypatch.setattr(design, "spent", lambda t, alpha: 1.5 * np.asarray(t))
+    with pytest.raises(HarnessError, match="cannot spend the planned error"):
+        Looks(question, [10, 20, 30])
