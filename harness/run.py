@@ -33,6 +33,8 @@ from harness.results.leaderboard import build, directions, rank_rows, render
 from harness.results.schema import per_image_frame, to_frame, versions
 from harness.rundir import RunDir
 from harness.runner import Evaluation, Scored, Spent, failed_records, provenance, score
+from harness.salience.incremental import REFUSED
+from harness.salience.occlusion import incremental_provenance
 from harness.sequential import run_looks
 
 
@@ -166,6 +168,8 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
             "passes_per_second": round(spent.computed_passes / seconds, 1)
             if seconds > 0 else None,
             **versions()}
+    if config.salience.method == "occlusion":
+        info["incremental"] = _incremental(loaded, scores, inset, config.salience, say)
     vals = values(scores, scored.per_image, config.test)
     pairs, families = model_pairs(vals), family_pairs(vals)
     board = build(scores, scored.per_image, pairs)
@@ -181,6 +185,23 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
                          info, examples.arrays(), board,
                          {"csv": render(board, dirs, "csv"), "md": render(board, dirs, "md")})
     return Finished(scores, scored.per_image, pairs, families, board, info, checks)
+
+
+def _incremental(models, scores, inset, salience, say) -> dict:
+    """Per model, how its occlusion maps were computed (recomputing only what windows
+    change, or in full, and why); a self-check that refused it is said."""
+    providers = dict(scores.select("model", "provider").drop_nulls().unique("model")
+                     .iter_rows())
+    found = {}
+    for clf in models:
+        if clf.name not in providers:
+            continue
+        found[clf.name] = incremental_provenance(clf, salience, inset.images.shape[1:3],
+                                                 providers[clf.name])
+        if REFUSED in providers[clf.name]:
+            say(f"warning: model {clf.name}: incremental occlusion differed from the full "
+                "recompute on its first image; its maps were computed in full")
+    return found
 
 
 def _check_target(salience, models) -> None:

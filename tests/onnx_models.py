@@ -200,3 +200,156 @@ def slow_model(path, iterations=10**6):
         nodes, "slow", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])], initializer=inits)
     return save(graph, path)
+
+
+class Net:
+    """A small builder of convolutional graphs with He-initialised weights from
+    ``seed``, reading ``image`` (N, 3, size, size), or (N, size, size, 3) with
+    ``layout="NHWC"`` and a leading Transpose to NCHW as tf2onnx exports it."""
+
+    def __init__(self, size, seed=0, layout="NCHW"):
+        self.rng = np.random.default_rng(seed)
+        self.size, self.layout = size, layout
+        self.nodes, self.inits, self.count = [], [], 0
+        self.x, self.channels = "image", 3
+        if layout == "NHWC":
+            self.x = self.op("Transpose", "image", perm=[0, 3, 1, 2])
+
+    def name(self, stem):
+        self.count += 1
+        return f"{stem}{self.count}"
+
+    def const(self, value, stem="w"):
+        name = self.name(stem)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type, *inputs, **attrs):
+        out = self.name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def conv(self, src, cin, cout, k=3, stride=1, group=1, pad=None, **attrs):
+        w = self.rng.normal(0, np.sqrt(2 / (k * k * cin / group)), (cout, cin // group, k, k))
+        b = self.rng.normal(0, 0.1, cout)
+        if "auto_pad" not in attrs:
+            attrs["pads"] = [k // 2 if pad is None else pad] * 4
+        return self.op("Conv", src, self.const(w.astype(np.float32)),
+                       self.const(b.astype(np.float32), "b"), kernel_shape=[k, k],
+                       strides=[stride, stride], group=group, **attrs)
+
+    def bn(self, src, c):
+        vals = [self.rng.uniform(0.5, 1.5, c), self.rng.normal(0, 0.1, c),
+                self.rng.normal(0, 0.1, c), self.rng.uniform(0.5, 1.5, c)]
+        return self.op("BatchNormalization", src,
+                       *(self.const(v.astype(np.float32), "bn") for v in vals))
+
+    def head(self, src, channels, classes=3, flatten=False):
+        """Global average pooling (or ``flatten``) and a linear layer to ``logits``."""
+        pooled = src if flatten else self.op("GlobalAveragePool", src)
+        feat = self.op("Flatten", pooled, axis=1)
+        width = channels if not flatten else None
+        if flatten:
+            width = int(np.prod(self.shape_of(src)))
+        fc = self.rng.normal(0, np.sqrt(1 / width), (classes, width)).astype(np.float32)
+        self.nodes.append(helper.make_node("Gemm", [feat, self.const(fc), self.const(
+            np.zeros(classes, np.float32), "b")], ["logits"], transB=1))
+        shape = ["N", 3, self.size, self.size] if self.layout == "NCHW" else \
+            ["N", self.size, self.size, 3]
+        graph = helper.make_graph(
+            self.nodes, "net", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                              shape)],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+            initializer=self.inits)
+        return graph
+
+    def shape_of(self, tensor):
+        graph = helper.make_graph(self.nodes, "probe", [helper.make_tensor_value_info(
+            "image", TensorProto.FLOAT, [1, 3, self.size, self.size] if self.layout == "NCHW"
+            else [1, self.size, self.size, 3])], [helper.make_tensor_value_info(
+                tensor, TensorProto.FLOAT, None)], initializer=self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+        value = next(v for v in list(inferred.value_info) + list(inferred.output)
+                     if v.name == tensor)
+        return [d.dim_value for d in value.type.tensor_type.shape.dim][1:]
+
+
+def residual_model(path, size=32, widths=(8, 16), blocks=(1, 1), bottleneck=False, seed=0,
+                   layout="NCHW", metadata=None):
+    """A ResNet: 7x7 stride-2 stem with BatchNorm, ReLU and 3x3 stride-2 max pooling,
+    then per stage ``blocks`` residual blocks (basic, or ``bottleneck`` with 4x
+    expansion) of ``widths``, the first of each later stage with stride 2 and a 1x1
+    projection; global average pooling and a linear head. ``residual_model(p, 224,
+    (64, 128, 256, 512), (3, 4, 6, 3), bottleneck=True)`` has ResNet-50's shape."""
+    net = Net(size, seed, layout)
+    x = net.op("Relu", net.bn(net.conv(net.x, 3, widths[0], 7, 2), widths[0]))
+    x = net.op("MaxPool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = widths[0]
+    for stage, (width, count) in enumerate(zip(widths, blocks, strict=True)):
+        for block in range(count):
+            stride = 2 if stage and not block else 1
+            cout = width * 4 if bottleneck else width
+            if bottleneck:
+                y = net.op("Relu", net.bn(net.conv(x, cin, width, 1), width))
+                y = net.op("Relu", net.bn(net.conv(y, width, width, 3, stride), width))
+                y = net.bn(net.conv(y, width, cout, 1), cout)
+            else:
+                y = net.op("Relu", net.bn(net.conv(x, cin, width, 3, stride), width))
+                y = net.bn(net.conv(y, width, cout, 3), cout)
+            skip = x if (stride == 1 and cin == cout) else net.bn(
+                net.conv(x, cin, cout, 1, stride), cout)
+            x = net.op("Relu", net.op("Add", y, skip))
+            cin = cout
+    return save(net.head(x, cin), path, metadata)
+
+
+def vgg_model(path, size=32, widths=(8, 16), seed=0, layout="NCHW"):
+    """A VGG: per width two 3x3 convolutions with ReLU and 2x2 max pooling; then the
+    feature map flattened into a linear head (no global pooling)."""
+    net = Net(size, seed, layout)
+    x, cin = net.x, 3
+    for width in widths:
+        x = net.op("Relu", net.conv(x, cin, width))
+        x = net.op("Relu", net.conv(x, width, width))
+        x = net.op("MaxPool", x, kernel_shape=[2, 2], strides=[2, 2])
+        cin = width
+    return save(net.head(x, cin, flatten=True), path)
+
+
+def mobilenet_model(path, size=32, seed=0, layout="NCHW", tf_padding=False):
+    """A MobileNetV3: stride-2 stem with HardSwish; inverted residual blocks (1x1
+    expansion, 3x3 depthwise, squeeze-excitation: global pooling, two 1x1 convolutions,
+    HardSigmoid, Mul; 1x1 projection), the first without and the later with a residual
+    Add; a channel Concat and an integer Resize in between. ``tf_padding``: the stem
+    pads with an explicit Pad node and a VALID convolution, the depthwise convolutions
+    with auto_pad SAME_UPPER, as tf2onnx exports Keras' 'same'."""
+    net = Net(size, seed, layout)
+    if tf_padding:
+        padded = net.op("Pad", net.x, net.const(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64),
+                                                "pads"), mode="constant")
+        x = net.op("HardSwish", net.conv(padded, 3, 8, 3, 2, auto_pad="VALID"))
+    else:
+        x = net.op("HardSwish", net.conv(net.x, 3, 8, 3, 2))
+    wide = net.op("Relu", net.conv(x, 8, 8, 1))
+    side = net.op("Relu", net.conv(x, 8, 8, 3, 2))
+    up = net.op("Resize", side, "", net.const(np.array([1, 1, 2, 2], np.float32), "scales"),
+                mode="nearest")
+    x = net.op("Concat", wide, up, axis=1)
+    cin = 16
+    for block, (expand, cout, se) in enumerate(((32, 16, False), (48, 16, True),
+                                                (48, 16, True))):
+        y = net.op("HardSwish", net.bn(net.conv(x, cin, expand, 1), expand))
+        stride = 2 if block == 1 else 1
+        depth = dict(auto_pad="SAME_UPPER") if tf_padding else {}
+        y = net.op("HardSwish", net.bn(net.conv(y, expand, expand, 3, stride, group=expand,
+                                                **depth), expand))
+        if se:
+            s = net.op("GlobalAveragePool", y)
+            s = net.op("Relu", net.conv(s, expand, expand // 4, 1))
+            s = net.op("HardSigmoid", net.conv(s, expand // 4, expand, 1))
+            y = net.op("Mul", y, s)
+        y = net.bn(net.conv(y, expand, cout, 1), cout)
+        x = net.op("Add", x, y) if (stride == 1 and cin == cout) else y
+        cin = cout
+    return save(net.head(net.op("HardSwish", net.conv(x, cin, 64, 1)), 64), path)

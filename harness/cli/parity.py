@@ -62,8 +62,8 @@ def _options(f):
 @click.command(short_help="Compare a model with its FP16, INT8, other-provider variants.")
 @_options
 def parity(models, zoo, data, split, variants, providers, measures, method, grid, target,
-           layer, window, baseline, n_masks, batch_size, limit, seed, model_timeout, out,
-           cache, save_variants, force, quiet):
+           layer, window, baseline, incremental, n_masks, batch_size, limit, seed,
+           model_timeout, out, cache, save_variants, force, quiet):
     """Compare each MODEL (an .onnx file, or a model of the zoo by name; default: every
     model of the zoo) with its variants, built in memory: fp16, int8-dynamic and
     int8-static (calibrated on the images), and each extra --providers entry. Per
@@ -82,8 +82,8 @@ def parity(models, zoo, data, split, variants, providers, measures, method, grid
     settings = {"zoo": zoo or None, "models": files, "data": data, "split": split,
                 "limit": limit, "seed": seed, "out": out, "cache": cache,
                 "model_timeout": model_timeout, "measures": _split(measures),
-                **salience_flags(method, grid, target, layer, window, baseline, n_masks,
-                                 batch_size)}
+                **salience_flags(method, grid, target, layer, window, baseline, incremental,
+                                 n_masks, batch_size)}
     config = build_config(default_measures=(), **settings)
     if config.out is None:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")

@@ -11,7 +11,7 @@ import click
 from harness.cli.common import log_to_stderr, parse_baseline
 from harness.errors import HarnessError, first_line
 from harness.execution.engines import ENGINES
-from harness.salience.methods import METHODS
+from harness.salience.methods import INCREMENTAL, METHODS
 from harness.stats.paired import BOOTSTRAP_T, TESTS
 
 # the measures' names without importing them (that would load Numba for --help)
@@ -128,15 +128,20 @@ SALIENCE_OPTIONS = [
     click.option("--window", type=int, show_default="1", help="Occlusion window in cells."),
     click.option("--baseline", show_default="blur",
                  help="What hides a region: blur, mean or a grey level in [0, 1]."),
+    click.option("--incremental", type=click.Choice(list(INCREMENTAL)), show_default="auto",
+                 help="Occlusion: recompute only what a window changes (auto: where the "
+                      "graph allows it and it is predicted to pay)."),
     click.option("--n-masks", "n_masks", type=int, show_default="1000", help="RISE masks."),
     click.option("--batch-size", "batch_size", type=int, show_default="64",
                  help="Perturbed copies per ONNX Runtime call."),
 ]
 
 
-def salience_flags(method, grid, target, layer, window, baseline, n_masks, batch_size) -> dict:
+def salience_flags(method, grid, target, layer, window, baseline, incremental, n_masks,
+                   batch_size) -> dict:
     """The salience flags given, as ``salience.<key>`` settings (None: not given)."""
     return {"salience.method": method, "salience.grid": grid, "salience.window": window,
+            "salience.incremental": incremental,
             "salience.target": target, "salience.layer": layer,
             "salience.baseline": None if baseline is None else parse_baseline(baseline),
             "salience.n_masks": n_masks, "salience.batch_size": batch_size}
@@ -227,7 +232,7 @@ def _run_options(f):
 @click.command(short_help="Score every model, rank them, write the run folder.")
 @_run_options
 def run(zoo, models, data, split, out_of_set, measures, method, grid, target, layer, window,
-        baseline, n_masks, batch_size, limit, seed, test, objective, constraints,
+        baseline, incremental, n_masks, batch_size, limit, seed, test, objective, constraints,
         sanity_twins, sanity, model_timeout, out, cache, shard_size, until_decided, rules,
         baseline_run, look, budget, resume, engine, scheduler, workers, config_file, quiet,
         as_json, wide, print_config):
@@ -253,8 +258,8 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
              "until_decided": until_decided, "rules": rules, "baseline_run": baseline_run,
              "look": look, "budget": budget,
              "measures": tuple(m.strip() for m in measures.split(",")) if measures else None,
-             **salience_flags(method, grid, target, layer, window, baseline, n_masks,
-                              batch_size)}
+             **salience_flags(method, grid, target, layer, window, baseline, incremental,
+                              n_masks, batch_size)}
     if resume is not None:
         given = [k.split(".")[-1] for k, v in flags.items() if v is not None]
         given += ["config_file"] * bool(config_file)

@@ -18,7 +18,6 @@ import numpy as np
 
 from harness.errors import HarnessError, NonFiniteOutput, excerpt
 from harness.model.session import (
-    IOBINDING,
     Deadline,
     create_bounded,
     numeric_output,
@@ -229,10 +228,11 @@ class OnnxClassifier:
     @property
     def execution(self) -> str:
         """The provider, with ``[iobinding]`` once perturbed copies ran bound on its
-        device: what the results record as this model's provider."""
-        if IOBINDING in self.__dict__.get("io_paths", ()):
-            return f"{self.provider}[{IOBINDING}]"
-        return self.provider
+        device, ``[incremental]`` once occlusion recomputed only what windows change
+        (``incremental-refused``: its self-check refused that): what the results record
+        as this model's provider."""
+        marks = sorted(p for p in self.__dict__.get("io_paths", ()) if p != "host")
+        return f"{self.provider}[{','.join(marks)}]" if marks else self.provider
 
     @property
     def rows_per_run(self) -> int | None:
@@ -264,7 +264,8 @@ class OnnxClassifier:
         # a session's own and the head's caches, and the identity: the variant's, not
         # the model's
         for own in ("_twins", "_bound_buffers", "_cam_head", "_cam_checked", "io_paths",
-                    "sha256"):
+                    "sha256", "_prefix", "_incremental_plans", "_incremental_sessions",
+                    "_incremental_checked"):
             clone.__dict__.pop(own, None)
         clone._session = create_bounded(self.path, self._providers, self._threads,
                                         self.timeout, data)
@@ -286,6 +287,11 @@ class OnnxClassifier:
                                            self.timeout, self.source)
         return self._session
 
+    def open_variant(self, data: bytes):
+        """A session of ``data``, a serialised graph made from this model's (a part of
+        it, say), on the providers, with their options, that this model got."""
+        return create_bounded(self.path, self._providers, self._threads, self.timeout, data)
+
     def release(self) -> None:
         """Close the sessions this model holds (its own, the copies exposing inner
         tensors, its randomised twins', the device buffers bound to them): a run of many
@@ -294,6 +300,7 @@ class OnnxClassifier:
         self._session = None
         self._variants = {}
         self.__dict__.pop("_bound_buffers", None)
+        self.__dict__.pop("_incremental_sessions", None)
         for twin in self.__dict__.get("_twins", {}).values():
             if twin is not None:
                 twin.release()

@@ -68,7 +68,8 @@ class Occlusion(_Perturbing):
 
         return occlusion(model, images, grid=settings.grid, window=settings.window,
                          baseline=settings.baseline, target=target, score=settings.score,
-                         batch_size=settings.batch_size, clean=clean)
+                         batch_size=settings.batch_size, clean=clean,
+                         incremental=settings.incremental)
 
 
 class Rise(_Perturbing):
@@ -120,6 +121,10 @@ class Cam:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (Occlusion(), Rise(), Cam())}
+
+# How occlusion recomputes a window's copy (harness.salience.incremental): only what the
+# window changes where that pays (auto), wherever the graph allows it (on), or in full.
+INCREMENTAL = ("auto", "on", "off")
 
 # Part of every salience cache key: raise it whenever a change here alters any map's
 # bytes, so caches filled by older code miss instead of serving stale maps.

@@ -8,7 +8,7 @@ import json
 
 from harness.errors import HarnessError
 from harness.limits import RISE_MASKS
-from harness.salience.methods import METHODS, Method
+from harness.salience.methods import INCREMENTAL, METHODS, Method
 from harness.salience.scoring import SCORES
 
 TARGETS = ("clean", "own")
@@ -36,6 +36,11 @@ class SalienceConfig:
             and every score and drop is that class's.
         layer: cam only: the tensor whose maps Grad-CAM weighs (a 4-D tensor of the
             graph); None: the last spatial feature map before the class score.
+        incremental: occlusion only: ``"auto"`` recomputes only the regions a window
+            changes where the graph allows it and it is predicted to pay, ``"on"``
+            wherever the graph allows it, ``"off"`` never
+            (:mod:`~harness.salience.incremental`). The maps are the same up to float
+            rounding, so it is not part of the cache key.
     """
 
     method: str = "occlusion"
@@ -50,6 +55,7 @@ class SalienceConfig:
     batch_size: int = 64
     target: str = "clean"
     layer: str | None = None
+    incremental: str = "auto"
 
     def __post_init__(self):
         """Every setting checked once, wherever the config comes from (flags, TOML,
@@ -77,6 +83,8 @@ class SalienceConfig:
              f"target must be one of {', '.join(TARGETS)}, or a class name or index"),
             (self.layer is None or (isinstance(self.layer, str) and self.layer != ""),
              "layer must name a tensor of the model"),
+            (self.incremental in INCREMENTAL, f"incremental must be one of "
+                                              f"{', '.join(INCREMENTAL)}"),
             (self.baseline in ("blur", "mean") or (
                 number(self.baseline) and 0.0 <= self.baseline <= 1.0),
              "baseline must be 'blur', 'mean' or a number; a grey level must lie in [0, 1]"),
