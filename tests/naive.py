@@ -140,3 +140,23 @@ def grad_cam_fd(head, a, targets, step=1e-4):
         grad = ((up - down) / (2 * step)).reshape(a.shape[1:])
         maps[n] = np.einsum("c,chw->hw", grad.sum(axis=(1, 2)), a[n])
     return maps
+
+
+def receptive(m, size_in, size_out):
+    """For an AxisMap: each output's set of input positions, by its definition."""
+    return [set(range(max(0, (o * m.num) // m.den - m.lo),
+                      min(size_in, (o * m.num) // m.den + m.hi + 1))) for o in range(size_out)]
+
+
+def reaches(m, a, b, size_in, size_out):
+    """The outputs that read any input in [a, b), as a sorted list."""
+    changed = set(range(a, b))
+    return [o for o, read in enumerate(receptive(m, size_in, size_out)) if read & changed]
+
+
+def reads(m, u, v, size_in, size_out):
+    """Every input the outputs [u, v) read, as a sorted list."""
+    found = set()
+    for read in receptive(m, size_in, size_out)[u:v]:
+        found |= read
+    return sorted(found)

@@ -320,6 +320,8 @@ def scores(model, plan: Plan, src: np.ndarray, base: np.ndarray, target, score: 
                     out[c0 + img[part], win[part]] = class_scores(
                         found, model.output_kind, chosen[img[part]], score)
     model.forward_passes += n * windows
+    if not outputs:
+        return np.zeros((0, model.num_classes or 2), np.float32), np.zeros(0, np.int64), out
     return np.concatenate(outputs), np.concatenate(targets), out
 
 
