@@ -40,6 +40,7 @@ USED, REFUSED = "incremental", "incremental-refused"  # the model's execution ma
 _COPY_MACS = 8
 _CALL_MACS = 200_000
 _LONGEST = 8  # cuts one segment may span (bounds the search)
+_HELD_BYTES = 256 << 20  # cut tensors and output crops held at once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,7 +283,7 @@ def scores(model, plan: Plan, src: np.ndarray, base: np.ndarray, target, score: 
     first = plan.prefix.input
     stops = [s.stop for s in plan.segments]
     n, windows = len(src), len(plan.changed[first])
-    per_chunk = max(1, -(-4 * batch // windows))  # images whose cuts are held at once
+    per_chunk = _images_at_once(plan, windows)
     out = np.empty((n, windows), np.float64)
     outputs, targets = [], []
     with Deadline(model.timeout) as deadline:
@@ -305,24 +306,32 @@ def scores(model, plan: Plan, src: np.ndarray, base: np.ndarray, target, score: 
             outputs.append(found)
             targets.append(chosen)
             held = dict(zip(stops, cuts, strict=True)) | {first: src[c0:c1]}
-            items = np.arange((c1 - c0) * windows)
-            for w0 in range(0, len(items), 2 * batch):
-                img, win = np.divmod(items[w0:w0 + 2 * batch], windows)
-                crops_out = _through_segments(plan, sessions["segments"], run, held,
-                                              base[c0:c1], img, win, batch)
-                for b0 in range(0, len(img), batch):
-                    part = slice(b0, b0 + batch)
-                    z = _frontier(plan, held, crops_out[part], img[part], win[part])
-                    found = _class_outputs(model, run(sessions["suffix"], z), len(z))
-                    bad = ~np.isfinite(found).all(axis=1)
-                    if bad.any():
-                        raise NonFiniteOutput(model.name, np.unique(c0 + img[part][bad]))
-                    out[c0 + img[part], win[part]] = class_scores(
-                        found, model.output_kind, chosen[img[part]], score)
+            img, win = np.divmod(np.arange((c1 - c0) * windows), windows)
+            crops_out = _through_segments(plan, sessions["segments"], run, held, base[c0:c1],
+                                          img, win, batch)
+            for b0 in range(0, len(img), batch):
+                part = slice(b0, b0 + batch)
+                z = _frontier(plan, held, crops_out[part], img[part], win[part])
+                found = _class_outputs(model, run(sessions["suffix"], z), len(z))
+                bad = ~np.isfinite(found).all(axis=1)
+                if bad.any():
+                    raise NonFiniteOutput(model.name, np.unique(c0 + img[part][bad]))
+                out[c0 + img[part], win[part]] = class_scores(
+                    found, model.output_kind, chosen[img[part]], score)
     model.forward_passes += n * windows
     if not outputs:
         return np.zeros((0, model.num_classes or 2), np.float32), np.zeros(0, np.int64), out
     return np.concatenate(outputs), np.concatenate(targets), out
+
+
+def _images_at_once(plan: Plan, windows: int) -> int:
+    """Images whose copies go through the segments together: the more, the larger each
+    group of crops of one shape, and the fewer runs; bounded by the memory their cuts
+    and every copy's output crop (at most the whole tensor) hold."""
+    geo = plan.prefix.geometry
+    cuts = sum(4 * int(np.prod(geo[s.stop].shape)) for s in plan.segments)
+    crop = max(4 * int(np.prod(geo[s.stop].shape)) for s in plan.segments)
+    return max(1, _HELD_BYTES // (cuts + windows * crop))
 
 
 def _through_segments(plan, sessions, run, held, base, img, win, batch) -> list:
