@@ -244,9 +244,10 @@ class Net:
         return self.op("BatchNormalization", src,
                        *(self.const(v.astype(np.float32), "bn") for v in vals))
 
-    def head(self, src, channels, classes=3, flatten=False):
-        """Global average pooling (or ``flatten``) and a linear layer to ``logits``."""
-        pooled = src if flatten else self.op("GlobalAveragePool", src)
+    def head(self, src, channels, classes=3, flatten=False, pooled=False):
+        """Global average pooling (or ``flatten``, or none where ``src`` is ``pooled``)
+        and a linear layer to ``logits``."""
+        pooled = src if flatten or pooled else self.op("GlobalAveragePool", src)
         feat = self.op("Flatten", pooled, axis=1)
         width = channels if not flatten else None
         if flatten:
@@ -353,3 +354,39 @@ def mobilenet_model(path, size=32, seed=0, layout="NCHW", tf_padding=False):
         x = net.op("Add", x, y) if (stride == 1 and cin == cout) else y
         cin = cout
     return save(net.head(net.op("HardSwish", net.conv(x, cin, 64, 1)), 64), path)
+
+
+# MobileNetV3-Large's blocks: kernel, expansion, out channels, squeeze-excitation,
+# activation, stride (Howard et al. 2019, table 1)
+MOBILENET_V3_LARGE = (
+    (3, 16, 16, False, "Relu", 1), (3, 64, 24, False, "Relu", 2),
+    (3, 72, 24, False, "Relu", 1), (5, 72, 40, True, "Relu", 2),
+    (5, 120, 40, True, "Relu", 1), (5, 120, 40, True, "Relu", 1),
+    (3, 240, 80, False, "HardSwish", 2), (3, 200, 80, False, "HardSwish", 1),
+    (3, 184, 80, False, "HardSwish", 1), (3, 184, 80, False, "HardSwish", 1),
+    (3, 480, 112, True, "HardSwish", 1), (3, 672, 112, True, "HardSwish", 1),
+    (5, 672, 160, True, "HardSwish", 2), (5, 960, 160, True, "HardSwish", 1),
+    (5, 960, 160, True, "HardSwish", 1))
+
+
+def mobilenet_v3_large(path, size=224, classes=1000, seed=0):
+    """MobileNetV3-Large's layout with random weights (BatchNorm folded into the
+    convolutions, as exported for inference): stem, the 15 inverted residual blocks
+    with their squeeze-excitation, the 960-channel 1x1 convolution, global pooling,
+    a 1280-wide HardSwish layer and the classifier."""
+    net = Net(size, seed)
+    x, cin = net.op("HardSwish", net.conv(net.x, 3, 16, 3, 2)), 16
+    for k, expand, out, se, act, stride in MOBILENET_V3_LARGE:
+        y = net.op(act, net.conv(x, cin, expand, 1)) if expand != cin else x
+        y = net.op(act, net.conv(y, expand, expand, k, stride, group=expand))
+        if se:
+            squeeze = -(-expand // 4 // 8) * 8
+            s = net.op("GlobalAveragePool", y)
+            s = net.op("Relu", net.conv(s, expand, squeeze, 1))
+            y = net.op("Mul", y, net.op("HardSigmoid", net.conv(s, squeeze, expand, 1)))
+        y = net.conv(y, expand, out, 1)
+        x = net.op("Add", x, y) if stride == 1 and cin == out else y
+        cin = out
+    x = net.op("HardSwish", net.conv(x, cin, 960, 1))
+    x = net.op("HardSwish", net.conv(net.op("GlobalAveragePool", x), 960, 1280, 1))
+    return save(net.head(x, 1280, classes, pooled=True), path)

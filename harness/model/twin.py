@@ -77,4 +77,8 @@ def randomised_twin(clf, seed: int, index: int = 0, step: tuple[int, int] | None
         redrawn = randomise(proto, seed, index) if step is None else randomise(
             proto, seed, 0, top=math.ceil(step[0] / step[1] * len(weight_order(proto))))
         twins[key] = clf.with_graph(proto.SerializeToString()) if redrawn else None
+        if redrawn:  # the same graph with other weights: incremental occlusion's analysis
+            for shared in ("_prefix", "_incremental_plans"):  # holds for it too
+                if shared in clf.__dict__:
+                    twins[key].__dict__[shared] = clf.__dict__[shared]
     return twins[key]

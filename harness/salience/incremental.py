@@ -35,8 +35,8 @@ from harness.salience.scoring import class_scores, resolve_targets
 WORTH = 1.3  # auto recomputes incrementally from this predicted ratio on
 TOLERANCE = 1e-5  # largest relative score difference the self-check accepts
 USED, REFUSED = "incremental", "incremental-refused"  # the model's execution markers
-# multiply-add equivalents of host work the model's multiply-adds leave out, per window:
-# copying one float of a crop, and one segment's run (measured on two cores)
+# rough multiply-add equivalents, on two cores, of the host work per window that the
+# model's multiply-adds leave out: copying one float of a crop, and one segment's run
 _COPY_MACS = 8
 _CALL_MACS = 200_000
 _LONGEST = 8  # cuts one segment may span (bounds the search)
@@ -90,9 +90,10 @@ def _proto(model):
         else onnx.load_from_string(model.source)
 
 
-def plan_for(model, boxes: np.ndarray, key) -> Plan:
+def plan_for(model, boxes: np.ndarray | None, key) -> Plan:
     """The plan for ``model`` whose windows cover the pixel ``boxes`` (``(P, 4)`` of
-    ``y0, y1, x0, x1`` at the model's input size), built once per ``key``."""
+    ``y0, y1, x0, x1`` at the model's input size), built once per ``key`` (the grid and
+    window; ``boxes`` is not read once it is built)."""
     plans = model.__dict__.setdefault("_incremental_plans", {})
     if key not in plans:
         if "_prefix" not in model.__dict__:
@@ -122,14 +123,13 @@ def _plan(prefix: Prefix, boxes: np.ndarray) -> Plan:
         frontier = prefix.geometry[cuts[k]]
         done[k] = best[k] + prefix.total_macs - before + \
             _COPY_MACS * int(np.prod(frontier.shape)) + _CALL_MACS
-    k = min(done, key=done.get)
+    k = last = min(done, key=done.get)
     chosen = []
     while k:
         chosen.append(segment[came[k], k])
         k = came[k]
-    chosen.reverse()
-    predicted = prefix.total_macs / done[min(done, key=done.get)]
-    return Plan(prefix, tuple(chosen), {t: changed[t] for t in cuts}, predicted, None)
+    return Plan(prefix, tuple(reversed(chosen)), {t: changed[t] for t in cuts},
+                prefix.total_macs / done[last], None)
 
 
 def _changed(prefix: Prefix, boxes: np.ndarray) -> dict[str, np.ndarray]:
