@@ -12,14 +12,13 @@ local prefix), the light 224 px CNN and the built-in zoo's 64 px CNN; where auto
 declines a model, the ratio is the full recompute's.
 """
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks.conftest import enforce
-from benchmarks.test_salience_throughput import raw_passes
+from benchmarks.test_salience_throughput import occlusion_vs_raw
 from harness import OnnxClassifier, occlusion
 from harness.salience.incremental import USED
 from harness.salience.occlusion import incremental_provenance
@@ -39,19 +38,6 @@ MODELS = {
 BATCH = 32
 
 
-def occlusion_vs_raw(model, images, rounds):
-    """Passes-equivalent per call, and per round (occlusion seconds, raw seconds)."""
-    times = []
-    for _ in range(rounds):
-        model.forward_passes = 0
-        start = time.perf_counter()
-        occlusion(model, images, batch_size=BATCH)
-        t_occ = time.perf_counter() - start
-        passes = model.forward_passes
-        times.append((t_occ, raw_passes(model.session, model.input_name, BATCH, passes)))
-    return passes, np.array(times)
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_incremental_occlusion_against_the_floor(benchmark, tmp_path, name):
     build, n_images, target = MODELS[name]
@@ -60,8 +46,8 @@ def test_incremental_occlusion_against_the_floor(benchmark, tmp_path, name):
     n_images = n_images if not benchmark.disabled else 1
     rounds = 1 if benchmark.disabled else 5
     images = np.random.default_rng(1).random((n_images, size, size, 3), np.float32)
-    occlusion_vs_raw(model, images, 1)  # sessions, plan, self-check, allocator
-    passes, times = occlusion_vs_raw(model, images, rounds)
+    occlusion_vs_raw(model, images, 1, BATCH, "auto")  # sessions, plan, self-check
+    passes, times = occlusion_vs_raw(model, images, rounds, BATCH, "auto")
     ratio = float(np.median(times[:, 1] / times[:, 0]))
     record = incremental_provenance(model, SalienceConfig(), (size, size), model.execution)
     assert record["used"] == (USED in model.execution)

@@ -42,16 +42,17 @@ def raw_passes(session, name, batch, rows):
     return time.perf_counter() - start
 
 
-def occlusion_vs_raw(model, images, rounds):
-    """Forward passes per call, and per round (occlusion seconds, raw seconds)."""
+def occlusion_vs_raw(model, images, rounds, batch=BATCH, incremental="off"):
+    """Forward passes per call (passes-equivalent, where incremental), and per round
+    (occlusion seconds, raw seconds for as many full passes)."""
     times = []
     for _ in range(rounds):
         model.forward_passes = 0
         start = time.perf_counter()
-        occlusion(model, images, batch_size=BATCH, incremental="off")
+        occlusion(model, images, batch_size=batch, incremental=incremental)
         t_occ = time.perf_counter() - start
         passes = model.forward_passes
-        times.append((t_occ, raw_passes(model.session, model.input_name, BATCH, passes)))
+        times.append((t_occ, raw_passes(model.session, model.input_name, batch, passes)))
     return passes, np.array(times)
 
 
