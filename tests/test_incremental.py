@@ -175,3 +175,35 @@ def test_settings_flag_and_provenance(tmp_path):
     assert not record["used"] and record["reason"] == "incremental = off"
     res = invoke(*common, "--out", tmp_path / "bad", "--incremental", "sometimes")
     assert res.exit_code == 2 and "sometimes" in res.output
+
+
+def test_a_non_finite_output_names_the_image_it_came_from(tmp_path):
+    """Image 2 is dark: the model's square root of its mean brightness less 0.3 is NaN.
+    The first image is run (and checked) apart from the rest; the error still counts
+    from the first image."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from harness.errors import NonFiniteOutput
+    from tests.onnx_models import save
+
+    inits = [numpy_helper.from_array(np.full((4, 3, 3, 3), 1 / 27, np.float32), "w"),
+             numpy_helper.from_array(np.array(0.3, np.float32), "level"),
+             numpy_helper.from_array(np.eye(2, 4, dtype=np.float32), "fc")]
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], pads=[1] * 4),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Sub", ["f", "level"], ["d"]),
+             helper.make_node("Sqrt", ["d"], ["s"]),
+             helper.make_node("Gemm", ["s", "fc"], ["logits"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "sqrt", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                      ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+        initializer=inits)
+    model = OnnxClassifier(save(graph, tmp_path / "sqrt.onnx"))
+    x = 0.6 + 0.3 * _images(4)
+    x[2] = 0.1
+    with pytest.raises(NonFiniteOutput) as caught:
+        occlusion(model, x, incremental="on")
+    assert list(caught.value.rows) == [2]

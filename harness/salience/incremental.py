@@ -28,7 +28,7 @@ import numpy as np
 
 from harness.errors import HarnessError, NonFiniteOutput
 from harness.model.prefix import Prefix, analyse, extract, with_explicit_pads
-from harness.model.session import Deadline, numeric_output
+from harness.model.session import IOBINDING, Deadline, numeric_output
 from harness.numerics.receptive import crops, reaches, reads, union
 from harness.salience.scoring import class_scores, resolve_targets
 
@@ -295,7 +295,11 @@ def scores(model, plan: Plan, src: np.ndarray, base: np.ndarray, target, score: 
         for c0 in range(0, n, per_chunk):
             c1 = min(n, c0 + per_chunk)
             if clean is None:
-                found, cuts = model.forward(src[c0:c1], prepared=True, extra_outputs=stops)
+                try:
+                    found, cuts = model.forward(src[c0:c1], prepared=True,
+                                                extra_outputs=stops)
+                except NonFiniteOutput as exc:
+                    raise exc.remapped(np.arange(c0, c1)) from None
             else:
                 found = clean[c0:c1]
                 feed = {sessions["cuts"].get_inputs()[0].name: src[c0:c1]}
@@ -312,12 +316,12 @@ def scores(model, plan: Plan, src: np.ndarray, base: np.ndarray, target, score: 
             for b0 in range(0, len(img), batch):
                 part = slice(b0, b0 + batch)
                 z = _frontier(plan, held, crops_out[part], img[part], win[part])
-                found = _class_outputs(model, run(sessions["suffix"], z), len(z))
-                bad = ~np.isfinite(found).all(axis=1)
+                copies = _class_outputs(model, run(sessions["suffix"], z), len(z))
+                bad = ~np.isfinite(copies).all(axis=1)
                 if bad.any():
                     raise NonFiniteOutput(model.name, np.unique(c0 + img[part][bad]))
                 out[c0 + img[part], win[part]] = class_scores(
-                    found, model.output_kind, chosen[img[part]], score)
+                    copies, model.output_kind, chosen[img[part]], score)
     model.forward_passes += n * windows
     if not outputs:
         return np.zeros((0, model.num_classes or 2), np.float32), np.zeros(0, np.int64), out
@@ -420,7 +424,7 @@ def provenance(plan: Plan | None, reason: str | None, mode: str, execution: str)
                      f"recompute's by more than {TOLERANCE:g} relative"
         elif mode == "off":
             reason = "incremental = off"
-        elif "iobinding" in execution:
+        elif IOBINDING in execution:
             reason = "its copies ran bound on the GPU (auto keeps that path there)"
         elif plan.predicted < WORTH:
             reason = f"predicted ratio {plan.predicted:.2f} is below {WORTH}"

@@ -4,6 +4,7 @@ replaced by a baseline, one forward pass per window position."""
 import numpy as np
 from numba import njit
 
+from harness.errors import NonFiniteOutput
 from harness.numerics.filters import cell_edges
 from harness.numerics.pixels import checked_float
 from harness.salience.batched import ScoredCopies, make_baseline, score_perturbations
@@ -130,9 +131,12 @@ def _incremental_drops(model, x, plan, boxes, baseline, grid, window, target, sc
             model.__dict__.setdefault("io_paths", set()).add(REFUSED)
             return None
     rest = slice(first, None)
-    outputs, targets, scores = incremental_scores(
-        model, plan, src[rest], base[rest], _rows(target, rest), score, batch,
-        _rows(clean, rest))
+    try:
+        outputs, targets, scores = incremental_scores(
+            model, plan, src[rest], base[rest], _rows(target, rest), score, batch,
+            _rows(clean, rest))
+    except NonFiniteOutput as exc:  # its images count from the first one checked
+        raise exc.remapped(np.arange(first, len(x))) from None
     if first:
         outputs, targets = np.concatenate([clean_1, outputs]), np.concatenate([targets_1,
                                                                                 targets])
