@@ -175,6 +175,12 @@ def test_settings_flag_and_provenance(tmp_path):
     assert not record["used"] and record["reason"] == "incremental = off"
     res = invoke(*common, "--out", tmp_path / "bad", "--incremental", "sometimes")
     assert res.exit_code == 2 and "sometimes" in res.output
+    weights = np.random.default_rng(0).normal(size=(2, 96, 96, 3)).astype(np.float32)
+    flat = linear_model(tmp_path / "lin.onnx", weights)
+    res = invoke("salience", flat, tmp_path / "data.npz", "--incremental", "on", "--out",
+                 tmp_path / "maps.npz")
+    assert res.exit_code == 2, res.output
+    assert "incremental occlusion cannot run" in res.output and "Flatten" in res.output
 
 
 def test_a_non_finite_output_names_the_image_it_came_from(tmp_path):

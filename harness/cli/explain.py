@@ -8,7 +8,7 @@ import click
 
 from harness.cli.common import existing, parse_baseline
 from harness.model.session import DEFAULT_TIMEOUT
-from harness.salience.methods import METHODS
+from harness.salience.methods import INCREMENTAL, METHODS
 from harness.salience.scoring import SCORES
 
 
@@ -26,6 +26,10 @@ from harness.salience.scoring import SCORES
               help="Occlusion window side, in cells.")
 @click.option("--baseline", default="blur", show_default=True,
               help="What hides a region: blur, mean, or a grey level in [0, 1].")
+@click.option("--incremental", type=click.Choice(list(INCREMENTAL)), default="auto",
+              show_default=True,
+              help="Occlusion: recompute only what a window changes (auto: where the graph "
+                   "allows it and it is predicted to pay).")
 @click.option("--score", type=click.Choice(SCORES),
               default="log_odds", show_default=True, help="The explained scalar.")
 @click.option("--n-masks", type=click.IntRange(1), default=1000, show_default=True,
@@ -47,8 +51,8 @@ from harness.salience.scoring import SCORES
 @click.option("--explain-head", is_flag=True,
               help="cam: print the head Grad-CAM differentiates (the ops from the feature "
                    "map to the score) and stop.")
-def salience(model, images, method, grid, layer, window, baseline, score, n_masks, seed,
-             batch_size, model_timeout, limit, out, png, force, explain_head):
+def salience(model, images, method, grid, layer, window, baseline, incremental, score, n_masks,
+             seed, batch_size, model_timeout, limit, out, png, force, explain_head):
     """Explain MODEL's predictions on IMAGES (folder, image file or .npz); with
     --explain-head, show what --method cam differentiates (no IMAGES needed).
 
@@ -62,7 +66,7 @@ def salience(model, images, method, grid, layer, window, baseline, score, n_mask
     settings = SalienceConfig.checked(method=method, grid=grid, window=window,
                                       baseline=parse_baseline(baseline), score=score,
                                       n_masks=n_masks, seed=seed, batch_size=batch_size,
-                                      layer=layer)
+                                      layer=layer, incremental=incremental)
     if images is None and not explain_head:
         raise click.UsageError("Missing argument 'IMAGES'.")
     check_writable(out.parent, "folder of --out")
