@@ -106,8 +106,7 @@ def _plan(prefix: Prefix, boxes: np.ndarray) -> Plan:
     changed = _changed(prefix, boxes)
     cuts = prefix.cuts
     if len(cuts) < 2:
-        return Plan(prefix, (), {}, 1.0, f"the first operator that is not local, "
-                                         f"{prefix.stop}, comes before any cut")
+        return Plan(prefix, (), {}, 1.0, f"no tensor to cut at before {prefix.stop}")
     segment, cost = {}, {}
     for j in range(1, len(cuts)):
         for i in range(max(0, j - _LONGEST), j):
