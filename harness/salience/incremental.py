@@ -330,10 +330,16 @@ def scores(model, plan: Plan, src: np.ndarray, base: np.ndarray, target, score: 
 def _images_at_once(plan: Plan, windows: int) -> int:
     """Images whose copies go through the segments together: the more, the larger each
     group of crops of one shape, and the fewer runs; bounded by the memory their cuts
-    and every copy's output crop (at most the whole tensor) hold."""
+    and the copies' largest output crops hold."""
     geo = plan.prefix.geometry
     cuts = sum(4 * int(np.prod(geo[s.stop].shape)) for s in plan.segments)
-    crop = max(4 * int(np.prod(geo[s.stop].shape)) for s in plan.segments)
+    crop = 0
+    for s in plan.segments:
+        start, stop = geo[s.start], geo[s.stop]
+        rows, cols = (min(stop.size[a], math.ceil(int(s.lengths[:, a].max()) /
+                                                  (stop.factor[a] / start.factor[a])))
+                      for a in range(2))
+        crop = max(crop, 4 * rows * cols * stop.shape[stop.axes[2]])
     return max(1, _HELD_BYTES // (cuts + windows * crop))
 
 
