@@ -304,8 +304,7 @@ def scores(model, plan: Plan, src: np.ndarray, base: np.ndarray, target, score: 
                 feed = {sessions["cuts"].get_inputs()[0].name: src[c0:c1]}
                 cuts = deadline.run(lambda options, feed=feed: sessions["cuts"].run(
                     None, feed, options), model.path, c1 - c0)
-            chosen = resolve_targets(found, target if target is None or np.ndim(target) == 0
-                                     else np.asarray(target)[c0:c1])
+            chosen = resolve_targets(found, rows_of(target, slice(c0, c1)))
             outputs.append(found)
             targets.append(chosen)
             held = dict(zip(stops, cuts, strict=True)) | {first: src[c0:c1]}
@@ -325,6 +324,11 @@ def scores(model, plan: Plan, src: np.ndarray, base: np.ndarray, target, score: 
     if not outputs:
         return np.zeros((0, model.num_classes or 2), np.float32), np.zeros(0, np.int64), out
     return np.concatenate(outputs), np.concatenate(targets), out
+
+
+def rows_of(values, rows: slice):
+    """Some images' share of a per-image argument (None and one class stay as they are)."""
+    return values if values is None or np.ndim(values) == 0 else np.asarray(values)[rows]
 
 
 def _images_at_once(plan: Plan, windows: int) -> int:

@@ -17,6 +17,7 @@ from harness.salience.incremental import (
     deviation,
     plan_for,
     provenance,
+    rows_of,
     why_not,
 )
 from harness.salience.incremental import scores as incremental_scores
@@ -120,8 +121,8 @@ def _incremental_drops(model, x, plan, boxes, baseline, grid, window, target, sc
     if key not in checked:
         first = 1
         clean_1, targets_1, ours = incremental_scores(
-            model, plan, src[:1], base[:1], _rows(target, slice(0, 1)), score, batch,
-            _rows(clean, slice(0, 1)))
+            model, plan, src[:1], base[:1], rows_of(target, slice(0, 1)), score, batch,
+            rows_of(clean, slice(0, 1)))
         passes = model.forward_passes
         full = _full(model, x[:1], boxes, baseline, grid, targets_1, score, batch_size,
                      clean_1)
@@ -133,8 +134,8 @@ def _incremental_drops(model, x, plan, boxes, baseline, grid, window, target, sc
     rest = slice(first, None)
     try:
         outputs, targets, scores = incremental_scores(
-            model, plan, src[rest], base[rest], _rows(target, rest), score, batch,
-            _rows(clean, rest))
+            model, plan, src[rest], base[rest], rows_of(target, rest), score, batch,
+            rows_of(clean, rest))
     except NonFiniteOutput as exc:  # its images count from the first one checked
         raise exc.remapped(np.arange(first, len(x))) from None
     if first:
@@ -144,11 +145,6 @@ def _incremental_drops(model, x, plan, boxes, baseline, grid, window, target, sc
     model.__dict__.setdefault("io_paths", set()).add(USED)
     clean_score = class_scores(outputs, model.output_kind, targets, score)
     return clean_score[:, None] - scores
-
-
-def _rows(values, rows: slice):
-    """Some images' share of a per-image argument (None and one class stay as they are)."""
-    return values if values is None or np.ndim(values) == 0 else np.asarray(values)[rows]
 
 
 def _windows_to_cells(drops: np.ndarray, grid: int, window: int) -> np.ndarray:
