@@ -17,7 +17,7 @@ import polars as pl
 
 from benchmarks.test_salience_throughput import BATCH, raw_passes
 from harness import OnnxClassifier
-from harness.measures import ALL
+from harness.measures import DEFAULT
 from harness.measures.base import mean_stat
 from harness.results.comparisons import family_pairs, model_pairs, values
 from harness.results.decision import decide
@@ -71,7 +71,7 @@ def test_statistics_cost(benchmark, tmp_path):
                                      strides=(1, 2, 2)), batch_size=BATCH)
     sample = 20 * BATCH
     per_pass = raw_passes(model.session, model.input_name, BATCH, sample) / sample
-    passes = MODELS * required_passes(n_images, ALL)
+    passes = MODELS * required_passes(n_images, DEFAULT)
     forward = passes * per_pass
     seconds = statistics(n_images)
     ratio = seconds / forward

@@ -78,7 +78,9 @@ class Perturbed:
 
     Attributes:
         raw: ``(N, g, g) float32`` raw maps, explained for the clean target class (the
-            clean image's prediction, or the class the settings name).
+            clean image's prediction, or the class the settings name); for a
+            faithfulness curve, the scores of its copies instead (its other fields are
+            then NaN and -1: a curve has no map, class or score of its own).
         target_score: ``(N,) float64`` score of that class.
         target_prob: ``(N,) float64`` probability of that class.
         predicted: ``(N,) int64`` class predicted on the perturbed image.
@@ -109,6 +111,9 @@ class ModelMaps:
             sanity measure is not run.
         cascade: step ``(j, J)`` -> the maps of the twin whose top j/J weight tensors
             are redrawn (steps 1 to J - 1; step J is the first twin); empty unless asked.
+        curves: a faithfulness curve's name -> its copies' scores as ``raw``
+            (``(N, rows, P)``, see :func:`harness.salience.curves.curve`); empty unless a
+            faithfulness measure is run.
     """
 
     clean: Perturbed
@@ -123,3 +128,4 @@ class ModelMaps:
     second_seed: np.ndarray | None = None
     twins: tuple[Perturbed, ...] = ()
     cascade: dict[tuple[int, int], Perturbed] = dataclasses.field(default_factory=dict)
+    curves: dict[str, Perturbed] = dataclasses.field(default_factory=dict)

@@ -23,7 +23,7 @@ from harness.inputs.images import load_image_set
 from harness.inputs.settings import RunConfig, to_json
 from harness.inputs.zoo import run_sources
 from harness.io import check_writable
-from harness.measures import ALL, get_measures
+from harness.measures import DEFAULT, get_measures
 from harness.measures.accuracy import NAME as ACCURACY
 from harness.model.classifier import OnnxClassifier
 from harness.report.examples import Examples
@@ -85,7 +85,7 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
                           config.out_of_set)
     entries = [(m.path, m.spec) for z in sources.zoos for m in z.models]
     entries += [(path, None) for path in config.models]
-    measures = get_measures(list(config.measures) or list(ALL))
+    measures = get_measures(list(config.measures) or list(DEFAULT))
     check_names(config.decision, [m.name for m in measures] + [ACCURACY])
 
     if sources.data is None:

@@ -22,12 +22,13 @@ from harness.execution.engines import InProcessEngine
 from harness.execution.plan import DEFAULT_SHARD, INSET, perturbations, shard_images
 from harness.execution.scheduler import Scheduler
 from harness.inputs.images import ImageSet, marked
-from harness.measures import ALL, accuracy, check_grid, get_measures, saturation, too_small
+from harness.measures import DEFAULT, accuracy, check_grid, get_measures, saturation, too_small
 from harness.measures.base import MeasureInputs
 from harness.model.classifier import OnnxClassifier
 from harness.numerics.perturb import NOISE_LEVELS, TRANSFORMS
 from harness.numerics.pixels import to_uint8
 from harness.results.schema import per_image_frame, to_frame, versions
+from harness.salience.curves import CURVES, copies
 from harness.salience.scoring import saturated
 from harness.salience.settings import SalienceConfig
 from harness.stats.bootstrap import Bootstrap
@@ -63,7 +64,7 @@ class Evaluation:
             maps are in the cache (the resume journal).
     """
 
-    measures: Sequence[str] | str = ALL
+    measures: Sequence[str] | str = DEFAULT
     salience: SalienceConfig = SalienceConfig()
     seed: int = 0
     noise_levels: Sequence[float] = NOISE_LEVELS
@@ -253,15 +254,20 @@ def failed_records(base: dict, measures) -> list[dict]:
             for m in measures]
 
 
-def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None = None,
+def required_passes(n_images: int, measures=DEFAULT, salience: SalienceConfig | None = None,
                     out_of_set_sizes: Sequence[int] = (), noise_levels=NOISE_LEVELS,
                     in_family: bool = True, sanity_twins: int | None = None,
-                    sanity_cascade: bool = False) -> int:
+                    sanity_cascade: bool = False, map_side: int | None = None) -> int:
     """The minimum forward passes one model needs for these measures: per image set a
     clean pass per image plus its maps; the degradation control one pass per image; each
     of the sanity measure's randomised twins (and with ``sanity_cascade`` each step of
     the cascade but the last, which is the first twin) a clean pass and a map per image;
-    a seeded method's explainer floor adds one more map."""
+    a seeded method's explainer floor adds one more map. The faithfulness measures add
+    their copies per image: deletion and insertion K + 1 each for the model's map and as
+    many for a random one (K = the map's cells, at most 64), ROAD two per removal
+    fraction for each map, faithfulness correlation one per subset plus the unhidden
+    image. ``map_side``: the maps' side where it is not the settings' grid (a CAM's is
+    its model's)."""
     config = salience or SalienceConfig()
     needs = frozenset().union(*(m.needs for m in get_measures(measures)))
     per_map = config.passes_per_image()
@@ -276,6 +282,8 @@ def required_passes(n_images: int, measures=ALL, salience: SalienceConfig | None
         total += twins * n_images * (1 + per_map)
     if "out_of_set" in needs:
         total += sum(m * (1 + per_map) for m in out_of_set_sizes)
+    cells = (map_side or config.grid) ** 2
+    total += n_images * sum(copies(c, cells) for c in CURVES if f"curve:{c}" in needs)
     if config.explainer.seeded and "family" in needs and in_family:
         total += n_images * per_map
     return total

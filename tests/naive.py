@@ -160,3 +160,119 @@ def reads(m, u, v, size_in, size_out):
     for read in receptive(m, size_in, size_out)[u:v]:
         found |= read
     return sorted(found)
+
+
+# --- the faithfulness measures, by definition (docs/measures.md) ---
+
+def rank_order(values, rng):
+    """Elements of ``values`` (flattened) from the largest down; equal values in the
+    order a permutation drawn from ``rng`` puts them."""
+    flat = np.asarray(values, np.float64).ravel()
+    position = np.empty(flat.size, np.int64)
+    position[rng.permutation(flat.size)] = np.arange(flat.size)
+    return np.lexsort((position, -flat))
+
+
+def _cell_boxes(h, w, gh, gw):
+    ys, xs = cell_bounds(h, gh), cell_bounds(w, gw)
+    return [(ys[r], ys[r + 1], xs[c], xs[c + 1]) for r in range(gh) for c in range(gw)]
+
+
+def _score(model, image, target, score="log_odds"):
+    return class_scores(model.forward(image[None]), model.output_kind, np.array([target]),
+                        score)[0]
+
+
+def cell_curve(model, image, baseline, raw, rng, target, insertion=False):
+    """Deletion (or insertion) scores: copy k hides (or shows) the first floor(k C / K)
+    cells of the map's order, K = min(C, 64)."""
+    h, w, _ = image.shape
+    boxes = _cell_boxes(h, w, *raw.shape)
+    order = rank_order(raw, rng)
+    cells = len(boxes)
+    k_max = min(cells, 64)
+    scores = []
+    for k in range(k_max + 1):
+        first = set(order[:k * cells // k_max].tolist())
+        x = image.copy()
+        for c, (y0, y1, x0, x1) in enumerate(boxes):
+            if (c in first) != insertion:
+                x[y0:y1, x0:x1] = baseline[y0:y1, x0:x1]
+        scores.append(_score(model, x, target))
+    return np.array(scores)
+
+
+def area(scores):
+    return np.trapezoid(scores, dx=1.0 / (len(scores) - 1))
+
+
+def faithfulness_correlation(model, image, baseline, raw, rng, target, subsets=32,
+                             share=0.25):
+    """Pearson correlation over random subsets of cells of the map's sum over the subset
+    and the score drop when the subset shows the baseline."""
+    from scipy.stats import pearsonr
+
+    h, w, _ = image.shape
+    boxes = _cell_boxes(h, w, *raw.shape)
+    clean = _score(model, image, target)
+    size = max(1, int(round(share * len(boxes))))
+    sums, drops = [], []
+    for _ in range(subsets):
+        chosen = rng.choice(len(boxes), size, replace=False)
+        x = image.copy()
+        for c in chosen:
+            y0, y1, x0, x1 = boxes[c]
+            x[y0:y1, x0:x1] = baseline[y0:y1, x0:x1]
+        sums.append(raw.ravel()[chosen].sum())
+        drops.append(clean - _score(model, x, target))
+    return pearsonr(sums, drops).statistic
+
+
+def impute(image, removed):
+    """Noise-free linear imputation by a direct sparse solve: each removed pixel is the
+    mean of its in-image neighbours weighted 1/6 (side) and 1/12 (corner)."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import spsolve
+
+    h, w = removed.shape
+    ys, xs = np.nonzero(removed)
+    index = -np.ones((h, w), np.int64)
+    index[ys, xs] = np.arange(len(ys))
+    a = sp.lil_matrix((len(ys), len(ys)))
+    b = np.zeros((len(ys), image.shape[2]))
+    for k, (y, x) in enumerate(zip(ys, xs, strict=True)):
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                if (dy, dx) == (0, 0) or not (0 <= y + dy < h and 0 <= x + dx < w):
+                    continue
+                weight = 1 / 12 if dy and dx else 1 / 6
+                a[k, k] += weight
+                if removed[y + dy, x + dx]:
+                    a[k, index[y + dy, x + dx]] -= weight
+                else:
+                    b[k] += weight * image[y + dy, x + dx]
+    out = np.asarray(image, np.float64).copy()
+    if len(ys):
+        out[ys, xs] = np.asarray(spsolve(a.tocsc(), b)).reshape(len(ys), -1)
+    return out
+
+
+def road(model, image, raw, order_rng, noise_rng, target, percents=range(10, 100, 10),
+         noise=0.01):
+    """ROAD's scores: pixels ranked by the bilinearly upsampled map; for each fraction the
+    most relevant removed, then for each the least relevant, imputed, noise added."""
+    h, w, c = image.shape
+    order = rank_order(bilinear_upsample(np.asarray(raw, np.float64), h, w), order_rng)
+    draws = noise_rng.normal(0.0, noise, (2 * len(percents), h, w, c))
+    scores = []
+    for j, (p, first) in enumerate([(p, True) for p in percents] +
+                                   [(p, False) for p in percents]):
+        count = h * w * p // 100
+        chosen = order[:count] if first else order[h * w - count:]
+        removed = np.zeros(h * w, bool)
+        removed[chosen] = True
+        removed = removed.reshape(h, w)
+        x = impute(image, removed)
+        x[removed] += draws[j][removed]
+        scores.append(_score(model, x.astype(np.float32), target))
+    return np.array(scores)

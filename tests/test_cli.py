@@ -88,10 +88,11 @@ def test_bad_options(tmp_path, linear_path, image_dir):
 
 
 def test_help_lists_the_measures_and_no_summary_is_cut_off():
-    from harness.cli.run import MEASURE_NAMES
-    from harness.measures import MEASURES
+    from harness.cli.run import DEFAULT_MEASURES, MEASURE_NAMES
+    from harness.measures import DEFAULT, MEASURES
 
     assert MEASURE_NAMES == tuple(MEASURES)  # the list --help shows without loading them
+    assert DEFAULT_MEASURES == DEFAULT
     top = CliRunner().invoke(cli, ["--help"]).output
     assert "..." not in top.split("Commands:")[1]  # click cuts a long summary with ...
     run_help = CliRunner().invoke(cli, ["run", "--help"]).output

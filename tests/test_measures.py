@@ -7,7 +7,7 @@ import pytest
 
 from harness import ModelSpec, OnnxClassifier
 from harness.errors import HarnessError
-from harness.measures import MEASURES, get_measures
+from harness.measures import DEFAULT, MEASURES, get_measures
 from harness.runner import evaluate, required_passes
 from tests.onnx_models import linear_model
 
@@ -133,7 +133,7 @@ def test_all_measures_pass_count_and_determinism(zoo):
     b = evaluate([OnnxClassifier(m.path, m.spec) for m in models], images, labels=labels,
                  out_of_set=oos, masks=masks, seed=3)
     assert a.equals(b)
-    assert set(a["measure"]) == set(MEASURES) | {"accuracy"}  # the labels give accuracy
+    assert set(a["measure"]) == set(DEFAULT) | {"accuracy"}  # the labels give accuracy
     assert a["forward_passes"].unique().to_list() == [required_passes(4, out_of_set_sizes=[3])]
     assert a.schema["value"] == pl.Float64 and a.schema["n"] == pl.Int64
     c = evaluate(models, images, labels=labels, out_of_set=oos, masks=masks, seed=4)
@@ -175,7 +175,8 @@ def test_get_measures_order_and_directions():
     chosen = get_measures("degradation, entropy")
     assert [m.name for m in chosen] == ["degradation", "entropy"]
     assert not MEASURES["entropy"].higher_is_better
-    assert all(MEASURES[m].higher_is_better for m in MEASURES if m != "entropy")
+    assert all(MEASURES[m].higher_is_better for m in MEASURES if m not in ("entropy", "deletion"))
+    assert not MEASURES["deletion"].higher_is_better
 
 
 def test_zero_fraction_counts_zero_cells_of_non_flat_maps():

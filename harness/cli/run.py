@@ -16,7 +16,9 @@ from harness.stats.paired import BOOTSTRAP_T, TESTS
 
 # the measures' names without importing them (that would load Numba for --help)
 MEASURE_NAMES = ("entropy", "out_of_set", "transforms", "stability", "degradation",
-                 "agreement", "sanity")
+                 "agreement", "sanity", "deletion", "insertion", "road",
+                 "faithfulness_correlation")
+DEFAULT_MEASURES = MEASURE_NAMES[:7]  # the rest (faithfulness) only when asked for
 
 
 class Progress:
@@ -104,7 +106,7 @@ def _announce(config) -> str:
     data, split = sources.data, sources.split
     images = f"{Path(data).name if data else '?'}" + (f" [{split}]" if split else "") + (
         f", {config.limit} drawn by label" if config.limit else "")
-    measures = list(config.measures) or list(MEASURE_NAMES)
+    measures = list(config.measures) or list(DEFAULT_MEASURES)
     sal = config.salience
     method = f"{sal.method} at each model's feature-map size" if sal.explainer.fixed_grid \
         else f"{sal.method} {sal.grid}x{sal.grid}"
@@ -159,8 +161,9 @@ def _run_options(f):
         click.option("--split", show_default="the zoo's", help="Split of an .npz image set."),
         click.option("--out-of-set", "out_of_set", multiple=True,
                      type=click.Path(path_type=Path), help="Out-of-set image set; repeatable."),
-        click.option("--measures", show_default="all",
-                     help=f"Comma-separated measures, of: {', '.join(MEASURE_NAMES)}."),
+        click.option("--measures", show_default="the first seven",
+                     help=f"Comma-separated measures, of: {', '.join(MEASURE_NAMES)}; "
+                          "'faithfulness' names the last four."),
         *SALIENCE_OPTIONS,
         click.option("--limit", type=int, show_default="all",
                      help="Score N of the images, drawn (seeded) so their labels keep the "

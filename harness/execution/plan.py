@@ -17,6 +17,7 @@ import json
 import numpy as np
 
 from harness.maps import Perturbed
+from harness.salience.curves import CURVES
 from harness.salience.settings import SalienceConfig
 
 INSET = "in-set"
@@ -46,11 +47,14 @@ class Perturbation:
             ``degrade`` (blur guided by the clean map; mode ``control`` is scored but
             not explained), ``second_seed`` (the clean images, explained with the
             method's next seed), ``twin`` (the clean images, explained by one of the
-            model's randomised twins for the model's class) or ``cascade`` (the same,
-            by a twin whose weights are redrawn from the output down to a depth).
+            model's randomised twins for the model's class), ``cascade`` (the same,
+            by a twin whose weights are redrawn from the output down to a depth) or
+            ``curve`` (the copies a faithfulness measure scores, guided by the clean
+            map or a random one: scored, not explained).
         arg: the noise level, the transform's name, the degradation mode, the twin's
             index (None for the first, so its cache key is the one a single twin had),
-            or the cascade's step as ``"j/J"``.
+            the cascade's step as ``"j/J"``, or the curve's name
+            (:data:`harness.salience.curves.CURVES`).
         seed: for ``noise`` and ``twin``, the run seed its pixels or weights are drawn
             from.
     """
@@ -62,14 +66,14 @@ class Perturbation:
     @property
     def explained(self) -> bool:
         """Whether its images get maps (else only the model's outputs are kept)."""
-        return not (self.kind == "degrade" and self.arg == "control")
+        return not (self.kind == "degrade" and self.arg == "control") and self.kind != "curve"
 
     @property
     def key(self) -> str:
         """Its name in cache keys (stable across versions: a new name is a cache miss)."""
         if self.kind == "noise":
             return f"noise@{float(self.arg)!r}/seed={self.seed}"
-        if self.kind in ("transform", "degrade"):
+        if self.kind in ("transform", "degrade", "curve"):
             return f"{self.kind}:{self.arg}"
         if self.kind == "twin":  # the twin's own maps: its weights come from the seed
             index = f"/twin={self.arg}" if self.arg else ""
@@ -118,6 +122,7 @@ def perturbations(needs: frozenset, noise_levels, transforms, seed: int,
         out += [Perturbation("transform", t) for t in transforms]
     if "degradation" in needs:
         out += [Perturbation("degrade", m) for m in DEGRADE_MODES]
+    out += [Perturbation("curve", c) for c in CURVES if f"curve:{c}" in needs]
     if second_seed:
         out.append(SECOND_SEED)
     if "twin" in needs:

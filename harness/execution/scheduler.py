@@ -27,6 +27,7 @@ from harness.execution.plan import (
     split_units,
 )
 from harness.maps import ModelMaps, Perturbed, normalize, normalize_upsampled, scale
+from harness.salience.curves import copies
 from harness.salience.methods import CODE_VERSION
 
 
@@ -151,8 +152,10 @@ class Scheduler:
     def task_passes(self, task) -> int:
         """The forward passes ``task`` will cost: per image a pass and the method's map
         for each perturbation it explains, a pass for one it only scores."""
-        per_map = self.config.passes_per_image()
-        return len(task.images) * sum(1 + per_map if p.explained else 1 for p in task.todo)
+        per_map, cells = self.config.passes_per_image(), self.config.grid ** 2
+        return len(task.images) * sum(
+            copies(p.arg, cells) if p.kind == "curve" else 1 + per_map if p.explained else 1
+            for p in task.todo)
 
     def _store(self, unit, task, provider, computed):
         keys = self._keys(unit)
@@ -195,7 +198,7 @@ class Scheduler:
                    if p.kind == "cascade"}
         return ModelMaps(clean, q, flat, scale(clean.raw)[0], q_up, of_kind("noise"),
                          of_kind("transform"), of_kind("degrade"), oos, second, twins,
-                         cascade)
+                         cascade, of_kind("curve"))
 
     def passes(self, model) -> int:
         """Forward passes this model's maps cost, computed now or earlier; for a failed

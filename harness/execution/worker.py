@@ -16,6 +16,7 @@ from harness.maps import Perturbed, normalize_upsampled
 from harness.model.twin import randomised_twin
 from harness.numerics.perturb import degrade, salt_and_pepper, transform
 from harness.numerics.pixels import to_float
+from harness.salience.curves import curve
 from harness.salience.scoring import class_scores
 
 
@@ -60,6 +61,9 @@ def _compute(clf, task: Task) -> dict[Perturbation, Group]:
             continue
         if pert.kind in ("twin", "cascade"):
             out[pert] = _twin_group(clf, x, explained, config, pert)
+            continue
+        if pert.kind == "curve":
+            out[pert] = _group(clf, n, _curve_of, clf, x, clean.raw, task, explained, pert.arg)
             continue
         if pert.kind == "degrade" and q_up is None:
             q_up = normalize_upsampled(clean.raw, x.shape[1:3])[0]
@@ -129,6 +133,14 @@ def _twin_group(clf, x, targets, config, pert) -> Group:
                                np.full(n, np.nan), np.full(n, -1, np.int64)), 0)
     return _group(twin, len(x), _maps_of, twin, x, targets,
                   dataclasses.replace(config, target="clean"))
+
+
+def _curve_of(clf, x, raw, task, targets, what) -> Perturbed:
+    """The scores of a faithfulness curve's copies, as ``raw`` (see
+    :func:`harness.salience.curves.curve`); no map, so no class or score of its own."""
+    scores = curve(clf, x, raw, task.hashes, task.seed, task.salience, targets, what)
+    n = len(x)
+    return Perturbed(scores, np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64))
 
 
 def _outputs_of(clf, images, targets, config) -> Perturbed:

@@ -205,9 +205,9 @@ def build_config(default_measures=None, **settings) -> RunConfig:
     if config.baseline_run is not None and config.rules is None:
         raise HarnessError("baseline_run needs rules (--rules gate.toml): they say what a "
                            "regression is")
-    from harness.measures import ALL, check_grid, get_measures
+    from harness.measures import DEFAULT, check_grid, get_measures
 
-    implied = ALL if default_measures is None else default_measures
+    implied = DEFAULT if default_measures is None else default_measures
     check_grid(get_measures(list(config.measures or implied)), config.salience)
     return config
 

@@ -2,15 +2,22 @@
 
 ``MEASURES`` maps a name to its :class:`~harness.measures.base.Measure`. Each module
 holds the pure array functions; :func:`harness.runner.evaluate` runs models and
-measures together.
+measures together. ``DEFAULT`` are the measures a run scores when none are named (the
+paper's five, agreement and sanity); the faithfulness measures the field reports
+(``FAITHFULNESS``: deletion, insertion, ROAD, faithfulness correlation) are asked for by
+name, or all four as ``faithfulness``: they cost more passes than the rest together.
 """
 
 from harness.errors import HarnessError, did_you_mean
 from harness.measures import (
     agreement,
     degradation,
+    deletion,
     entropy,
+    faithfulness_correlation,
+    insertion,
     out_of_set,
+    road,
     sanity,
     stability,
     transforms,
@@ -18,8 +25,10 @@ from harness.measures import (
 
 MEASURES = {m.MEASURE.name: m.MEASURE
             for m in (entropy, out_of_set, transforms, stability, degradation, agreement,
-                      sanity)}
-ALL = tuple(MEASURES)
+                      sanity, deletion, insertion, road, faithfulness_correlation)}
+FAITHFULNESS = ("deletion", "insertion", "road", "faithfulness_correlation")
+DEFAULT = tuple(name for name in MEASURES if name not in FAITHFULNESS)
+GROUPS = {"faithfulness": FAITHFULNESS}
 
 
 def get_measures(names) -> list:
@@ -28,11 +37,13 @@ def get_measures(names) -> list:
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     chosen = []
-    for name in names:
+    for name in (n for given in names for n in GROUPS.get(given, (given,))):
         if name not in MEASURES:
-            hint = did_you_mean(name, MEASURES, n=2, quote=False)
-            raise HarnessError(f"unknown measure {name!r}{hint} (known: {', '.join(MEASURES)})")
-        chosen.append(MEASURES[name])
+            hint = did_you_mean(name, [*MEASURES, *GROUPS], n=2, quote=False)
+            raise HarnessError(f"unknown measure {name!r}{hint} (known: {', '.join(MEASURES)}"
+                               f"; {', '.join(GROUPS)} for the four faithfulness measures)")
+        if MEASURES[name] not in chosen:
+            chosen.append(MEASURES[name])
     return chosen
 
 
@@ -53,4 +64,4 @@ def too_small(measures, min_map: int) -> str:
     return f"{', '.join(names)} (their SSIM needs maps of at least {min_map}x{min_map})"
 
 
-__all__ = ["ALL", "MEASURES", "check_grid", "get_measures", "too_small"]
+__all__ = ["DEFAULT", "FAITHFULNESS", "MEASURES", "check_grid", "get_measures", "too_small"]

@@ -32,7 +32,8 @@ SATURATED = ("saturated", "saturated_of")  # clean images at the probability cli
 WIDTH = 100  # the terminal table's budget, in columns
 SHORT = {"entropy": "entr", "out_of_set": "oos", "transforms": "trans", "stability": "stab",
          "degradation": "degr", "agreement": "agree", "sanity": "sanity",
-         ACCURACY: "acc"}
+         "deletion": "del", "insertion": "ins", "road": "road",
+         "faithfulness_correlation": "fcorr", ACCURACY: "acc"}
 
 
 def headlines(scores: pl.DataFrame) -> pl.DataFrame:

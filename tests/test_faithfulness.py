@@ -1,0 +1,128 @@
+"""The faithfulness measures (deletion, insertion, ROAD, faithfulness correlation) against
+their definitions in tests/naive.py, ROAD's imputation against a direct sparse solve, and
+a linear model whose answers are known by hand."""
+
+import numpy as np
+import pytest
+
+from harness import OnnxClassifier
+from harness.errors import HarnessError
+from harness.measures import FAITHFULNESS, get_measures
+from harness.numerics.imputation import impute
+from harness.runner import Evaluation, required_passes, score
+from harness.salience.batched import make_baseline
+from harness.salience.curves import random_maps, rng_for
+from harness.salience.settings import SalienceConfig
+from tests import naive
+from tests.onnx_models import cnn_model, linear_model
+
+
+def per_image(scored, measure):
+    frame = scored.per_image.filter(scored.per_image["measure"] == measure)
+    return frame["value"].to_numpy()
+
+
+def test_imputation_solves_the_linear_system(rng):
+    images = rng.random((4, 19, 23, 3)).astype(np.float32)
+    removed = np.zeros((4, 19, 23), bool)
+    removed[0, 5:12, 4:20] = True  # an inner block
+    removed[1] = rng.random((19, 23)) < 0.9  # scattered, most of the image
+    removed[2, :, :11] = True  # touching three borders
+    removed[3, 0, 0] = True  # one corner pixel
+    out = impute(images, removed)
+    for i in range(4):
+        np.testing.assert_allclose(out[i], naive.impute(images[i], removed[i]), atol=1e-4)
+    assert np.array_equal(out[~removed], images[~removed])  # kept pixels untouched
+    noise = rng.normal(0, 0.01, images.shape).astype(np.float32)
+    noisy = impute(images, removed, noise)
+    np.testing.assert_allclose(noisy[removed], out[removed] + noise[removed], atol=1e-6)
+    assert np.array_equal(noisy[~removed], images[~removed])
+    with pytest.raises(ValueError, match="every pixel removed"):
+        impute(images[:1], np.ones((1, 19, 23), bool))
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory):
+    """A small CNN scored on every faithfulness measure, with its clean maps."""
+    path = cnn_model(tmp_path_factory.mktemp("cnn") / "cnn.onnx", size=30, seed=3)
+    x = np.random.default_rng(7).integers(0, 256, (3, 30, 30, 3), np.uint8) / np.float32(255)
+    kept = {}
+    scored = score([str(path)], x, Evaluation(measures="faithfulness", seed=5,
+                                              on_model=lambda clf, m: kept.update(maps=m)))
+    return OnnxClassifier(path), x, kept["maps"], scored
+
+
+def test_measures_equal_their_definitions(cnn_run):
+    from harness.execution.plan import image_hashes
+    from harness.numerics.pixels import to_uint8
+
+    clf, x, maps, scored = cnn_run
+    hashes = image_hashes(to_uint8(x))
+    targets = maps.clean.predicted
+    blur = make_baseline(x, "blur", 7)
+    chance = random_maps((7, 7), hashes, 5)
+    for measure, chance_of, oracle in [
+        ("deletion", "deletion", lambda i, m, order: naive.area(naive.cell_curve(
+            clf, x[i], blur[i], m, order, targets[i]))),
+        ("insertion", "insertion", lambda i, m, order: naive.area(naive.cell_curve(
+            clf, x[i], blur[i], m, order, targets[i], insertion=True))),
+    ]:
+        expected = [oracle(i, maps.clean.raw[i], rng_for(5, hashes[i], "order"))
+                    for i in range(len(x))]
+        np.testing.assert_allclose(per_image(scored, measure), expected, rtol=1e-5, atol=1e-5)
+        random = [oracle(i, chance[i], rng_for(5, hashes[i], "order/chance"))
+                  for i in range(len(x))]
+        rows = scored.scores.filter((scored.scores["measure"] == chance_of) &
+                                    (scored.scores["statistic"] == "chance"))
+        assert rows["value"][0] == pytest.approx(np.mean(random), abs=1e-5)
+    expected = [naive.faithfulness_correlation(clf, x[i], blur[i], maps.clean.raw[i],
+                                               rng_for(5, hashes[i], "subsets"), targets[i])
+                for i in range(len(x))]
+    np.testing.assert_allclose(per_image(scored, "faithfulness_correlation"), expected,
+                               atol=1e-5)
+    expected = []
+    for i in range(len(x)):
+        s = naive.road(clf, x[i], maps.clean.raw[i], rng_for(5, hashes[i], "road-order"),
+                       rng_for(5, hashes[i], "road-noise"), targets[i])
+        expected.append(np.mean(s[9:] - s[:9]))
+    np.testing.assert_allclose(per_image(scored, "road"), expected, atol=1e-4)
+
+
+def test_passes_are_counted_and_the_batch_does_not_matter(cnn_run, tmp_path):
+    clf, x, _, scored = cnn_run
+    assert scored.scores["forward_passes"][0] == required_passes(3, "faithfulness")
+    assert required_passes(3, "deletion") - required_passes(3, "entropy") == 3 * 2 * 50
+    assert required_passes(3, "road") - required_passes(3, "entropy") == 3 * 2 * 18
+    assert required_passes(3, "faithfulness_correlation") - \
+        required_passes(3, "entropy") == 3 * 33
+    small = score([clf.path], x, Evaluation(measures="faithfulness", seed=5,
+                                            salience=SalienceConfig(batch_size=7)))
+    for measure in FAITHFULNESS:
+        np.testing.assert_allclose(per_image(small, measure), per_image(scored, measure),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_a_linear_model_reads_as_its_weights_say(tmp_path, rng):
+    """Two classes, z0 = w . x, z1 = 0: the log-odds are linear in the pixels, so the
+    occlusion map is each cell's exact share of a drop, any subset's drop is the sum of
+    its cells' (faithfulness correlation 1), and the cells it ranks first are those
+    whose loss costs most (deletion below chance, insertion and ROAD above)."""
+    w = np.zeros((2, 28, 28, 3), np.float32)
+    w[0, 8:20, 8:20] = rng.standard_normal((12, 12, 3)) * 0.5  # evidence in the centre
+    path = linear_model(tmp_path / "linear.onnx", w)
+    x = rng.integers(0, 256, (6, 28, 28, 3), np.uint8)
+    scored = score([str(path)], x, Evaluation(measures="faithfulness", seed=1))
+    np.testing.assert_allclose(per_image(scored, "faithfulness_correlation"), 1.0, atol=1e-5)
+    rows = scored.scores.filter(scored.scores["statistic"].is_in(["headline", "chance"]))
+    value = {(r["measure"], r["statistic"]): r["value"] for r in rows.iter_rows(named=True)}
+    assert value[("deletion", "headline")] < value[("deletion", "chance")]
+    assert value[("insertion", "headline")] > value[("insertion", "chance")]
+    assert value[("road", "headline")] > max(0.0, value[("road", "chance")])
+
+
+def test_the_group_names_all_four_and_a_typo_is_one_line():
+    assert [m.name for m in get_measures("faithfulness")] == list(FAITHFULNESS)
+    assert [m.name for m in get_measures("road,faithfulness")] == \
+        ["road", "deletion", "insertion", "faithfulness_correlation"]
+    with pytest.raises(HarnessError, match=r"did you mean deletion\?"):
+        get_measures("deletoin")
