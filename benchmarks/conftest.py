@@ -11,10 +11,15 @@ def _compiled_kernels():
     warmup()
 
 
-def enforce(benchmark, ratio: float, target: float, what: str):
-    """Assert a speed target only when benchmarking is on: with --benchmark-disable
-    (CI) a benchmark runs once, as a smoke test, on too little work to judge speed."""
-    if not benchmark.disabled:
+def enforce(benchmark, ratio: float, target: float, what: str, at_most: bool = False):
+    """Assert a speed target (``ratio >= target``, or ``<=`` with ``at_most``) only when
+    benchmarking is on: with --benchmark-disable (CI) a benchmark runs once, as a smoke
+    test, on too little work to judge speed."""
+    if benchmark.disabled:
+        return
+    if at_most:
+        assert ratio <= target, f"{what}: ratio {ratio:.3f} is above the target {target}"
+    else:
         assert ratio >= target, f"{what}: ratio {ratio:.3f} is below the target {target}"
 
 

@@ -3,13 +3,16 @@ takes the weighted mean of its eight neighbours (1/6 for the four sharing a side
 for the diagonal ones, the weights of missing neighbours at the border dropped), all
 removed pixels at once, then Gaussian noise is added to them.
 
-Per image and channel that is the sparse linear system ``D x - W_rr x = W_rk k`` over the
-removed pixels x (k: the kept ones). ``D - W_rr`` is symmetric and, wherever a region of
-removed pixels touches a kept one, positive definite, so conjugate gradients solve it. A
-system over tens of thousands of pixels needs hundreds of iterations from a flat start,
-so the solve starts from the same system solved on the image halved (and that one from
-its own half, down to a few hundred pixels), and the fine iterations only remove what
-the coarse solution could not see.
+Per image that is the sparse linear system ``(D - W_rr) x = W_rk k`` over the removed
+pixels x (k: the kept ones), one right-hand side per channel. ``D - W_rr`` is symmetric
+and, wherever a region of removed pixels touches a kept one, positive definite. Plain
+conjugate gradients need hundreds of iterations on a region of tens of thousands of
+pixels (its condition grows with the region's area), so they are preconditioned by a
+multigrid V-cycle: pixels are merged 2 x 2 into coarser and coarser grids, each grid's
+system is the finer one's summed over the merged pixels (Galerkin), and a symmetric
+Gauss-Seidel sweep before and after each coarse correction removes what a coarse grid
+cannot see. The cycle is symmetric, so the iteration is still conjugate gradients, and
+its stopping rule (the residual) makes the answer the system's whatever the cycle does.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from numba import njit, prange
 # The solve stops when every removed pixel's residual, as a share of its neighbours'
 # weight, is below this (pixel units): far below ROAD's own noise (0.01).
 TOLERANCE = 1e-6
-_COARSEST = 256  # pixels below which a level is solved without a coarser start
-_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
-_DY = np.array([o[0] for o in _OFFSETS], np.int64)
-_DX = np.array([o[1] for o in _OFFSETS], np.int64)
-_W = np.array([1 / 12 if o[0] and o[1] else 1 / 6 for o in _OFFSETS], np.float64)
+_DIRECT = 64  # unknowns at or below which a grid is solved directly
+_LEVELS = 12  # coarsenings at most (a 4096 x 4096 image reaches a pixel)
+_SWEEPS = 10  # symmetric sweeps standing in for a direct solve too large to make
+_DY = np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1], np.int64)
+_DX = np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1], np.int64)
+_W = np.array([1 / 12, 1 / 6, 1 / 12, 1 / 6, 0.0, 1 / 6, 1 / 12, 1 / 6, 1 / 12])
 
 
 def impute(images: np.ndarray, removed: np.ndarray, noise: np.ndarray | None = None,
@@ -49,12 +53,11 @@ def impute(images: np.ndarray, removed: np.ndarray, noise: np.ndarray | None = N
     mask = np.ascontiguousarray(removed, np.bool_)
     if mask.shape != x.shape[:3]:
         raise ValueError(f"removed has shape {mask.shape}, images {x.shape}")
-    n, h, w, c = x.shape
-    every = mask.reshape(n, -1).all(axis=1)
+    every = mask.reshape(len(mask), -1).all(axis=1)
     if every.any():
         raise ValueError(f"image {int(np.argmax(every))} has every pixel removed: "
                          "nothing to impute from")
-    out = np.empty_like(x)
+    out = x.copy()
     _impute_all(x, mask, float(tolerance), out)
     if noise is not None:
         out = np.where(mask[..., None], out + np.asarray(noise, np.float32), out)
@@ -63,129 +66,231 @@ def impute(images: np.ndarray, removed: np.ndarray, noise: np.ndarray | None = N
 
 @njit(cache=True, parallel=True)
 def _impute_all(x, mask, tolerance, out):
-    n, h, w, c = x.shape
-    for job in prange(n * c):
-        i, ch = job // c, job % c
-        plane = x[i, :, :, ch].astype(np.float64)
-        _solve_level(plane, mask[i], tolerance)
-        for y in range(h):
-            for q in range(w):
-                out[i, y, q, ch] = plane[y, q]
+    for i in prange(x.shape[0]):
+        _impute_one(x[i], mask[i], tolerance, out[i])
 
 
 @njit(cache=True)
-def _solve_level(plane, mask, tolerance):
-    """Overwrite the removed pixels of ``plane`` (float64, H x W) with the solution,
-    starting from the solution on the image halved."""
-    h, w = plane.shape
-    if h * w > _COARSEST and h >= 4 and w >= 4:
-        hc, wc = (h + 1) // 2, (w + 1) // 2
-        coarse = np.zeros((hc, wc))
-        cmask = np.ones((hc, wc), np.bool_)
-        count = np.zeros((hc, wc))
-        for y in range(h):
-            for q in range(w):
-                if not mask[y, q]:
-                    coarse[y // 2, q // 2] += plane[y, q]
-                    count[y // 2, q // 2] += 1.0
-        any_kept = False
-        for y in range(hc):
-            for q in range(wc):
-                if count[y, q] > 0:
-                    coarse[y, q] /= count[y, q]
-                    cmask[y, q] = False
-                    any_kept = True
-        if any_kept:
-            _solve_level(coarse, cmask, tolerance)
-            for y in range(h):
-                for q in range(w):
-                    if mask[y, q]:
-                        plane[y, q] = coarse[y // 2, q // 2]
-    _cg(plane, mask, tolerance)
-
-
-@njit(cache=True)
-def _cg(plane, mask, tolerance):
-    """Conjugate gradients on ``(D - W_rr) x = W_rk k`` from the removed pixels' current
-    values, Jacobi-preconditioned (D is smaller at the border)."""
-    h, w = plane.shape
+def _impute_one(image, mask, tolerance, out):
+    h, w, c = image.shape
+    var = np.full((h, w), -1, np.int64)
     m = 0
     for y in range(h):
         for q in range(w):
             if mask[y, q]:
+                var[y, q] = m
                 m += 1
     if m == 0:
         return
-    ys = np.empty(m, np.int64)
-    xs = np.empty(m, np.int64)
-    var = np.full((h, w), -1, np.int64)
-    k = 0
+    # the finest grid: stencil (diagonal at 4, minus the removed neighbours' weights) and
+    # right-hand side (the kept neighbours' weighted values)
+    coef = np.zeros((m, 9))
+    nbr = np.full((m, 9), -1, np.int64)
+    rhs = np.zeros((m, c))
+    cell_y = np.empty(m, np.int64)
+    cell_x = np.empty(m, np.int64)
     for y in range(h):
         for q in range(w):
-            if mask[y, q]:
-                ys[k], xs[k], var[y, q] = y, q, k
-                k += 1
-    # per removed pixel: its neighbours' weight, the kept neighbours' weighted sum, and
-    # the removed neighbours (index, weight) in a fixed table of eight
-    diag = np.zeros(m)
-    rhs = np.zeros(m)
-    nbr = np.full((m, 8), -1, np.int64)
-    sol = np.empty(m)
-    for k in range(m):
-        y, q = ys[k], xs[k]
-        sol[k] = plane[y, q]
-        for o in range(8):
-            yy, qq = y + _DY[o], q + _DX[o]
-            if 0 <= yy < h and 0 <= qq < w:
-                diag[k] += _W[o]
-                if mask[yy, qq]:
-                    nbr[k, o] = var[yy, qq]
+            k = var[y, q]
+            if k < 0:
+                continue
+            cell_y[k], cell_x[k] = y, q
+            nbr[k, 4] = k
+            for o in range(9):
+                yy, qq = y + _DY[o], q + _DX[o]
+                if o == 4 or not (0 <= yy < h and 0 <= qq < w):
+                    continue
+                coef[k, 4] += _W[o]
+                j = var[yy, qq]
+                if j >= 0:
+                    coef[k, o] = -_W[o]
+                    nbr[k, o] = j
                 else:
-                    rhs[k] += _W[o] * plane[yy, qq]
-    r = np.empty(m)
-    _residual(sol, diag, rhs, nbr, r)
-    z = r / diag
-    p = z.copy()
-    rz = np.dot(r, z)
-    ap = np.empty(m)
-    for _ in range(10 * m + 100):
-        if _worst(r, diag) <= tolerance:
-            break
-        _apply(p, diag, nbr, ap)
-        alpha = rz / np.dot(p, ap)
-        sol += alpha * p
-        r -= alpha * ap
-        z = r / diag
-        rz_next = np.dot(r, z)
-        p = z + (rz_next / rz) * p
-        rz = rz_next
+                    for ch in range(c):
+                        rhs[k, ch] += _W[o] * image[yy, qq, ch]
+    levels = _hierarchy(coef, nbr, cell_y, cell_x)
+    sol = _pcg(levels, rhs, tolerance)
     for k in range(m):
-        plane[ys[k], xs[k]] = sol[k]
+        for ch in range(c):
+            out[cell_y[k], cell_x[k], ch] = sol[k, ch]
 
 
 @njit(cache=True)
-def _apply(v, diag, nbr, out):
-    for k in range(len(v)):
-        s = diag[k] * v[k]
-        for o in range(8):
-            j = nbr[k, o]
-            if j >= 0:
-                s -= _W[o] * v[j]
-        out[k] = s
+def _hierarchy(coef, nbr, cell_y, cell_x):
+    """The grids from the finest down: per grid its stencil, neighbours and the index of
+    each unknown's parent on the next coarser grid (-1 on the coarsest)."""
+    levels = [(coef, nbr, np.full(len(coef), -1, np.int64))]
+    for _ in range(_LEVELS):
+        coef, nbr, _ = levels[-1]
+        m = len(coef)
+        if m <= _DIRECT:
+            break
+        py, px = cell_y // 2, cell_x // 2
+        hc, wc = py.max() + 1, px.max() + 1
+        index = np.full((hc, wc), -1, np.int64)
+        parent = np.empty(m, np.int64)
+        mc = 0
+        for k in range(m):
+            if index[py[k], px[k]] < 0:
+                index[py[k], px[k]] = mc
+                mc += 1
+            parent[k] = index[py[k], px[k]]
+        ccoef = np.zeros((mc, 9))
+        cnbr = np.full((mc, 9), -1, np.int64)
+        cy = np.empty(mc, np.int64)
+        cx = np.empty(mc, np.int64)
+        for k in range(m):
+            pk = parent[k]
+            cy[pk], cx[pk] = py[k], px[k]
+            for o in range(9):
+                j = nbr[k, o]
+                if j < 0:
+                    continue
+                pj = parent[j]
+                oc = (py[j] - py[k] + 1) * 3 + (px[j] - px[k] + 1)
+                ccoef[pk, oc] += coef[k, o]
+                cnbr[pk, oc] = pj
+        levels[-1] = (coef, nbr, parent)
+        levels.append((ccoef, cnbr, np.full(mc, -1, np.int64)))
+        cell_y, cell_x = cy, cx
+    return levels
 
 
 @njit(cache=True)
-def _residual(sol, diag, rhs, nbr, out):
-    _apply(sol, diag, nbr, out)
-    for k in range(len(sol)):
-        out[k] = rhs[k] - out[k]
+def _apply(coef, nbr, v, out):
+    for k in range(len(coef)):
+        for ch in range(v.shape[1]):
+            s = 0.0
+            for o in range(9):
+                j = nbr[k, o]
+                if j >= 0:
+                    s += coef[k, o] * v[j, ch]
+            out[k, ch] = s
 
 
 @njit(cache=True)
-def _worst(r, diag):
-    worst = 0.0
-    for k in range(len(r)):
-        v = abs(r[k]) / diag[k]
-        if v > worst:
-            worst = v
-    return worst
+def _sweep(coef, nbr, r, z, backward):
+    """One Gauss-Seidel sweep on ``A z = r`` in place, in index order or reversed (the
+    pair is symmetric, as conjugate gradients need)."""
+    m = len(coef)
+    for step in range(m):
+        k = m - 1 - step if backward else step
+        for ch in range(r.shape[1]):
+            s = r[k, ch]
+            for o in range(9):
+                j = nbr[k, o]
+                if j >= 0 and o != 4:
+                    s -= coef[k, o] * z[j, ch]
+            z[k, ch] = s / coef[k, 4]
+
+
+@njit(cache=True)
+def _coarsest(coef, nbr, r):
+    """The coarsest grid's solve: direct (it has a few dozen unknowns), or symmetric
+    sweeps where its unknowns never merged."""
+    m = len(coef)
+    if m > _DIRECT:  # only when unknowns never merge (a lattice of single pixels)
+        z = np.zeros_like(r)
+        for _ in range(_SWEEPS):
+            _sweep(coef, nbr, r, z, False)
+            _sweep(coef, nbr, r, z, True)
+        return z
+    dense = np.zeros((m, m))
+    for k in range(m):
+        for o in range(9):
+            if nbr[k, o] >= 0:
+                dense[k, nbr[k, o]] += coef[k, o]
+    return _cholesky_solve(dense, r)
+
+
+@njit(cache=True)
+def _vcycle(levels, r):
+    """One V-cycle from the finest grid (a loop, not a recursion: Numba's cache cannot
+    hold a recursive function). A forward sweep on the way down, a backward one on the
+    way up, so the cycle is a symmetric operator."""
+    last = len(levels) - 1
+    rhs = [r]
+    guesses = []
+    for at in range(last):
+        coef, nbr, parent = levels[at]
+        m, c = rhs[at].shape
+        z = np.zeros((m, c))
+        _sweep(coef, nbr, rhs[at], z, False)
+        res = np.empty((m, c))
+        _apply(coef, nbr, z, res)
+        coarse = np.zeros((len(levels[at + 1][0]), c))
+        for k in range(m):
+            for ch in range(c):
+                coarse[parent[k], ch] += rhs[at][k, ch] - res[k, ch]
+        guesses.append(z)
+        rhs.append(coarse)
+    correction = _coarsest(levels[last][0], levels[last][1], rhs[last])
+    for at in range(last - 1, -1, -1):
+        coef, nbr, parent = levels[at]
+        z = guesses[at]
+        for k in range(len(z)):
+            for ch in range(z.shape[1]):
+                z[k, ch] += correction[parent[k], ch]
+        _sweep(coef, nbr, rhs[at], z, True)
+        correction = z
+    return correction
+
+
+@njit(cache=True)
+def _cholesky_solve(a, b):
+    """``a^-1 b`` for a small symmetric positive definite ``a`` (the coarsest grid)."""
+    n = len(a)
+    low = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1):
+            s = a[i, j]
+            for k in range(j):
+                s -= low[i, k] * low[j, k]
+            low[i, j] = np.sqrt(s) if i == j else s / low[j, j]
+    x = b.copy()
+    for i in range(n):
+        for k in range(i):
+            x[i] -= low[i, k] * x[k]
+        x[i] /= low[i, i]
+    for i in range(n - 1, -1, -1):
+        for k in range(i + 1, n):
+            x[i] -= low[k, i] * x[k]
+        x[i] /= low[i, i]
+    return x
+
+
+@njit(cache=True)
+def _pcg(levels, rhs, tolerance):
+    """Conjugate gradients on the finest grid, one scalar recurrence per channel, each
+    step preconditioned by a V-cycle; stops when every channel's worst residual (as a
+    share of the pixel's weight) is within ``tolerance``."""
+    coef, nbr, _ = levels[0]
+    m, c = rhs.shape
+    sol = np.zeros((m, c))
+    r = rhs.copy()
+    z = _vcycle(levels, r)
+    p = z.copy()
+    rz = (r * z).sum(axis=0)
+    ap = np.empty((m, c))
+    for _ in range(m + 50):
+        worst = 0.0
+        for k in range(m):
+            for ch in range(c):
+                worst = max(worst, abs(r[k, ch]) / coef[k, 4])
+        if worst <= tolerance:
+            break
+        _apply(coef, nbr, p, ap)
+        pap = (p * ap).sum(axis=0)
+        for ch in range(c):
+            if pap[ch] <= 0.0:  # this channel has converged to rounding
+                continue
+            alpha = rz[ch] / pap[ch]
+            sol[:, ch] += alpha * p[:, ch]
+            r[:, ch] -= alpha * ap[:, ch]
+        z = _vcycle(levels, r)
+        rz_next = (r * z).sum(axis=0)
+        for ch in range(c):
+            beta = rz_next[ch] / rz[ch] if rz[ch] > 0.0 else 0.0
+            p[:, ch] = z[:, ch] + beta * p[:, ch]
+        rz = rz_next
+    return sol
