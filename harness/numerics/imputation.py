@@ -26,6 +26,10 @@ TOLERANCE = 1e-6
 _DIRECT = 64  # unknowns at or below which a grid is solved directly
 _LEVELS = 12  # coarsenings at most (a 4096 x 4096 image reaches a pixel)
 _SWEEPS = 10  # symmetric sweeps standing in for a direct solve too large to make
+# The coarse correction, scaled up: a merged pixel's constant correction undershoots
+# a smooth error (unsmoothed aggregation); 1.5 took the iterations on a 224 px image
+# from 14-26 to 10-14 (1.0 and 2.0 both did worse).
+_OVER = 1.5
 _DY = np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1], np.int64)
 _DX = np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1], np.int64)
 _W = np.array([1 / 12, 1 / 6, 1 / 12, 1 / 6, 0.0, 1 / 6, 1 / 12, 1 / 6, 1 / 12])
@@ -85,7 +89,7 @@ def _impute_one(image, mask, tolerance, out):
     # the finest grid: stencil (diagonal at 4, minus the removed neighbours' weights) and
     # right-hand side (the kept neighbours' weighted values)
     coef = np.zeros((m, 9))
-    nbr = np.full((m, 9), -1, np.int64)
+    nbr = np.full((m, 9), -1, np.int32)
     rhs = np.zeros((m, c))
     cell_y = np.empty(m, np.int64)
     cell_x = np.empty(m, np.int64)
@@ -119,7 +123,7 @@ def _impute_one(image, mask, tolerance, out):
 def _hierarchy(coef, nbr, cell_y, cell_x):
     """The grids from the finest down: per grid its stencil, neighbours and the index of
     each unknown's parent on the next coarser grid (-1 on the coarsest)."""
-    levels = [(coef, nbr, np.full(len(coef), -1, np.int64))]
+    levels = [(coef, nbr, np.full(len(coef), -1, np.int32))]
     for _ in range(_LEVELS):
         coef, nbr, _ = levels[-1]
         m = len(coef)
@@ -128,7 +132,7 @@ def _hierarchy(coef, nbr, cell_y, cell_x):
         py, px = cell_y // 2, cell_x // 2
         hc, wc = py.max() + 1, px.max() + 1
         index = np.full((hc, wc), -1, np.int64)
-        parent = np.empty(m, np.int64)
+        parent = np.empty(m, np.int32)
         mc = 0
         for k in range(m):
             if index[py[k], px[k]] < 0:
@@ -136,7 +140,7 @@ def _hierarchy(coef, nbr, cell_y, cell_x):
                 mc += 1
             parent[k] = index[py[k], px[k]]
         ccoef = np.zeros((mc, 9))
-        cnbr = np.full((mc, 9), -1, np.int64)
+        cnbr = np.full((mc, 9), -1, np.int32)
         cy = np.empty(mc, np.int64)
         cx = np.empty(mc, np.int64)
         for k in range(m):
@@ -151,7 +155,7 @@ def _hierarchy(coef, nbr, cell_y, cell_x):
                 ccoef[pk, oc] += coef[k, o]
                 cnbr[pk, oc] = pj
         levels[-1] = (coef, nbr, parent)
-        levels.append((ccoef, cnbr, np.full(mc, -1, np.int64)))
+        levels.append((ccoef, cnbr, np.full(mc, -1, np.int32)))
         cell_y, cell_x = cy, cx
     return levels
 
@@ -230,7 +234,7 @@ def _vcycle(levels, r):
         z = guesses[at]
         for k in range(len(z)):
             for ch in range(z.shape[1]):
-                z[k, ch] += correction[parent[k], ch]
+                z[k, ch] += _OVER * correction[parent[k], ch]
         _sweep(coef, nbr, rhs[at], z, True)
         correction = z
     return correction
@@ -270,7 +274,7 @@ def _pcg(levels, rhs, tolerance):
     r = rhs.copy()
     z = _vcycle(levels, r)
     p = z.copy()
-    rz = (r * z).sum(axis=0)
+    rz = _dots(r, z)
     ap = np.empty((m, c))
     for _ in range(m + 50):
         worst = 0.0
@@ -280,17 +284,30 @@ def _pcg(levels, rhs, tolerance):
         if worst <= tolerance:
             break
         _apply(coef, nbr, p, ap)
-        pap = (p * ap).sum(axis=0)
+        pap = _dots(p, ap)
+        alpha = np.zeros(c)
         for ch in range(c):
-            if pap[ch] <= 0.0:  # this channel has converged to rounding
-                continue
-            alpha = rz[ch] / pap[ch]
-            sol[:, ch] += alpha * p[:, ch]
-            r[:, ch] -= alpha * ap[:, ch]
+            if pap[ch] > 0.0:  # else this channel has converged to rounding
+                alpha[ch] = rz[ch] / pap[ch]
+        for k in range(m):
+            for ch in range(c):
+                sol[k, ch] += alpha[ch] * p[k, ch]
+                r[k, ch] -= alpha[ch] * ap[k, ch]
         z = _vcycle(levels, r)
-        rz_next = (r * z).sum(axis=0)
+        rz_next = _dots(r, z)
         for ch in range(c):
             beta = rz_next[ch] / rz[ch] if rz[ch] > 0.0 else 0.0
-            p[:, ch] = z[:, ch] + beta * p[:, ch]
+            for k in range(m):
+                p[k, ch] = z[k, ch] + beta * p[k, ch]
         rz = rz_next
     return sol
+
+
+@njit(cache=True)
+def _dots(a, b):
+    """Per channel, the dot product of two ``(m, c)`` arrays."""
+    out = np.zeros(a.shape[1])
+    for k in range(a.shape[0]):
+        for ch in range(a.shape[1]):
+            out[ch] += a[k, ch] * b[k, ch]
+    return out
