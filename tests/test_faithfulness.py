@@ -150,7 +150,7 @@ def test_occlusion_maps_are_more_faithful_than_random_and_intensity_maps_on_the_
 
     zoo = read_manifest(builtin_manifest())
     data = np.load(zoo.data)
-    images = data["images"][data["split"] == "test"][:30]
+    images = data["images"][data["split"] == "test"][:20]
     hashes = image_hashes(images)
     x = to_float(images)
     intensity = cell_means(x.mean(axis=3), (7, 7))

@@ -5,6 +5,8 @@
   image's content hash and what the map stands for), pushed through the same
   normalisation and measure as the model's maps. They depend on the images and the
   grid only, never on the model, so every model of a run reads the same ones.
+- beyond chance: the model's per-image value against the random map's on the same
+  image, for measures whose values are in the model's score units.
 - the equivariant map: each image's own grey intensity, blurred with sigma = half a
   cell and pooled to the method's grid. It moves exactly with the image, so what it
   loses through the grid, the upsampling and the quantisation is the transforms
@@ -78,6 +80,15 @@ def chance_stat(boot, key: tuple, per_chunk) -> Stat:
     (the measure, its grid, its parameters)."""
     values = remembered((*key, boot.seed, tuple(boot.keys)), lambda: chunked(boot, per_chunk))
     return mean_stat("chance", values, boot)
+
+
+def beyond_chance(own, chance, higher: bool, boot) -> Stat:
+    """``beyond_chance``: per image, how much better the model's map does than the random
+    map on the same image (own - chance, or chance - own where lower is better). An
+    area or gap in score units grows with the model's score range, so across models
+    this, read beside ``chance``, says more than such a headline."""
+    diff = np.asarray(own, np.float64) - np.asarray(chance, np.float64)
+    return mean_stat("beyond_chance", diff if higher else -diff, boot)
 
 
 def equivariant_maps(images: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

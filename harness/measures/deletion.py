@@ -8,6 +8,7 @@ The copies are made by :mod:`harness.salience.curves`; here only their scores ar
 import numpy as np
 
 from harness.measures.base import Measure, MeasureInputs, MeasureResult, headline_result, mean_stat
+from harness.measures.chance import beyond_chance
 
 
 def auc(scores) -> np.ndarray:
@@ -20,10 +21,11 @@ def auc(scores) -> np.ndarray:
 
 def curve_result(name: str, higher: bool, inp: MeasureInputs) -> MeasureResult:
     """Deletion's or insertion's rows: the area under the model map's curve, then the
-    random maps' (``chance``) and the curve's two ends."""
+    random maps' (``chance``), the gap between them and the curve's two ends."""
     own = inp.maps.curves[name].raw[:, 0, :]
-    chance = inp.maps.curves[f"{name}/chance"].raw[:, 0, :]
-    details = (mean_stat("chance", auc(chance), inp.boot),
+    chance = auc(inp.maps.curves[f"{name}/chance"].raw[:, 0, :])
+    details = (mean_stat("chance", chance, inp.boot),
+               beyond_chance(auc(own), chance, higher, inp.boot),
                mean_stat("score@start", own[:, 0], inp.boot),
                mean_stat("score@end", own[:, -1], inp.boot))
     return headline_result(name, higher, auc(own), inp.boot, details)

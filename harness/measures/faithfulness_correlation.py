@@ -6,6 +6,7 @@ Higher is better."""
 import numpy as np
 
 from harness.measures.base import Measure, MeasureInputs, MeasureResult, headline_result, mean_stat
+from harness.measures.chance import beyond_chance
 
 
 def pearson(a, b) -> np.ndarray:
@@ -32,7 +33,8 @@ def correlations(rows) -> tuple[np.ndarray, np.ndarray]:
 def compute(inp: MeasureInputs) -> MeasureResult:
     own, chance = correlations(inp.maps.curves["faithcorr"].raw)
     return headline_result("faithfulness_correlation", True, own, inp.boot,
-                           (mean_stat("chance", chance, inp.boot),))
+                           (mean_stat("chance", chance, inp.boot),
+                            beyond_chance(own, chance, True, inp.boot)))
 
 
 MEASURE = Measure("faithfulness_correlation", True, frozenset({"clean", "curve:faithcorr"}),

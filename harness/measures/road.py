@@ -8,6 +8,7 @@ score(LeRF) - score(MoRF). Higher is better."""
 import numpy as np
 
 from harness.measures.base import Measure, MeasureInputs, MeasureResult, headline_result, mean_stat
+from harness.measures.chance import beyond_chance
 
 
 def gap(scores) -> np.ndarray:
@@ -21,7 +22,9 @@ def gap(scores) -> np.ndarray:
 def compute(inp: MeasureInputs) -> MeasureResult:
     own = inp.maps.curves["road"].raw[:, 0, :]
     f = own.shape[1] // 2
-    details = (mean_stat("chance", gap(inp.maps.curves["road/chance"].raw[:, 0, :]), inp.boot),
+    chance = gap(inp.maps.curves["road/chance"].raw[:, 0, :])
+    details = (mean_stat("chance", chance, inp.boot),
+               beyond_chance(gap(own), chance, True, inp.boot),
                mean_stat("score@morf", own[:, :f].mean(axis=1), inp.boot),
                mean_stat("score@lerf", own[:, f:].mean(axis=1), inp.boot))
     return headline_result("road", True, gap(own), inp.boot, details)

@@ -6,10 +6,12 @@ in the README and docs comes from run folders through this script, never by hand
     harness run --method rise --limit 40 --measures entropy --out results/zoo-rise
     harness run --method rise --limit 40 --measures entropy --target face \\
         --out results/zoo-rise-face
+    harness run --measures faithfulness,degradation --out results/zoo-faithfulness
     python model_zoo/faces/experiment.py summarise occlusion results/zoo
     python model_zoo/faces/experiment.py summarise cam results/zoo-cam
     python model_zoo/faces/experiment.py summarise rise results/zoo-rise
     python model_zoo/faces/experiment.py summarise rise-face results/zoo-rise-face
+    python model_zoo/faces/experiment.py summarise faithfulness results/zoo-faithfulness
     # the README's CI recipe, as its commands run in a scratch folder: harness zoo
     # export demo; main's CAM run (--zoo demo/zoo.toml --data demo/images/ --out-of-set
     # demo/out_of_set_faces/ --method cam --out results/main); the cp; the run
@@ -53,6 +55,7 @@ RUNS = {"occlusion": {"method": "occlusion"},
         "cam": {"method": "cam"},
         "rise": {"method": "rise", "limit": 40, "measures": ["entropy"]},
         "rise-face": {"method": "rise", "limit": 40, "measures": ["entropy"], "target": "face"},
+        "faithfulness": {"method": "occlusion", "measures": ["faithfulness", "degradation"]},
         # the README's CI recipe: a regressed checkpoint against the CAM run
         "sequential": {"method": "cam", "until_decided": True},
         # the README's gate example: faces-xent-2's weights under faces-xent-1's name,
@@ -64,7 +67,9 @@ GATE_RULES = {"gate": "no_regression = true\n",
 BOUNDS_MODEL = "faces-xent-3"  # the README's example of rules on interval bounds
 # the README's decision examples, run on the occlusion run's folder
 CONSTRAINTS = ("sanity.ci_low >= 0.72", "accuracy not worse than the best by more than 0.05")
-DETAILS = (("degradation", "paper_gap"), ("sanity", "ssim"))  # statistics the text cites
+DETAILS = (("degradation", "paper_gap"), ("sanity", "ssim"),  # statistics the text cites
+           *((m, "beyond_chance") for m in ("deletion", "insertion", "road",
+                                             "faithfulness_correlation")))
 RESAMPLES, SEED = 2000, 0  # Spearman intervals over models or maps
 BLOCK = re.compile(r"<!-- zoo:(?P<name>[\w-]+)(?P<sources>[^>]*?) -->(?P<body>.*?)"
                    r"<!-- /zoo:(?P=name) -->", re.S)
@@ -418,6 +423,30 @@ def methods_agree(occ, cam) -> str:
     return "\n".join(lines)
 
 
+def faithfulness_agree(s) -> str:
+    """Spearman correlations over models between the degradation gap and each
+    faithfulness measure, as its headline (oriented so that higher reads as more
+    faithful) and as its ``beyond_chance`` detail, with 95% bootstrap intervals over
+    models."""
+    def rho(values):
+        pairs = [(v, r["values"]["degradation"]) for v, r in zip(values, s["models"],
+                                                                  strict=True)
+                 if None not in (v, r["values"]["degradation"])]
+        r, low, high = spearman_ci(*zip(*pairs, strict=True))
+        verdict = "agree" if low > 0 else "disagree" if high < 0 else "undecided"
+        return f"{_ci(r, low, high)} {verdict}"
+
+    lines = ["| Spearman rho with the degradation gap, 95% bootstrap interval over "
+             f"{len(s['models'])} models | headline (deletion negated) | beyond_chance |",
+             "|---|---|---|"]
+    for m in (m for m in s["measures"] if m not in ("degradation", "accuracy")):
+        sign = 1 if s["higher"][m] else -1
+        heads = [None if r["values"][m] is None else sign * r["values"][m] for r in s["models"]]
+        beyond = [r["details"][f"{m}.beyond_chance"] for r in s["models"]]
+        lines.append(f"| {m} | {rho(heads)} | {rho(beyond)} |")
+    return "\n".join(lines)
+
+
 def entropy_zero(occ, cam) -> str:
     (r, lo, hi, n), (r2, lo2, hi2, n2) = occ["entropy_zero"], cam["entropy_zero"]
     return (f"{_ci(r, lo, hi)} with `zero_fraction` on occlusion maps ({n} non-flat maps of "
@@ -561,6 +590,10 @@ RENDER = {
     "methods-agree": (("occlusion", "cam"), methods_agree),
     "entropy-zero": (("occlusion", "cam"), entropy_zero),
     "rise-flat": (("rise", "rise-face"), rise_flat),
+    "faithfulness-cost": (("faithfulness",), cost),
+    "faithfulness-families": (("faithfulness",), family_table),
+    "faithfulness-findings": (("faithfulness",), findings),
+    "faithfulness-agree": (("faithfulness",), faithfulness_agree),
     "sanity-ssim": (("occlusion", "cam"), sanity_ssim),
     "compare": (("occlusion",), output("compare", "harness compare results/zoo "
                                                   "--measure entropy")),
