@@ -41,12 +41,13 @@ def _ordered_models(scores, order: list[str]) -> list[tuple[str, str]]:
     return [(m, family[m]) for m in order if m in family]
 
 
-def reference(scores: pl.DataFrame, measure: str, statistic: str) -> float | None:
-    """A reference level of a measure (``chance``, ``ceiling``): the mean over the
-    models that report it (it depends on the images and the grid, not the model)."""
-    values = scores.filter((pl.col("measure") == measure) & (pl.col("statistic") == statistic)
-                           )["value"].drop_nulls()
-    return float(values.mean()) if len(values) else None
+def references(scores: pl.DataFrame, measure: str, statistic: str) -> dict[str, float]:
+    """A reference level of a measure (``chance``, ``ceiling``) per model that reports it.
+    Most depend on the images and the grid only, so every model has the same; the
+    faithfulness measures' chance levels are the model's own scores of random maps."""
+    rows = scores.filter((pl.col("measure") == measure) & (pl.col("statistic") == statistic)
+                         & pl.col("value").is_not_null())
+    return dict(zip(rows["model"].to_list(), rows["value"].to_list(), strict=True))
 
 
 def measure_figure(scores, dirs, order: list[str]) -> str:
@@ -70,10 +71,18 @@ def measure_figure(scores, dirs, order: list[str]) -> str:
             ax.errorbar(r["value"], i, xerr=[[r["value"] - low], [high - r["value"]]], fmt="o",
                         color=colours[family], ms=5, capsize=2)
         for statistic, style in (("chance", "--"), ("ceiling", ":")):
-            level = reference(scores, measure, statistic)
-            if level is not None:
-                ax.axvline(level, color="#555", ls=style, lw=1, label=statistic)
-                ax.legend(fontsize=9, loc="lower right")
+            levels = references(scores, measure, statistic)
+            if not levels:
+                continue
+            values = list(levels.values())
+            if max(values) - min(values) <= 1e-9 * max(1.0, abs(max(values))):
+                ax.axvline(float(np.mean(values)), color="#555", ls=style, lw=1,
+                           label=statistic)
+            else:  # the model's own level, on its row
+                rows = [(levels[m], i) for i, (m, _) in enumerate(models) if m in levels]
+                ax.plot(*zip(*rows, strict=True), "|", color="#555", ms=11, mew=2,
+                        label=f"{statistic} (its own)")
+            ax.legend(fontsize=9, loc="lower right")
         ax.set_title(f"{measure} {'↑' if higher else '↓'}", fontsize=12)
         ax.grid(axis="x", alpha=.3)
         ax.tick_params(labelsize=10)
