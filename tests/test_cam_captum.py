@@ -13,14 +13,7 @@ from harness import (  # noqa: E402
     cam,
     scale,
 )
-
-
-def export(net, path, size: int, output: str = "logits"):
-    """``net`` as an ONNX file of ``size`` px inputs with a dynamic batch axis."""
-    torch.onnx.export(net, (torch.zeros(1, 3, size, size),), str(path), input_names=["image"],
-                      output_names=[output], opset_version=18, dynamo=True, verbose=False,
-                      dynamic_shapes={"x": {0: torch.export.Dim("N")}}, external_data=False)
-    return path
+from tests.torch_nets import SmallCNN, export  # noqa: E402
 
 
 def nchw(x: np.ndarray):
@@ -39,22 +32,10 @@ def assert_equals_layer_gradcam(net, path, x: np.ndarray, target):
     np.testing.assert_allclose(scale(ours)[0], scale(theirs)[0], atol=1e-5)
 
 
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU())
-        self.fc = torch.nn.Linear(16, 3)
-
-    def forward(self, x):
-        return self.fc(self.features(x).mean(dim=(2, 3)))
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    net = Net().eval()
+    net = SmallCNN(classes=3).eval()
     return net, export(net, tmp_path_factory.mktemp("cam") / "net.onnx", 32)
 
 

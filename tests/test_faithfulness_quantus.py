@@ -30,20 +30,9 @@ from harness.runner import Evaluation, score  # noqa: E402
 from harness.salience.batched import make_baseline  # noqa: E402
 from harness.salience.curves import rng_for  # noqa: E402
 from harness.salience.settings import SalienceConfig  # noqa: E402
+from tests.torch_nets import SmallCNN, export  # noqa: E402
 
 SIZE, GRID, SEED = 56, 7, 3
-
-
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU())
-        self.fc = torch.nn.Linear(16, 2)
-
-    def forward(self, x):
-        return self.fc(self.features(x).mean(dim=(2, 3)))
 
 
 class LogOdds(torch.nn.Module):
@@ -65,7 +54,7 @@ def detail_net(x):
     them across the decision (a random head barely moves and would make every comparison
     below pass whatever the copies were)."""
     torch.manual_seed(0)
-    net = Net().eval()
+    net = SmallCNN(classes=2).eval()
     with torch.no_grad():
         smooth = torch.nn.functional.avg_pool2d(x, 5, 1, 2)
         moved = (net.features(smooth) - net.features(x)).mean(dim=(0, 2, 3))
@@ -84,10 +73,7 @@ def setup(tmp_path_factory):
     images[3:] = images[3:, ..., :1]  # grey images for ROAD (Quantus imputes one channel)
     net = detail_net(torch.from_numpy(nchw(images / np.float32(255))))
     path = tmp_path_factory.mktemp("quantus") / "net.onnx"
-    torch.onnx.export(net, (torch.zeros(1, 3, SIZE, SIZE),), str(path), input_names=["image"],
-                      output_names=["logits"], opset_version=18, dynamo=True, verbose=False,
-                      dynamic_shapes={"x": {0: torch.export.Dim("N")}}, external_data=False)
-    return net, path, images
+    return net, export(net, path, SIZE), images
 
 
 def run(path, images, measures, baseline=0.5):
