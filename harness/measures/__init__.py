@@ -5,7 +5,8 @@ holds the pure array functions; :func:`harness.runner.evaluate` runs models and
 measures together. ``DEFAULT`` are the measures a run scores when none are named (the
 paper's five, agreement and sanity); the faithfulness measures the field reports
 (``FAITHFULNESS``: deletion, insertion, ROAD, faithfulness correlation) are asked for by
-name, or all four as ``faithfulness``: they cost more passes than the rest together.
+name, or all four as ``faithfulness``: a default that changed would move every
+existing gate and pick.
 """
 
 from harness.errors import HarnessError, did_you_mean
