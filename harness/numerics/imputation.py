@@ -8,11 +8,16 @@ pixels x (k: the kept ones), one right-hand side per channel. ``D - W_rr`` is sy
 and, wherever a region of removed pixels touches a kept one, positive definite. Plain
 conjugate gradients need hundreds of iterations on a region of tens of thousands of
 pixels (its condition grows with the region's area), so they are preconditioned by a
-multigrid V-cycle: pixels are merged 2 x 2 into coarser and coarser grids, each grid's
-system is the finer one's summed over the merged pixels (Galerkin), and a symmetric
-Gauss-Seidel sweep before and after each coarse correction removes what a coarse grid
-cannot see. The cycle is symmetric, so the iteration is still conjugate gradients, and
-its stopping rule (the residual) makes the answer the system's whatever the cycle does.
+multigrid V-cycle: the grid is halved again and again by merging 2 x 2 pixels, each
+grid's system is the finer one's summed over the merged pixels (Galerkin: a 9-point
+stencil with its own coefficients per pixel), and a Jacobi step before and after each
+coarse correction removes what a coarser grid cannot see. The cycle is symmetric, so
+the iteration is still conjugate gradients, and its stopping rule (the residual) makes
+the answer the system's whatever the cycle does.
+
+Every grid is stored whole, padded by a pixel of zeros, with zero coefficients and
+values off the unknowns: the stencils then run over contiguous rows without a
+neighbour table or a branch, which the compiler vectorises.
 """
 
 from __future__ import annotations
@@ -23,12 +28,10 @@ from numba import njit, prange
 # The solve stops when every removed pixel's residual, as a share of its neighbours'
 # weight, is below this (pixel units): far below ROAD's own noise (0.01).
 TOLERANCE = 1e-6
-_DIRECT = 64  # unknowns at or below which a grid is solved directly
-_LEVELS = 12  # coarsenings at most (a 4096 x 4096 image reaches a pixel)
-_SWEEPS = 10  # symmetric sweeps standing in for a direct solve too large to make
-# The coarse correction, scaled up: a merged pixel's constant correction undershoots
-# a smooth error (unsmoothed aggregation); 1.5 took the iterations on a 224 px image
-# from 14-26 to 10-14 (1.0 and 2.0 both did worse).
+_DIRECT = 64  # pixels at or below which a grid is solved directly
+# The coarse correction, scaled up: a merged pixel's constant correction undershoots a
+# smooth error (unsmoothed aggregation); 1.5 took the iterations on a 224 px image from
+# 14-26 to 10-14 with Gauss-Seidel smoothing (1.0 and 2.0 did worse), 13-15 with Jacobi.
 _OVER = 1.5
 _DY = np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1], np.int64)
 _DX = np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1], np.int64)
@@ -76,173 +79,161 @@ def _impute_all(x, mask, tolerance, out):
 
 @njit(cache=True)
 def _impute_one(image, mask, tolerance, out):
+    """One image: the finest grid's stencil (``coef[o]`` for offset o of the 3 x 3
+    neighbourhood, ``coef[4]`` the diagonal) and right-hand side (the kept neighbours'
+    weighted values), the coarser grids, the solve, the removed pixels written back."""
     h, w, c = image.shape
-    var = np.full((h, w), -1, np.int64)
-    m = 0
-    for y in range(h):
-        for q in range(w):
-            if mask[y, q]:
-                var[y, q] = m
-                m += 1
-    if m == 0:
+    if not mask.any():
         return
-    # the finest grid: stencil (diagonal at 4, minus the removed neighbours' weights) and
-    # right-hand side (the kept neighbours' weighted values)
-    coef = np.zeros((m, 9))
-    nbr = np.full((m, 9), -1, np.int32)
-    rhs = np.zeros((m, c))
-    cell_y = np.empty(m, np.int64)
-    cell_x = np.empty(m, np.int64)
+    coef = np.zeros((9, h + 2, w + 2))
+    rhs = np.zeros((c, h + 2, w + 2))
     for y in range(h):
         for q in range(w):
-            k = var[y, q]
-            if k < 0:
+            if not mask[y, q]:
                 continue
-            cell_y[k], cell_x[k] = y, q
-            nbr[k, 4] = k
             for o in range(9):
                 yy, qq = y + _DY[o], q + _DX[o]
                 if o == 4 or not (0 <= yy < h and 0 <= qq < w):
                     continue
-                coef[k, 4] += _W[o]
-                j = var[yy, qq]
-                if j >= 0:
-                    coef[k, o] = -_W[o]
-                    nbr[k, o] = j
+                coef[4, y + 1, q + 1] += _W[o]
+                if mask[yy, qq]:
+                    coef[o, y + 1, q + 1] = -_W[o]
                 else:
                     for ch in range(c):
-                        rhs[k, ch] += _W[o] * image[yy, qq, ch]
-    levels = _hierarchy(coef, nbr, cell_y, cell_x)
-    sol = _pcg(levels, rhs, tolerance)
-    for k in range(m):
-        for ch in range(c):
-            out[cell_y[k], cell_x[k], ch] = sol[k, ch]
+                        rhs[ch, y + 1, q + 1] += _W[o] * image[yy, qq, ch]
+    levels = [coef]
+    while (levels[-1].shape[1] - 2) * (levels[-1].shape[2] - 2) > _DIRECT:
+        levels.append(_coarsen(levels[-1]))
+    inv = [_inverse_diagonal(cf) for cf in levels]
+    sol = _pcg(levels, inv, rhs, tolerance)
+    for y in range(h):
+        for q in range(w):
+            if mask[y, q]:
+                for ch in range(c):
+                    out[y, q, ch] = sol[ch, y + 1, q + 1]
 
 
 @njit(cache=True)
-def _hierarchy(coef, nbr, cell_y, cell_x):
-    """The grids from the finest down: per grid its stencil, neighbours and the index of
-    each unknown's parent on the next coarser grid (-1 on the coarsest)."""
-    levels = [(coef, nbr, np.full(len(coef), -1, np.int32))]
-    for _ in range(_LEVELS):
-        coef, nbr, _ = levels[-1]
-        m = len(coef)
-        if m <= _DIRECT:
-            break
-        py, px = cell_y // 2, cell_x // 2
-        hc, wc = py.max() + 1, px.max() + 1
-        index = np.full((hc, wc), -1, np.int64)
-        parent = np.empty(m, np.int32)
-        mc = 0
-        for k in range(m):
-            if index[py[k], px[k]] < 0:
-                index[py[k], px[k]] = mc
-                mc += 1
-            parent[k] = index[py[k], px[k]]
-        ccoef = np.zeros((mc, 9))
-        cnbr = np.full((mc, 9), -1, np.int32)
-        cy = np.empty(mc, np.int64)
-        cx = np.empty(mc, np.int64)
-        for k in range(m):
-            pk = parent[k]
-            cy[pk], cx[pk] = py[k], px[k]
+def _inverse_diagonal(coef):
+    """1 / the diagonal on the unknowns, 0 elsewhere (the Jacobi step's scale)."""
+    _, hp, wp = coef.shape
+    inv = np.zeros((hp, wp))
+    for y in range(hp):
+        for q in range(wp):
+            if coef[4, y, q] > 0.0:
+                inv[y, q] = 1.0 / coef[4, y, q]
+    return inv
+
+
+@njit(cache=True)
+def _coarsen(coef):
+    """The next coarser grid's stencil: P^T A P for P the merge of 2 x 2 pixels, i.e.
+    each coefficient added to the pair of merged pixels it couples."""
+    _, hp, wp = coef.shape
+    h, w = hp - 2, wp - 2
+    hc, wc = (h + 1) // 2, (w + 1) // 2
+    out = np.zeros((9, hc + 2, wc + 2))
+    for y in range(h):
+        for q in range(w):
+            if coef[4, y + 1, q + 1] == 0.0:
+                continue
+            py, px = y // 2, q // 2
             for o in range(9):
-                j = nbr[k, o]
-                if j < 0:
+                a = coef[o, y + 1, q + 1]
+                if a == 0.0:
                     continue
-                pj = parent[j]
-                oc = (py[j] - py[k] + 1) * 3 + (px[j] - px[k] + 1)
-                ccoef[pk, oc] += coef[k, o]
-                cnbr[pk, oc] = pj
-        levels[-1] = (coef, nbr, parent)
-        levels.append((ccoef, cnbr, np.full(mc, -1, np.int32)))
-        cell_y, cell_x = cy, cx
-    return levels
+                ny, nx = (y + _DY[o]) // 2, (q + _DX[o]) // 2
+                oc = (ny - py + 1) * 3 + (nx - px + 1)
+                out[oc, py + 1, px + 1] += a
+    return out
 
 
 @njit(cache=True)
-def _apply(coef, nbr, v, out):
-    for k in range(len(coef)):
-        for ch in range(v.shape[1]):
-            s = 0.0
-            for o in range(9):
-                j = nbr[k, o]
-                if j >= 0:
-                    s += coef[k, o] * v[j, ch]
-            out[k, ch] = s
+def _apply_fine(diag, v, out):
+    """out = A v on the finest grid, whose weights are the same everywhere, so only the
+    diagonal (0 off the unknowns) is read; v is 0 off the unknowns."""
+    c = v.shape[0]
+    hp, wp = diag.shape
+    for ch in range(c):
+        for y in range(1, hp - 1):
+            for q in range(1, wp - 1):
+                side = v[ch, y - 1, q] + v[ch, y + 1, q] + v[ch, y, q - 1] + v[ch, y, q + 1]
+                corner = (v[ch, y - 1, q - 1] + v[ch, y - 1, q + 1] + v[ch, y + 1, q - 1]
+                          + v[ch, y + 1, q + 1])
+                a = diag[y, q] * v[ch, y, q] - side / 6.0 - corner / 12.0
+                out[ch, y, q] = a if diag[y, q] > 0.0 else 0.0
 
 
 @njit(cache=True)
-def _sweep(coef, nbr, r, z, backward):
-    """One Gauss-Seidel sweep on ``A z = r`` in place, in index order or reversed (the
-    pair is symmetric, as conjugate gradients need)."""
-    m = len(coef)
-    for step in range(m):
-        k = m - 1 - step if backward else step
-        for ch in range(r.shape[1]):
-            s = r[k, ch]
-            for o in range(9):
-                j = nbr[k, o]
-                if j >= 0 and o != 4:
-                    s -= coef[k, o] * z[j, ch]
-            z[k, ch] = s / coef[k, 4]
+def _apply_at(levels, at, v, out):
+    """out = A v on grid ``at``."""
+    if at == 0:
+        _apply_fine(levels[0][4], v, out)
+    else:
+        _apply(levels[at], v, out)
 
 
 @njit(cache=True)
-def _coarsest(coef, nbr, r):
-    """The coarsest grid's solve: direct (it has a few dozen unknowns), or symmetric
-    sweeps where its unknowns never merged."""
-    m = len(coef)
-    if m > _DIRECT:  # only when unknowns never merge (a lattice of single pixels)
-        z = np.zeros_like(r)
-        for _ in range(_SWEEPS):
-            _sweep(coef, nbr, r, z, False)
-            _sweep(coef, nbr, r, z, True)
+def _apply(coef, v, out):
+    """out = A v on a coarser grid, with its per-pixel coefficients; v is 0 off the
+    unknowns."""
+    c = v.shape[0]
+    _, hp, wp = coef.shape
+    for ch in range(c):
+        for y in range(1, hp - 1):
+            for q in range(1, wp - 1):
+                out[ch, y, q] = (coef[0, y, q] * v[ch, y - 1, q - 1]
+                                 + coef[1, y, q] * v[ch, y - 1, q]
+                                 + coef[2, y, q] * v[ch, y - 1, q + 1]
+                                 + coef[3, y, q] * v[ch, y, q - 1]
+                                 + coef[4, y, q] * v[ch, y, q]
+                                 + coef[5, y, q] * v[ch, y, q + 1]
+                                 + coef[6, y, q] * v[ch, y + 1, q - 1]
+                                 + coef[7, y, q] * v[ch, y + 1, q]
+                                 + coef[8, y, q] * v[ch, y + 1, q + 1])
+
+
+@njit(cache=True)
+def _coarsest(coef, r):
+    """The coarsest grid (at most 64 pixels) solved directly."""
+    c = r.shape[0]
+    _, hp, wp = coef.shape
+    idx = np.full((hp, wp), -1, np.int64)
+    m = 0
+    for y in range(1, hp - 1):
+        for q in range(1, wp - 1):
+            if coef[4, y, q] > 0.0:
+                idx[y, q] = m
+                m += 1
+    z = np.zeros_like(r)
+    if m == 0:
         return z
     dense = np.zeros((m, m))
-    for k in range(m):
-        for o in range(9):
-            if nbr[k, o] >= 0:
-                dense[k, nbr[k, o]] += coef[k, o]
-    return _cholesky_solve(dense, r)
-
-
-@njit(cache=True)
-def _vcycle(levels, r):
-    """One V-cycle from the finest grid (a loop, not a recursion: Numba's cache cannot
-    hold a recursive function). A forward sweep on the way down, a backward one on the
-    way up, so the cycle is a symmetric operator."""
-    last = len(levels) - 1
-    rhs = [r]
-    guesses = []
-    for at in range(last):
-        coef, nbr, parent = levels[at]
-        m, c = rhs[at].shape
-        z = np.zeros((m, c))
-        _sweep(coef, nbr, rhs[at], z, False)
-        res = np.empty((m, c))
-        _apply(coef, nbr, z, res)
-        coarse = np.zeros((len(levels[at + 1][0]), c))
-        for k in range(m):
+    b = np.zeros((m, c))
+    for y in range(1, hp - 1):
+        for q in range(1, wp - 1):
+            k = idx[y, q]
+            if k < 0:
+                continue
             for ch in range(c):
-                coarse[parent[k], ch] += rhs[at][k, ch] - res[k, ch]
-        guesses.append(z)
-        rhs.append(coarse)
-    correction = _coarsest(levels[last][0], levels[last][1], rhs[last])
-    for at in range(last - 1, -1, -1):
-        coef, nbr, parent = levels[at]
-        z = guesses[at]
-        for k in range(len(z)):
-            for ch in range(z.shape[1]):
-                z[k, ch] += _OVER * correction[parent[k], ch]
-        _sweep(coef, nbr, rhs[at], z, True)
-        correction = z
-    return correction
+                b[k, ch] = r[ch, y, q]
+            for o in range(9):
+                j = idx[y + _DY[o], q + _DX[o]]
+                if j >= 0:
+                    dense[k, j] += coef[o, y, q]
+    x = _cholesky_solve(dense, b)
+    for y in range(1, hp - 1):
+        for q in range(1, wp - 1):
+            k = idx[y, q]
+            if k >= 0:
+                for ch in range(c):
+                    z[ch, y, q] = x[k, ch]
+    return z
 
 
 @njit(cache=True)
 def _cholesky_solve(a, b):
-    """``a^-1 b`` for a small symmetric positive definite ``a`` (the coarsest grid)."""
+    """``a^-1 b`` for a small symmetric positive definite ``a``."""
     n = len(a)
     low = np.zeros((n, n))
     for i in range(n):
@@ -264,50 +255,104 @@ def _cholesky_solve(a, b):
 
 
 @njit(cache=True)
-def _pcg(levels, rhs, tolerance):
+def _vcycle(levels, inv, r):
+    """One V-cycle (a loop, not a recursion: Numba's cache cannot hold a recursive
+    function): a Jacobi step from zero on the way down, a coarse correction and another
+    Jacobi step on the way up; the steps are their own adjoints, so the cycle is a
+    symmetric operator."""
+    last = len(levels) - 1
+    rhs = [r]
+    guesses = []
+    c = r.shape[0]
+    for at in range(last):
+        coef, d = levels[at], inv[at]
+        _, hp, wp = coef.shape
+        z = np.empty_like(rhs[at])
+        for ch in range(c):
+            for y in range(hp):
+                for q in range(wp):
+                    z[ch, y, q] = d[y, q] * rhs[at][ch, y, q]
+        res = np.zeros_like(z)
+        _apply_at(levels, at, z, res)
+        chp, cwp = levels[at + 1].shape[1], levels[at + 1].shape[2]
+        coarse = np.zeros((c, chp, cwp))
+        for ch in range(c):
+            for y in range(1, hp - 1):
+                for q in range(1, wp - 1):
+                    coarse[ch, (y - 1) // 2 + 1, (q - 1) // 2 + 1] += \
+                        rhs[at][ch, y, q] - res[ch, y, q]
+        guesses.append(z)
+        rhs.append(coarse)
+    correction = _coarsest(levels[last], rhs[last])
+    for at in range(last - 1, -1, -1):
+        coef, d = levels[at], inv[at]
+        _, hp, wp = coef.shape
+        z = guesses[at]
+        for ch in range(c):
+            for y in range(1, hp - 1):
+                for q in range(1, wp - 1):
+                    if d[y, q] > 0.0:
+                        z[ch, y, q] += _OVER * correction[ch, (y - 1) // 2 + 1, (q - 1) // 2 + 1]
+        res = np.zeros_like(z)
+        _apply_at(levels, at, z, res)
+        for ch in range(c):
+            for y in range(hp):
+                for q in range(wp):
+                    z[ch, y, q] += d[y, q] * (rhs[at][ch, y, q] - res[ch, y, q])
+        correction = z
+    return correction
+
+
+@njit(cache=True)
+def _pcg(levels, inv, rhs, tolerance):
     """Conjugate gradients on the finest grid, one scalar recurrence per channel, each
     step preconditioned by a V-cycle; stops when every channel's worst residual (as a
     share of the pixel's weight) is within ``tolerance``."""
-    coef, nbr, _ = levels[0]
-    m, c = rhs.shape
-    sol = np.zeros((m, c))
+    c, hp, wp = rhs.shape
+    d = inv[0]
+    sol = np.zeros_like(rhs)
     r = rhs.copy()
-    z = _vcycle(levels, r)
+    z = _vcycle(levels, inv, r)
     p = z.copy()
     rz = _dots(r, z)
-    ap = np.empty((m, c))
-    for _ in range(m + 50):
-        worst = 0.0
-        for k in range(m):
-            for ch in range(c):
-                worst = max(worst, abs(r[k, ch]) / coef[k, 4])
+    ap = np.zeros_like(rhs)
+    worst = 0.0
+    for ch in range(c):
+        for y in range(hp):
+            for q in range(wp):
+                worst = max(worst, abs(r[ch, y, q]) * d[y, q])
+    for _ in range(hp * wp + 50):
         if worst <= tolerance:
             break
-        _apply(coef, nbr, p, ap)
+        _apply_at(levels, 0, p, ap)
         pap = _dots(p, ap)
-        alpha = np.zeros(c)
+        worst = 0.0
         for ch in range(c):
-            if pap[ch] > 0.0:  # else this channel has converged to rounding
-                alpha[ch] = rz[ch] / pap[ch]
-        for k in range(m):
-            for ch in range(c):
-                sol[k, ch] += alpha[ch] * p[k, ch]
-                r[k, ch] -= alpha[ch] * ap[k, ch]
-        z = _vcycle(levels, r)
+            alpha = rz[ch] / pap[ch] if pap[ch] > 0.0 else 0.0
+            for y in range(hp):
+                for q in range(wp):
+                    sol[ch, y, q] += alpha * p[ch, y, q]
+                    r[ch, y, q] -= alpha * ap[ch, y, q]
+                    worst = max(worst, abs(r[ch, y, q]) * d[y, q])
+        z = _vcycle(levels, inv, r)
         rz_next = _dots(r, z)
         for ch in range(c):
             beta = rz_next[ch] / rz[ch] if rz[ch] > 0.0 else 0.0
-            for k in range(m):
-                p[k, ch] = z[k, ch] + beta * p[k, ch]
+            for y in range(hp):
+                for q in range(wp):
+                    p[ch, y, q] = z[ch, y, q] + beta * p[ch, y, q]
         rz = rz_next
     return sol
 
 
 @njit(cache=True)
 def _dots(a, b):
-    """Per channel, the dot product of two ``(m, c)`` arrays."""
-    out = np.zeros(a.shape[1])
-    for k in range(a.shape[0]):
-        for ch in range(a.shape[1]):
-            out[ch] += a[k, ch] * b[k, ch]
+    """Per channel, the dot product of two grids."""
+    out = np.zeros(a.shape[0])
+    for ch in range(a.shape[0]):
+        s = 0.0
+        for y in range(a.shape[1]):
+            for q in range(a.shape[2]):
+                s += a[ch, y, q] * b[ch, y, q]
+        out[ch] = s
     return out
