@@ -66,3 +66,47 @@ def _accumulate(got):
     for t, data in got:
         seen += data
         yield t, seen
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_ctrl_c_says_what_was_kept_and_the_exact_resume_command(tmp_path):
+    """Ctrl-C (SIGINT, as the terminal sends it) ends a run with one line: the units
+    kept and the command that finishes it; that command, run as printed, finishes it."""
+    import pty
+    import shlex
+    import signal
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT),
+           "COLUMNS": "120"}
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--measures",
+                             "transforms", "--limit", "8", "--out", "my run",
+                             "--cache", "cache"],
+                            cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    seen = b""
+    try:
+        while b"[3/" not in seen and time.monotonic() - started < 120:  # two units kept
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                seen += os.read(master, 4096)
+        proc.send_signal(signal.SIGINT)
+        seen += b"".join(data for _, data in _read_all(master, proc, time.monotonic(), 60))
+    finally:
+        os.close(master)
+        proc.wait(60)
+    text = seen.decode()
+    assert proc.returncode == 130, text
+    assert "Aborted!" not in text and "Traceback" not in text, text
+    line = text[text.index("interrupted: "):].splitlines()[0]  # after the erased bar
+    kept = int(line.split()[1])
+    assert kept >= 2 and "units of work finished and kept in my run/" in line, line
+    command = line.split("go on with: ")[1]
+    assert command == "harness run --resume 'my run'"
+    args = shlex.split(command)[2:]
+    resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", *args],
+                             cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "my run" / "leaderboard.csv").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
 
@@ -81,6 +82,19 @@ class Progress:
     def end(self) -> None:
         if self.drawn:
             self._echo("\r\x1b[K", nl=False)
+            self.drawn = False
+
+
+def _interrupted(out: Path) -> str:
+    """The line a run stopped by Ctrl-C ends with: what it kept and how to go on."""
+    from harness.rundir import RunDir
+
+    folder = RunDir(out)
+    if not (folder / RunDir.PLAN).exists():
+        return "interrupted before any work was planned; nothing was kept"
+    kept = len(folder.finished())
+    return (f"interrupted: {kept} unit{'s' * (kept != 1)} of work finished and kept in "
+            f"{out}/; go on with: harness run --resume {shlex.quote(str(out))}")
 
 
 def _unit_name(unit) -> str:
@@ -303,6 +317,11 @@ def run(zoo, models, data, split, out_of_set, measures, method, grid, target, la
     say(_announce(config))
     try:
         done = run_all(config, progress, resume=resume is not None, log=say)
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.end()
+        click.echo(_interrupted(Path(config.out)), err=True)
+        sys.exit(130)  # the shell's code for a run ended by Ctrl-C
     finally:
         if progress is not None:
             progress.end()
