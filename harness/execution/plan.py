@@ -17,7 +17,7 @@ import json
 import numpy as np
 
 from harness.maps import Perturbed
-from harness.salience.curves import CURVES
+from harness.salience.curves import CURVES, copies
 from harness.salience.settings import SalienceConfig
 
 INSET = "in-set"
@@ -67,6 +67,13 @@ class Perturbation:
     def explained(self) -> bool:
         """Whether its images get maps (else only the model's outputs are kept)."""
         return not (self.kind == "degrade" and self.arg == "control") and self.kind != "curve"
+
+    def passes(self, per_map: int, cells: int) -> int:
+        """Forward passes per image: a pass and the method's map (``per_map`` passes) when
+        explained, one pass when only scored, a curve's copies over maps of ``cells``."""
+        if self.kind == "curve":
+            return copies(self.arg, cells)
+        return 1 + per_map if self.explained else 1
 
     @property
     def key(self) -> str:

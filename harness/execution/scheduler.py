@@ -27,7 +27,6 @@ from harness.execution.plan import (
     split_units,
 )
 from harness.maps import ModelMaps, Perturbed, normalize, normalize_upsampled, scale
-from harness.salience.curves import copies
 from harness.salience.methods import CODE_VERSION
 
 
@@ -150,12 +149,10 @@ class Scheduler:
         return failed
 
     def task_passes(self, task) -> int:
-        """The forward passes ``task`` will cost: per image a pass and the method's map
-        for each perturbation it explains, a pass for one it only scores."""
+        """The forward passes ``task`` will cost (:meth:`Perturbation.passes`; a curve's
+        counted over maps of the settings' grid)."""
         per_map, cells = self.config.passes_per_image(), self.config.grid ** 2
-        return len(task.images) * sum(
-            copies(p.arg, cells) if p.kind == "curve" else 1 + per_map if p.explained else 1
-            for p in task.todo)
+        return len(task.images) * sum(p.passes(per_map, cells) for p in task.todo)
 
     def _store(self, unit, task, provider, computed):
         keys = self._keys(unit)

@@ -5,6 +5,8 @@ curve. A map that puts the evidence first makes the score fall at once: lower is
 The copies are made by :mod:`harness.salience.curves`; here only their scores are read.
 """
 
+import functools
+
 import numpy as np
 
 from harness.measures.base import Measure, MeasureInputs, MeasureResult, headline_result, mean_stat
@@ -31,12 +33,14 @@ def curve_result(name: str, higher: bool, inp: MeasureInputs) -> MeasureResult:
     return headline_result(name, higher, auc(own), inp.boot, details)
 
 
-def compute(inp: MeasureInputs) -> MeasureResult:
-    return curve_result("deletion", False, inp)
+def curve_measure(name: str, higher: bool, question: str) -> Measure:
+    """Deletion's or insertion's declaration: it reads the clean maps and the curve's
+    copies for the model's map and for the random maps."""
+    return Measure(name, higher, frozenset({"clean", f"curve:{name}", f"curve:{name}/chance"}),
+                   functools.partial(curve_result, name, higher), question)
 
 
-MEASURE = Measure("deletion", False,
-                  frozenset({"clean", "curve:deletion", "curve:deletion/chance"}), compute,
-                  "Does hiding the cells the map ranks first make the score fall fastest? "
-                  "Area under the score curve as cells are replaced by the baseline, most "
-                  "relevant first.")
+MEASURE = curve_measure("deletion", False,
+                        "Does hiding the cells the map ranks first make the score fall "
+                        "fastest? Area under the score curve as cells are replaced by the "
+                        "baseline, most relevant first.")

@@ -3,16 +3,9 @@ blurred image and reveal the map's cells from the most relevant down; the area u
 the explained class's score curve is higher when the first cells revealed carry the
 evidence. Higher is better."""
 
-from harness.measures.base import Measure, MeasureInputs, MeasureResult
-from harness.measures.deletion import curve_result
+from harness.measures.deletion import curve_measure
 
-
-def compute(inp: MeasureInputs) -> MeasureResult:
-    return curve_result("insertion", True, inp)
-
-
-MEASURE = Measure("insertion", True,
-                  frozenset({"clean", "curve:insertion", "curve:insertion/chance"}), compute,
-                  "Does revealing the cells the map ranks first bring the score back fastest? "
-                  "Area under the score curve as cells of the blurred image are restored, "
-                  "most relevant first.")
+MEASURE = curve_measure("insertion", True,
+                        "Does revealing the cells the map ranks first bring the score back "
+                        "fastest? Area under the score curve as cells of the blurred image are "
+                        "restored, most relevant first.")
