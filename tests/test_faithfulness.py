@@ -41,6 +41,9 @@ def test_imputation_solves_the_linear_system(rng):
     assert np.array_equal(noisy[~removed], images[~removed])
     with pytest.raises(ValueError, match="every pixel removed"):
         impute(images[:1], np.ones((1, 19, 23), bool))
+    # a solve that cannot reach its tolerance (0: rounding leaves a residual) refuses
+    with pytest.raises(ArithmeticError, match="imputation of image 0 stopped with a residual"):
+        impute(images[1:2], removed[1:2], tolerance=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,8 @@ def impute(images: np.ndarray, removed: np.ndarray, noise: np.ndarray | None = N
 
     Raises:
         ValueError: an image has every pixel removed (nothing to impute from).
+        ArithmeticError: a solve stopped (after more iterations than it has unknowns)
+            with a residual above ``tolerance``: its pixels would not be the system's.
     """
     x = np.ascontiguousarray(images, np.float32)
     mask = np.ascontiguousarray(removed, np.bool_)
@@ -65,26 +67,32 @@ def impute(images: np.ndarray, removed: np.ndarray, noise: np.ndarray | None = N
         raise ValueError(f"image {int(np.argmax(every))} has every pixel removed: "
                          "nothing to impute from")
     out = x.copy()
-    _impute_all(x, mask, float(tolerance), out)
+    residual = np.zeros(len(x))
+    _impute_all(x, mask, float(tolerance), out, residual)
+    if (residual > tolerance).any():
+        i = int(np.argmax(residual))
+        raise ArithmeticError(f"imputation of image {i} stopped with a residual of "
+                              f"{residual[i]:.2g}, above {tolerance:g}")
     if noise is not None:
         out = np.where(mask[..., None], out + np.asarray(noise, np.float32), out)
     return out
 
 
 @njit(cache=True, parallel=True)
-def _impute_all(x, mask, tolerance, out):
+def _impute_all(x, mask, tolerance, out, residual):
     for i in prange(x.shape[0]):
-        _impute_one(x[i], mask[i], tolerance, out[i])
+        residual[i] = _impute_one(x[i], mask[i], tolerance, out[i])
 
 
 @njit(cache=True)
 def _impute_one(image, mask, tolerance, out):
     """One image: the finest grid's stencil (``coef[o]`` for offset o of the 3 x 3
     neighbourhood, ``coef[4]`` the diagonal) and right-hand side (the kept neighbours'
-    weighted values), the coarser grids, the solve, the removed pixels written back."""
+    weighted values), the coarser grids, the solve, the removed pixels written back.
+    Returns the worst residual the solve stopped at."""
     h, w, c = image.shape
     if not mask.any():
-        return
+        return 0.0
     coef = np.zeros((9, h + 2, w + 2))
     rhs = np.zeros((c, h + 2, w + 2))
     for y in range(h):
@@ -105,12 +113,13 @@ def _impute_one(image, mask, tolerance, out):
     while (levels[-1].shape[1] - 2) * (levels[-1].shape[2] - 2) > _DIRECT:
         levels.append(_coarsen(levels[-1]))
     inv = [_inverse_diagonal(cf) for cf in levels]
-    sol = _pcg(levels, inv, rhs, tolerance)
+    sol, worst = _pcg(levels, inv, rhs, tolerance)
     for y in range(h):
         for q in range(w):
             if mask[y, q]:
                 for ch in range(c):
                     out[y, q, ch] = sol[ch, y + 1, q + 1]
+    return worst
 
 
 @njit(cache=True)
@@ -307,7 +316,9 @@ def _vcycle(levels, inv, r):
 def _pcg(levels, inv, rhs, tolerance):
     """Conjugate gradients on the finest grid, one scalar recurrence per channel, each
     step preconditioned by a V-cycle; stops when every channel's worst residual (as a
-    share of the pixel's weight) is within ``tolerance``."""
+    share of the pixel's weight) is within ``tolerance``, or after as many iterations
+    as the grid has pixels (exact arithmetic would have converged by then). Returns the
+    solution and the worst residual it stopped at."""
     c, hp, wp = rhs.shape
     d = inv[0]
     sol = np.zeros_like(rhs)
@@ -342,7 +353,7 @@ def _pcg(levels, inv, rhs, tolerance):
                 for q in range(wp):
                     p[ch, y, q] = z[ch, y, q] + beta * p[ch, y, q]
         rz = rz_next
-    return sol
+    return sol, worst
 
 
 @njit(cache=True)
