@@ -263,16 +263,19 @@ def road(model, image, raw, order_rng, noise_rng, target, percents=range(10, 100
     most relevant removed, then for each the least relevant, imputed, noise added."""
     h, w, c = image.shape
     order = rank_order(bilinear_upsample(np.asarray(raw, np.float64), h, w), order_rng)
-    draws = noise_rng.normal(0.0, noise, (2 * len(percents), h, w, c))
+    copies = [(h * w * p // 100, first) for first in (True, False) for p in percents]
+    # one float32 draw for the removed pixels of every copy, copy after copy
+    draws = noise_rng.standard_normal((sum(n for n, _ in copies), c), dtype=np.float32)
+    draws *= np.float32(noise)
     scores = []
-    for j, (p, first) in enumerate([(p, True) for p in percents] +
-                                   [(p, False) for p in percents]):
-        count = h * w * p // 100
+    used = 0
+    for count, first in copies:
         chosen = order[:count] if first else order[h * w - count:]
         removed = np.zeros(h * w, bool)
         removed[chosen] = True
         removed = removed.reshape(h, w)
         x = impute(image, removed)
-        x[removed] += draws[j][removed]
+        x[removed] += draws[used:used + count]
+        used += count
         scores.append(_score(model, x.astype(np.float32), target))
     return np.array(scores)

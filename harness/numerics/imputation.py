@@ -12,27 +12,49 @@ multigrid V-cycle: the grid is halved again and again by merging 2 x 2 pixels, e
 grid's system is the finer one's summed over the merged pixels (Galerkin: a 9-point
 stencil with its own coefficients per pixel), and a Jacobi step before and after each
 coarse correction removes what a coarser grid cannot see. The cycle is symmetric, so
-the iteration is still conjugate gradients, and its stopping rule (the residual) makes
-the answer the system's whatever the cycle does.
+the iteration is still conjugate gradients.
+
+The iterations run in float32, which halves the memory they stream and doubles the
+lanes of each vector instruction, in rounds of iterative refinement: each round solves
+for the correction to the float64 solution from the float64 residual, scaled to unit
+size, and reduces its error a thousandfold, far above float32's floor. The stopping
+rule is on the error, not the residual: a V-cycle of the residual is an estimate of the
+error left (the cycle approximates the inverse), and a small residual in the smooth
+modes of a large region can hide an error a hundred times larger. The last estimate is
+always taken from the float64 residual, so rounding in float32 cannot pass for an
+answer.
 
 Every grid is stored whole, padded by a pixel of zeros, with zero coefficients and
-values off the unknowns: the stencils then run over contiguous rows without a
-neighbour table or a branch, which the compiler vectorises.
+values off the unknowns: the stencils then run along contiguous rows without a
+neighbour table or a branch, which the compiler vectorises. Each row is swept only over
+its span, from its first unknown to its last, which at ROAD's smaller fractions is a
+third of the image. The passes over the finest grid are fused where a row's neighbours
+allow (the search direction with its product, the update of the residual with the next
+cycle's first Jacobi step, the cycle's last step with the products the iteration
+needs). Each thread allocates its grids once and reuses them for all the images it
+imputes.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
+
+import numba
 import numpy as np
 from numba import njit, prange
 
-# The solve stops when every removed pixel's residual, as a share of its neighbours'
-# weight, is below this (pixel units): far below ROAD's own noise (0.01).
-TOLERANCE = 1e-6
+# The solve stops when the estimated error of every removed pixel is below this (pixel
+# units): five hundred times below ROAD's own noise (0.01), a fifth of the 1e-4 to which
+# the imputation is checked against a direct solve.
+TOLERANCE = 2e-5
 _DIRECT = 64  # pixels at or below which a grid is solved directly
 # The coarse correction, scaled up: a merged pixel's constant correction undershoots a
 # smooth error (unsmoothed aggregation); 1.5 took the iterations on a 224 px image from
 # 14-26 to 10-14 with Gauss-Seidel smoothing (1.0 and 2.0 did worse), 13-15 with Jacobi.
 _OVER = 1.5
+_REDUCTION = 1e-3  # what a float32 round reduces the error by
+_ROUNDS = 8  # rounds before a solve that has not converged gives up
+_STALL = 3  # iterations without a new smallest estimate that end a round
 _DY = np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1], np.int64)
 _DX = np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1], np.int64)
 _W = np.array([1 / 12, 1 / 6, 1 / 12, 1 / 6, 0.0, 1 / 6, 1 / 12, 1 / 6, 1 / 12])
@@ -46,166 +68,550 @@ def impute(images: np.ndarray, removed: np.ndarray, noise: np.ndarray | None = N
         images: ``(N, H, W, C) float32`` pixel images.
         removed: ``(N, H, W) bool``, True where a pixel is removed; at least one pixel of
             each image must be kept where any is removed.
-        noise: ``(N, H, W, C)`` values added to the removed pixels (ROAD draws them
-            normal with standard deviation 0.01); None adds nothing.
+        noise: ``(M, C)`` values added to the M removed pixels, in the order of
+            ``images[removed]`` (image by image, row by row); ROAD draws them normal
+            with standard deviation 0.01. None adds nothing.
         tolerance: see :data:`TOLERANCE`.
 
     Returns:
         ``(N, H, W, C) float32``: the kept pixels as they were, the removed ones imputed.
 
     Raises:
-        ValueError: an image has every pixel removed (nothing to impute from).
-        ArithmeticError: a solve stopped (after more iterations than it has unknowns)
-            with a residual above ``tolerance``: its pixels would not be the system's.
+        ValueError: an image has every pixel removed (nothing to impute from), or the
+            noise does not have a row per removed pixel.
+        ArithmeticError: a solve stopped with an estimated error above ``tolerance``:
+            its pixels would not be the system's.
     """
     x = np.ascontiguousarray(images, np.float32)
     mask = np.ascontiguousarray(removed, np.bool_)
     if mask.shape != x.shape[:3]:
         raise ValueError(f"removed has shape {mask.shape}, images {x.shape}")
-    every = mask.reshape(len(mask), -1).all(axis=1)
+    counts = mask.reshape(len(mask), -1).sum(axis=1)
+    every = counts == mask[0].size
     if every.any():
         raise ValueError(f"image {int(np.argmax(every))} has every pixel removed: "
                          "nothing to impute from")
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    if noise is None:
+        add = np.zeros((starts[-1], x.shape[3]), np.float32)
+    else:
+        add = np.ascontiguousarray(noise, np.float32)
+        if add.shape != (starts[-1], x.shape[3]):
+            raise ValueError(f"noise has shape {add.shape}, not one row of {x.shape[3]} "
+                             f"per removed pixel ({starts[-1]})")
     out = x.copy()
-    residual = np.zeros(len(x))
-    _impute_all(x, mask, float(tolerance), out, residual)
-    if (residual > tolerance).any():
-        i = int(np.argmax(residual))
-        raise ArithmeticError(f"imputation of image {i} stopped with a residual of "
-                              f"{residual[i]:.2g}, above {tolerance:g}")
-    if noise is not None:
-        out = np.where(mask[..., None], out + np.asarray(noise, np.float32), out)
+    estimate = np.zeros(len(x))
+    _impute_all(x, mask, float(tolerance), add, starts, out, estimate,
+                min(len(x), numba.get_num_threads()))
+    failed = ~(estimate <= tolerance)  # NaN fails too
+    if failed.any():
+        i = int(np.argmax(failed))
+        raise ArithmeticError(f"imputation of image {i} stopped with an estimated error of "
+                              f"{estimate[i]:.2g}, above {tolerance:g}")
     return out
 
 
 @njit(cache=True, parallel=True)
-def _impute_all(x, mask, tolerance, out, residual):
-    for i in prange(x.shape[0]):
-        residual[i] = _impute_one(x[i], mask[i], tolerance, out[i])
+def _impute_all(x, mask, tolerance, noise, starts, out, estimate, threads):
+    """Images split among the threads, each thread's grids allocated once."""
+    n, h, w, c = x.shape
+    for t in prange(threads):
+        work = _grids(h, w, c)
+        for i in range(t, n, threads):
+            estimate[i] = _impute_one(x[i], mask[i], tolerance, noise, starts[i], out[i], work)
+
+
+# The grids of one solve, every one padded by a pixel: the fine system in float64
+# (diagonal, right-hand side, solution, residual), which pixels are unknown, the float32
+# iteration's vectors and a row of scratch, and per grid (0 the finest) the stencil in
+# float64 and float32, its inverse diagonal, the cycle's right-hand side, smoothed guess
+# and output, and each row's span: the columns from its first unknown to its last. Every
+# float32 grid is zero outside the spans, which is all the iteration reads or writes.
+_Grids = namedtuple("_Grids", "diag diag32 rhs sol res unknown r e p ap row coef coef32 inv "
+                               "b z t lo hi")
 
 
 @njit(cache=True)
-def _impute_one(image, mask, tolerance, out):
-    """One image: the finest grid's stencil (``coef[o]`` for offset o of the 3 x 3
-    neighbourhood, ``coef[4]`` the diagonal) and right-hand side (the kept neighbours'
-    weighted values), the coarser grids, the solve, the removed pixels written back.
-    Returns the worst residual the solve stopped at."""
+def _grids(h, w, c):
+    hp, wp = h + 2, w + 2
+    r = np.zeros((c, hp, wp), np.float32)
+    coef = [np.zeros((9, 1, 1))]  # the finest grid's stencil is fixed: unused
+    coef32 = [np.zeros((9, 1, 1), np.float32)]
+    inv = [np.zeros((hp, wp), np.float32)]
+    b = [r]
+    z = [np.zeros((c, hp, wp), np.float32)]
+    t = [np.zeros((c, hp, wp), np.float32)]
+    lo = [np.zeros(hp, np.int64)]
+    hi = [np.zeros(hp, np.int64)]
+    while h * w > _DIRECT:
+        h, w = (h + 1) // 2, (w + 1) // 2
+        coef.append(np.zeros((9, h + 2, w + 2)))
+        coef32.append(np.zeros((9, h + 2, w + 2), np.float32))
+        inv.append(np.zeros((h + 2, w + 2), np.float32))
+        b.append(np.zeros((c, h + 2, w + 2), np.float32))
+        z.append(np.zeros((c, h + 2, w + 2), np.float32))
+        t.append(np.zeros((c, h + 2, w + 2), np.float32))
+        lo.append(np.zeros(h + 2, np.int64))
+        hi.append(np.zeros(h + 2, np.int64))
+    fine64 = np.zeros((4, c, hp, wp))
+    fine32 = np.zeros((4, c, hp, wp), np.float32)
+    return _Grids(diag=np.zeros((hp, wp)), diag32=np.zeros((hp, wp), np.float32),
+                  rhs=fine64[0], sol=fine64[1], res=fine64[2],
+                  unknown=np.zeros((hp, wp), np.float32), r=r, e=fine32[0], p=fine32[1],
+                  ap=fine32[2], row=np.zeros(wp + 1, np.float32), coef=coef, coef32=coef32,
+                  inv=inv, b=b, z=z, t=t, lo=lo, hi=hi)
+
+
+@njit(cache=True)
+def _impute_one(image, mask, tolerance, noise, start, out, g):
+    """One image: its system, the solve, the removed pixels written back with their
+    noise. Returns the estimated error the solve stopped at."""
     h, w, c = image.shape
     if not mask.any():
         return 0.0
-    coef = np.zeros((9, h + 2, w + 2))
-    rhs = np.zeros((c, h + 2, w + 2))
-    for y in range(h):
-        for q in range(w):
-            if not mask[y, q]:
-                continue
-            for o in range(9):
-                yy, qq = y + _DY[o], q + _DX[o]
-                if o == 4 or not (0 <= yy < h and 0 <= qq < w):
-                    continue
-                coef[4, y + 1, q + 1] += _W[o]
-                if mask[yy, qq]:
-                    coef[o, y + 1, q + 1] = -_W[o]
-                else:
-                    for ch in range(c):
-                        rhs[ch, y + 1, q + 1] += _W[o] * image[yy, qq, ch]
-    levels = [coef]
-    while (levels[-1].shape[1] - 2) * (levels[-1].shape[2] - 2) > _DIRECT:
-        levels.append(_coarsen(levels[-1]))
-    inv = [_inverse_diagonal(cf) for cf in levels]
-    sol, worst = _pcg(levels, inv, rhs, tolerance)
+    _fine_system(image, mask, g)
+    last = len(g.coef) - 1
+    if last == 0:  # a grid small enough to solve directly
+        g.sol[:] = _direct(_fine_stencil(mask, g.diag), g.rhs)
+        estimate = 0.0
+    else:
+        _coarsen_fine(mask, g.diag, g.coef[1])
+        for at in range(2, last + 1):
+            _coarsen(g.coef[at - 1], g.coef[at])
+        _inverse(g.diag, g.inv[0])
+        _spans(g.diag, g.lo[0], g.hi[0])
+        g.diag32[:] = g.diag
+        for at in range(1, last + 1):
+            g.coef32[at][:] = g.coef[at]
+            _inverse(g.coef[at][4], g.inv[at])
+            _spans(g.coef[at][4], g.lo[at], g.hi[at])
+        for at in range(last + 1):  # the previous image's values, outside these spans
+            g.b[at][:] = 0.0
+            g.z[at][:] = 0.0
+            g.t[at][:] = 0.0
+        g.e[:] = 0.0
+        g.p[:] = 0.0
+        g.ap[:] = 0.0
+        estimate = _solve(g, _factor(g.coef[last]), tolerance)
+    k = start
     for y in range(h):
         for q in range(w):
             if mask[y, q]:
                 for ch in range(c):
-                    out[y, q, ch] = sol[ch, y + 1, q + 1]
-    return worst
+                    out[y, q, ch] = g.sol[ch, y + 1, q + 1] + noise[k, ch]
+                k += 1
+    return estimate
 
 
 @njit(cache=True)
-def _inverse_diagonal(coef):
-    """1 / the diagonal on the unknowns, 0 elsewhere (the Jacobi step's scale)."""
-    _, hp, wp = coef.shape
-    inv = np.zeros((hp, wp))
+def _spans(diag, lo, hi):
+    """Each row's columns from its first unknown (diagonal > 0) to its last; lo = hi = 0
+    for a row without one."""
+    hp, wp = diag.shape
     for y in range(hp):
+        lo[y] = 0
+        hi[y] = 0
         for q in range(wp):
-            if coef[4, y, q] > 0.0:
-                inv[y, q] = 1.0 / coef[4, y, q]
-    return inv
+            if diag[y, q] > 0.0:
+                if hi[y] == 0:
+                    lo[y] = q
+                hi[y] = q + 1
 
 
-@njit(cache=True)
-def _coarsen(coef):
-    """The next coarser grid's stencil: P^T A P for P the merge of 2 x 2 pixels, i.e.
-    each coefficient added to the pair of merged pixels it couples."""
-    _, hp, wp = coef.shape
-    h, w = hp - 2, wp - 2
-    hc, wc = (h + 1) // 2, (w + 1) // 2
-    out = np.zeros((9, hc + 2, wc + 2))
+@njit(cache=True, fastmath=True)
+def _fine_system(image, mask, g):
+    """The finest grid: which pixels are unknown, their diagonal (the weight of their
+    neighbours inside the image: 1 but at the border) and right-hand side (their kept
+    neighbours' weighted values), zero elsewhere."""
+    h, w, c = image.shape
+    kept = g.res  # scratch until the solve
+    g.unknown[:] = 0.0
+    kept[:] = 0.0
     for y in range(h):
         for q in range(w):
+            if mask[y, q]:
+                g.unknown[y + 1, q + 1] = 1.0
+            else:
+                for ch in range(c):
+                    kept[ch, y + 1, q + 1] = image[y, q, ch]
+    g.diag[:] = g.unknown
+    for y in range(h):
+        for q in range(w):
+            if mask[y, q] and (y == 0 or q == 0 or y == h - 1 or q == w - 1):
+                total = 0.0
+                for o in range(9):
+                    if 0 <= y + _DY[o] < h and 0 <= q + _DX[o] < w:
+                        total += _W[o]
+                g.diag[y + 1, q + 1] = total
+    for ch in range(c):
+        kc = kept[ch]
+        for y in range(1, h + 1):
+            for q in range(1, w + 1):
+                g.rhs[ch, y, q] = g.unknown[y, q] * _weighted(kc, y, q)
+
+
+@njit(cache=True, inline="always")
+def _weighted(a, y, q):
+    """The eight neighbours of (y, q) in ``a``, weighted 1/6 (sides) and 1/12 (corners)."""
+    return ((a[y - 1, q] + a[y + 1, q] + a[y, q - 1] + a[y, q + 1]) / 6.0
+            + (a[y - 1, q - 1] + a[y - 1, q + 1] + a[y + 1, q - 1] + a[y + 1, q + 1]) / 12.0)
+
+
+@njit(cache=True)
+def _coarsen_fine(mask, diag, out):
+    """The first coarse grid's stencil, P^T A P of the finest system for P the merge of
+    2 x 2 pixels, read off the mask (the finest couplings are the fixed weights)."""
+    h, w = mask.shape
+    out[:] = 0.0
+    for y in range(h):
+        for q in range(w):
+            if not mask[y, q]:
+                continue
+            py, px = y // 2, q // 2
+            out[4, py + 1, px + 1] += diag[y + 1, q + 1]
+            for o in range(9):
+                yy, qq = y + _DY[o], q + _DX[o]
+                if o == 4 or not (0 <= yy < h and 0 <= qq < w) or not mask[yy, qq]:
+                    continue
+                oc = (yy // 2 - py + 1) * 3 + (qq // 2 - px + 1)
+                out[oc, py + 1, px + 1] -= _W[o]
+
+
+@njit(cache=True)
+def _coarsen(coef, out):
+    """The next coarser grid's stencil: each coefficient added to the pair of merged
+    pixels it couples."""
+    _, hp, wp = coef.shape
+    out[:] = 0.0
+    for y in range(hp - 2):
+        for q in range(wp - 2):
             if coef[4, y + 1, q + 1] == 0.0:
                 continue
             py, px = y // 2, q // 2
             for o in range(9):
                 a = coef[o, y + 1, q + 1]
-                if a == 0.0:
-                    continue
-                ny, nx = (y + _DY[o]) // 2, (q + _DX[o]) // 2
-                oc = (ny - py + 1) * 3 + (nx - px + 1)
-                out[oc, py + 1, px + 1] += a
+                if a != 0.0:
+                    oc = ((y + _DY[o]) // 2 - py + 1) * 3 + ((q + _DX[o]) // 2 - px + 1)
+                    out[oc, py + 1, px + 1] += a
+
+
+@njit(cache=True)
+def _inverse(diag, out):
+    """1 / the diagonal on the unknowns, 0 elsewhere (the Jacobi step's scale)."""
+    hp, wp = diag.shape
+    for y in range(hp):
+        for q in range(wp):
+            out[y, q] = 1.0 / diag[y, q] if diag[y, q] > 0.0 else 0.0
+
+
+@njit(cache=True)
+def _solve(g, factor, tolerance):
+    """Rounds of float32 conjugate gradients, each on the correction the float64
+    residual asks for; a round starts with the estimate of the error left, and the
+    solve ends when that is within tolerance. Returns the last estimate."""
+    c, hp, wp = g.rhs.shape
+    lo, hi = g.lo[0], g.hi[0]
+    g.sol[:] = 0.0
+    budget = hp * wp + 50  # beyond this, exact arithmetic would have converged
+    estimate = np.inf
+    for _ in range(_ROUNDS):
+        _residual64(g.diag, g.unknown, g.sol, g.rhs, g.res, lo, hi)
+        scale = _absmax64(g.res)
+        if scale == 0.0:
+            return 0.0
+        for ch in range(c):  # unit size, so float32 holds every round's equation alike
+            for y in range(1, hp - 1):
+                s0, s1 = lo[y], hi[y]
+                r, res, e = g.r[ch, y, s0:s1], g.res[ch, y, s0:], g.e[ch, y, s0:]
+                z, inv = g.z[0][ch, y, s0:], g.inv[0][y, s0:]
+                for i in range(r.size):
+                    r[i] = res[i] / scale
+                    e[i] = 0.0
+                    z[i] = inv[i] * r[i]
+        used, estimate = _pcg32(g, factor, tolerance / scale, budget)
+        estimate *= scale
+        if used == 0 or budget <= used:
+            break
+        budget -= used
+        for ch in range(c):
+            for y in range(1, hp - 1):
+                sol, e = g.sol[ch, y, lo[y]:hi[y]], g.e[ch, y, lo[y]:]
+                for i in range(sol.size):
+                    sol[i] += scale * e[i]
+    return estimate
+
+
+@njit(cache=True, fastmath=True)
+def _residual64(diag, unknown, v, rhs, out, lo, hi):
+    """out = rhs - A v on the finest grid in float64."""
+    c, hp, wp = v.shape
+    for ch in range(c):
+        for y in range(1, hp - 1):
+            s0, n = lo[y], hi[y] - lo[y]
+            up, mid, down = v[ch, y - 1, s0 - 1:], v[ch, y, s0 - 1:], v[ch, y + 1, s0 - 1:]
+            u, d, b, o = unknown[y, s0:], diag[y, s0:], rhs[ch, y, s0:], out[ch, y, s0:]
+            for i in range(n):
+                o[i] = u[i] * (b[i] - d[i] * mid[i + 1] + _weighted_row(up, mid, down, i))
+
+
+@njit(cache=True)
+def _pcg32(g, factor, tolerance, budget):
+    """Solve A e = r in float32 from e = 0 (r is overwritten by the residual, and g.z[0]
+    must hold D^-1 r), preconditioned by a V-cycle, whose output is the estimate of the
+    error left. Stops at once if the first estimate is within tolerance; otherwise when
+    it has shrunk by :data:`_REDUCTION` (or reached half the tolerance), or stopped
+    shrinking, or the budget of iterations is spent. Returns the iterations used and
+    the last estimate."""
+    c = g.r.shape[0]
+    z, rz, estimate = _vcycle(g, factor)
+    if estimate <= tolerance:
+        return 0, estimate
+    target = max(0.5 * tolerance, _REDUCTION * estimate)
+    best, since, used = estimate, 0, 0
+    alpha = np.zeros(c, np.float32)
+    beta = np.zeros(c, np.float32)  # 0: the first direction is z
+    while used < budget and estimate > target and since < _STALL:
+        used += 1
+        pap = _direction_product(z, beta, g)
+        for ch in range(c):
+            alpha[ch] = rz[ch] / pap[ch] if pap[ch] > 0.0 else 0.0
+        _step(alpha, g)
+        z, rz_next, estimate = _vcycle(g, factor)
+        for ch in range(c):
+            beta[ch] = rz_next[ch] / rz[ch] if rz[ch] > 0.0 else 0.0
+        rz = rz_next
+        if estimate < best:
+            best, since = estimate, 0
+        else:
+            since += 1
+    return used, estimate
+
+
+@njit(cache=True, fastmath=True)
+def _step(alpha, g):
+    """e += alpha p, r -= alpha A p, and the next cycle's first Jacobi step on the finest
+    grid, z = D^-1 r, while r is at hand."""
+    p, ap, e, r, z, inv, lo, hi = g.p, g.ap, g.e, g.r, g.z[0], g.inv[0], g.lo[0], g.hi[0]
+    for ch in range(p.shape[0]):
+        a = alpha[ch]
+        for y in range(1, p.shape[1] - 1):
+            s0, n = lo[y], hi[y] - lo[y]
+            pr, apr, er, rr = p[ch, y, s0:], ap[ch, y, s0:], e[ch, y, s0:], r[ch, y, s0:]
+            zr, ir = z[ch, y, s0:], inv[y, s0:]
+            for i in range(n):
+                er[i] += a * pr[i]
+                rr[i] -= a * apr[i]
+                zr[i] = ir[i] * rr[i]
+
+
+@njit(cache=True, fastmath=True)
+def _direction_product(z, beta, g):
+    """p = z + beta p, then A p, row by row a row behind (each row of A p needs the rows
+    of p on either side). Returns per channel p . A p."""
+    p, ap, unknown, diag, lo, hi = g.p, g.ap, g.unknown, g.diag32, g.lo[0], g.hi[0]
+    c, hp, wp = p.shape
+    out = np.zeros(c)
+    for ch in range(c):
+        b = beta[ch]
+        for y in range(1, hp):
+            if y < hp - 1:
+                zr, pr = z[ch, y, lo[y]:hi[y]], p[ch, y, lo[y]:]
+                for i in range(zr.size):
+                    pr[i] = zr[i] + b * pr[i]
+            y0 = y - 1
+            if y0 < 1 or hi[y0] <= lo[y0]:
+                continue
+            s0, n = lo[y0], hi[y0] - lo[y0]
+            up, mid, down = p[ch, y0 - 1, s0 - 1:], p[ch, y0, s0 - 1:], p[ch, y0 + 1, s0 - 1:]
+            u, d, o = unknown[y0, s0:], diag[y0, s0:], ap[ch, y0, s0:]
+            for i in range(n):
+                o[i] = u[i] * (d[i] * mid[i + 1] - _weighted_row32(up, mid, down, i))
+            part = np.float32(0.0)  # a float32 row sum vectorises; rows add in float64
+            for i in range(n):
+                part += mid[i + 1] * o[i]
+            out[ch] += part
     return out
 
 
 @njit(cache=True)
-def _apply_fine(diag, v, out):
-    """out = A v on the finest grid, whose weights are the same everywhere, so only the
-    diagonal (0 off the unknowns) is read; v is 0 off the unknowns."""
-    c = v.shape[0]
-    hp, wp = diag.shape
-    for ch in range(c):
-        for y in range(1, hp - 1):
-            for q in range(1, wp - 1):
-                side = v[ch, y - 1, q] + v[ch, y + 1, q] + v[ch, y, q - 1] + v[ch, y, q + 1]
-                corner = (v[ch, y - 1, q - 1] + v[ch, y - 1, q + 1] + v[ch, y + 1, q - 1]
-                          + v[ch, y + 1, q + 1])
-                a = diag[y, q] * v[ch, y, q] - side / 6.0 - corner / 12.0
-                out[ch, y, q] = a if diag[y, q] > 0.0 else 0.0
+def _absmax64(a):
+    """The largest magnitude in a float64 array (NaN if any is); see :func:`_top`."""
+    top = np.zeros(1, np.int64)
+    top[0] = _top(a.ravel().view(np.int64), np.int64(0x7FFFFFFFFFFFFFFF))
+    return top.view(np.float64)[0]
 
 
 @njit(cache=True)
-def _apply_at(levels, at, v, out):
-    """out = A v on grid ``at``."""
-    if at == 0:
-        _apply_fine(levels[0][4], v, out)
+def _top(bits, sign):
+    """The largest of floats' bit patterns without their sign (0 for none): that orders
+    magnitudes as their values (a NaN above all), and vectorises where a float maximum
+    does not."""
+    top = sign - sign
+    for i in range(bits.size):
+        v = bits[i] & sign
+        top = v if v > top else top
+    return top
+
+
+@njit(cache=True, inline="always")
+def _weighted_row(up, mid, down, i):
+    """:func:`_weighted` at column i + 1 of three rows."""
+    return ((up[i + 1] + down[i + 1] + mid[i] + mid[i + 2]) / 6.0
+            + (up[i] + up[i + 2] + down[i] + down[i + 2]) / 12.0)
+
+
+@njit(cache=True, inline="always")
+def _weighted_row32(up, mid, down, i):
+    """:func:`_weighted_row` in float32."""
+    return ((up[i + 1] + down[i + 1] + mid[i] + mid[i + 2]) * np.float32(1.0 / 6.0)
+            + (up[i] + up[i + 2] + down[i] + down[i + 2]) * np.float32(1.0 / 12.0))
+
+
+@njit(cache=True, fastmath=True)
+def _fine_row(unknown, diag, z, b, y, s0, n, row):
+    """row[q] = (b - A z)[y, q] over the n columns from s0 of a row of the finest grid (0
+    off the unknowns). Rows are sliced where the span starts so that every index counts
+    up from 0: an index Numba cannot prove non-negative stops the loop vectorising."""
+    up, mid, down = z[y - 1, s0 - 1:], z[y, s0 - 1:], z[y + 1, s0 - 1:]
+    u, d, br, out = unknown[y, s0:], diag[y, s0:], b[y, s0:], row[s0:]
+    for i in range(n):
+        out[i] = u[i] * (br[i] - d[i] * mid[i + 1] + _weighted_row32(up, mid, down, i))
+
+
+@njit(cache=True, fastmath=True)
+def _coarse_row(cf, z, b, y, s0, n, row):
+    """row[q] = (b - A z)[y, q] over the n columns from s0 of a row of a coarse grid."""
+    up, mid, down = z[y - 1, s0 - 1:], z[y, s0 - 1:], z[y + 1, s0 - 1:]
+    c0, c1, c2 = cf[0, y, s0:], cf[1, y, s0:], cf[2, y, s0:]
+    c3, c4, c5 = cf[3, y, s0:], cf[4, y, s0:], cf[5, y, s0:]
+    c6, c7, c8 = cf[6, y, s0:], cf[7, y, s0:], cf[8, y, s0:]
+    br, out = b[y, s0:], row[s0:]
+    for i in range(n):
+        out[i] = br[i] - (c0[i] * up[i] + c1[i] * up[i + 1] + c2[i] * up[i + 2]
+                          + c3[i] * mid[i] + c4[i] * mid[i + 1] + c5[i] * mid[i + 2]
+                          + c6[i] * down[i] + c7[i] * down[i + 1] + c8[i] * down[i + 2])
+
+
+@njit(cache=True)
+def _residual_row(fine, unknown, diag, cf, z, b, y, lo, hi, row):
+    """row[q] = (b - A z)[y, q] over [lo, hi) on the finest grid or a coarse one."""
+    if hi <= lo:
+        return
+    if fine:
+        _fine_row(unknown, diag, z, b, y, lo, hi - lo, row)
     else:
-        _apply(levels[at], v, out)
+        _coarse_row(cf, z, b, y, lo, hi - lo, row)
 
 
-@njit(cache=True)
-def _apply(coef, v, out):
-    """out = A v on a coarser grid, with its per-pixel coefficients; v is 0 off the
-    unknowns."""
-    c = v.shape[0]
-    _, hp, wp = coef.shape
+@njit(cache=True, fastmath=True)
+def _down(at, g):
+    """On the way down from grid ``at``: a Jacobi step from zero, z = D^-1 b (on the
+    finest grid already taken where r was last written), and the coarser grid's
+    right-hand side, the residual b - A z summed over each merged 2 x 2."""
+    inv, b, z, nb, row = g.inv[at], g.b[at], g.z[at], g.b[at + 1], g.row
+    lo, hi, clo, chi = g.lo[at], g.hi[at], g.lo[at + 1], g.hi[at + 1]
+    fine, cf = at == 0, g.coef32[at]
+    c, hp, wp = z.shape
+    for ch in range(c if not fine else 0):
+        for y in range(1, hp - 1):
+            zr, ir, br = z[ch, y, lo[y]:hi[y]], inv[y, lo[y]:], b[ch, y, lo[y]:]
+            for i in range(zr.size):
+                zr[i] = ir[i] * br[i]
+    for ch in range(c):
+        for cy in range(1, nb.shape[1] - 1):
+            first, end = clo[cy], chi[cy]
+            if first >= end:
+                continue
+            nb[ch, cy, first:end] = 0.0
+            for y in range(2 * cy - 1, min(2 * cy + 1, hp - 1)):
+                # the fine pixels of the coarse span, some outside this row's span
+                row[2 * first - 1:2 * end] = 0.0
+                _residual_row(fine, g.unknown, g.diag32, cf, z[ch], b[ch], y, lo[y], hi[y],
+                              row)
+                pairs, nr = row[2 * first - 1:], nb[ch, cy, first:end]
+                for k in range(nr.size):
+                    nr[k] += pairs[2 * k] + pairs[2 * k + 1]
+
+
+@njit(cache=True, fastmath=True)
+def _up(at, g, correction, rt):
+    """On the way up to grid ``at``: the coarser grid's correction, scaled by
+    :data:`_OVER`, added to z on the unknowns, then a Jacobi step, into t. On the finest
+    grid, while each row of t is at hand, adds its product with r to ``rt`` per channel
+    and returns its largest magnitude."""
+    inv, b, z, t, row, lo, hi = g.inv[at], g.b[at], g.z[at], g.t[at], g.row, g.lo[at], g.hi[at]
+    fine, cf = at == 0, g.coef32[at]
+    c, hp, wp = z.shape
+    over = np.float32(_OVER)
     for ch in range(c):
         for y in range(1, hp - 1):
-            for q in range(1, wp - 1):
-                out[ch, y, q] = (coef[0, y, q] * v[ch, y - 1, q - 1]
-                                 + coef[1, y, q] * v[ch, y - 1, q]
-                                 + coef[2, y, q] * v[ch, y - 1, q + 1]
-                                 + coef[3, y, q] * v[ch, y, q - 1]
-                                 + coef[4, y, q] * v[ch, y, q]
-                                 + coef[5, y, q] * v[ch, y, q + 1]
-                                 + coef[6, y, q] * v[ch, y + 1, q - 1]
-                                 + coef[7, y, q] * v[ch, y + 1, q]
-                                 + coef[8, y, q] * v[ch, y + 1, q + 1])
+            if lo[y] >= hi[y]:
+                continue
+            cy, first = (y - 1) // 2 + 1, (lo[y] + 1) // 2
+            coarse, pairs = correction[ch, cy, first:hi[y] // 2 + 1], row[2 * first - 1:]
+            for k in range(coarse.size):
+                pairs[2 * k] = over * coarse[k]
+                pairs[2 * k + 1] = pairs[2 * k]
+            zr, ir, rr = z[ch, y, lo[y]:hi[y]], inv[y, lo[y]:], row[lo[y]:]
+            for i in range(zr.size):
+                zr[i] += rr[i] * np.float32(ir[i] > 0.0)
+    top = np.int32(0)
+    for ch in range(c):
+        for y in range(1, hp - 1):
+            _residual_row(fine, g.unknown, g.diag32, cf, z[ch], b[ch], y, lo[y], hi[y], row)
+            tr, zr, ir, rr = t[ch, y, lo[y]:hi[y]], z[ch, y, lo[y]:], inv[y, lo[y]:], row[lo[y]:]
+            for i in range(tr.size):
+                tr[i] = zr[i] + ir[i] * rr[i]
+            if fine:
+                br = b[ch, y, lo[y]:]
+                part = np.float32(0.0)
+                for i in range(tr.size):
+                    part += br[i] * tr[i]
+                rt[ch] += part
+                top = max(top, _top(tr.view(np.int32), np.int32(0x7FFFFFFF)))
+    return top
 
 
 @njit(cache=True)
-def _coarsest(coef, r):
-    """The coarsest grid (at most 64 pixels) solved directly."""
-    c = r.shape[0]
+def _vcycle(g, factor):
+    """One V-cycle on g.r (a loop, not a recursion: Numba's cache cannot hold a recursive
+    function): a Jacobi step from zero on the way down, a coarse correction and another
+    Jacobi step on the way up; the steps are their own adjoints, so the cycle is a
+    symmetric operator. Returns its output z (g.t[0]), per channel r . z, and the
+    largest magnitude in z."""
+    last = len(g.coef) - 1
+    for at in range(last):
+        _down(at, g)
+    correction = _coarse_solve(factor, g.b[last])
+    rz = np.zeros(g.r.shape[0])
+    top = np.zeros(1, np.int32)
+    for at in range(last - 1, -1, -1):
+        top[0] = _up(at, g, correction, rz)
+        correction = g.t[at]
+    return correction, rz, float(top.view(np.float32)[0])
+
+
+@njit(cache=True)
+def _fine_stencil(mask, diag):
+    """The finest grid's stencil with every coefficient (only for a grid solved
+    directly)."""
+    h, w = mask.shape
+    coef = np.zeros((9, h + 2, w + 2))
+    for y in range(h):
+        for q in range(w):
+            if mask[y, q]:
+                coef[4, y + 1, q + 1] = diag[y + 1, q + 1]
+                for o in range(9):
+                    yy, qq = y + _DY[o], q + _DX[o]
+                    if o != 4 and 0 <= yy < h and 0 <= qq < w and mask[yy, qq]:
+                        coef[o, y + 1, q + 1] = -_W[o]
+    return coef
+
+
+@njit(cache=True)
+def _factor(coef):
+    """A grid of at most :data:`_DIRECT` pixels: its unknowns' indices and the Cholesky
+    factor of its matrix."""
     _, hp, wp = coef.shape
     idx = np.full((hp, wp), -1, np.int64)
     m = 0
@@ -214,156 +620,57 @@ def _coarsest(coef, r):
             if coef[4, y, q] > 0.0:
                 idx[y, q] = m
                 m += 1
-    z = np.zeros_like(r)
-    if m == 0:
-        return z
-    dense = np.zeros((m, m))
-    b = np.zeros((m, c))
+    a = np.zeros((m, m))
     for y in range(1, hp - 1):
         for q in range(1, wp - 1):
-            k = idx[y, q]
-            if k < 0:
-                continue
-            for ch in range(c):
-                b[k, ch] = r[ch, y, q]
-            for o in range(9):
-                j = idx[y + _DY[o], q + _DX[o]]
-                if j >= 0:
-                    dense[k, j] += coef[o, y, q]
-    x = _cholesky_solve(dense, b)
-    for y in range(1, hp - 1):
-        for q in range(1, wp - 1):
-            k = idx[y, q]
-            if k >= 0:
-                for ch in range(c):
-                    z[ch, y, q] = x[k, ch]
-    return z
-
-
-@njit(cache=True)
-def _cholesky_solve(a, b):
-    """``a^-1 b`` for a small symmetric positive definite ``a``."""
-    n = len(a)
-    low = np.zeros((n, n))
-    for i in range(n):
+            if idx[y, q] >= 0:
+                for o in range(9):
+                    j = idx[y + _DY[o], q + _DX[o]]
+                    if j >= 0:
+                        a[idx[y, q], j] += coef[o, y, q]
+    low = np.zeros((m, m))
+    for i in range(m):
         for j in range(i + 1):
             s = a[i, j]
             for k in range(j):
                 s -= low[i, k] * low[j, k]
             low[i, j] = np.sqrt(s) if i == j else s / low[j, j]
-    x = b.copy()
-    for i in range(n):
-        for k in range(i):
-            x[i] -= low[i, k] * x[k]
-        x[i] /= low[i, i]
-    for i in range(n - 1, -1, -1):
-        for k in range(i + 1, n):
-            x[i] -= low[k, i] * x[k]
-        x[i] /= low[i, i]
-    return x
+    return idx, low
 
 
 @njit(cache=True)
-def _vcycle(levels, inv, r):
-    """One V-cycle (a loop, not a recursion: Numba's cache cannot hold a recursive
-    function): a Jacobi step from zero on the way down, a coarse correction and another
-    Jacobi step on the way up; the steps are their own adjoints, so the cycle is a
-    symmetric operator."""
-    last = len(levels) - 1
-    rhs = [r]
-    guesses = []
-    c = r.shape[0]
-    for at in range(last):
-        coef, d = levels[at], inv[at]
-        _, hp, wp = coef.shape
-        z = np.empty_like(rhs[at])
-        for ch in range(c):
-            for y in range(hp):
-                for q in range(wp):
-                    z[ch, y, q] = d[y, q] * rhs[at][ch, y, q]
-        res = np.zeros_like(z)
-        _apply_at(levels, at, z, res)
-        chp, cwp = levels[at + 1].shape[1], levels[at + 1].shape[2]
-        coarse = np.zeros((c, chp, cwp))
-        for ch in range(c):
-            for y in range(1, hp - 1):
-                for q in range(1, wp - 1):
-                    coarse[ch, (y - 1) // 2 + 1, (q - 1) // 2 + 1] += \
-                        rhs[at][ch, y, q] - res[ch, y, q]
-        guesses.append(z)
-        rhs.append(coarse)
-    correction = _coarsest(levels[last], rhs[last])
-    for at in range(last - 1, -1, -1):
-        coef, d = levels[at], inv[at]
-        _, hp, wp = coef.shape
-        z = guesses[at]
-        for ch in range(c):
-            for y in range(1, hp - 1):
-                for q in range(1, wp - 1):
-                    if d[y, q] > 0.0:
-                        z[ch, y, q] += _OVER * correction[ch, (y - 1) // 2 + 1, (q - 1) // 2 + 1]
-        res = np.zeros_like(z)
-        _apply_at(levels, at, z, res)
-        for ch in range(c):
-            for y in range(hp):
-                for q in range(wp):
-                    z[ch, y, q] += d[y, q] * (rhs[at][ch, y, q] - res[ch, y, q])
-        correction = z
-    return correction
-
-
-@njit(cache=True)
-def _pcg(levels, inv, rhs, tolerance):
-    """Conjugate gradients on the finest grid, one scalar recurrence per channel, each
-    step preconditioned by a V-cycle; stops when every channel's worst residual (as a
-    share of the pixel's weight) is within ``tolerance``, or after as many iterations
-    as the grid has pixels (exact arithmetic would have converged by then). Returns the
-    solution and the worst residual it stopped at."""
-    c, hp, wp = rhs.shape
-    d = inv[0]
-    sol = np.zeros_like(rhs)
-    r = rhs.copy()
-    z = _vcycle(levels, inv, r)
-    p = z.copy()
-    rz = _dots(r, z)
-    ap = np.zeros_like(rhs)
-    worst = 0.0
+def _coarse_solve(factor, r):
+    """``A^-1 r`` on the grid :func:`_factor` factored, in float64."""
+    idx, low = factor
+    c, hp, wp = r.shape
+    m = len(low)
+    x = np.zeros((m, c))
+    for y in range(hp):
+        for q in range(wp):
+            if idx[y, q] >= 0:
+                for ch in range(c):
+                    x[idx[y, q], ch] = r[ch, y, q]
     for ch in range(c):
-        for y in range(hp):
-            for q in range(wp):
-                worst = max(worst, abs(r[ch, y, q]) * d[y, q])
-    for _ in range(hp * wp + 50):
-        if worst <= tolerance:
-            break
-        _apply_at(levels, 0, p, ap)
-        pap = _dots(p, ap)
-        worst = 0.0
-        for ch in range(c):
-            alpha = rz[ch] / pap[ch] if pap[ch] > 0.0 else 0.0
-            for y in range(hp):
-                for q in range(wp):
-                    sol[ch, y, q] += alpha * p[ch, y, q]
-                    r[ch, y, q] -= alpha * ap[ch, y, q]
-                    worst = max(worst, abs(r[ch, y, q]) * d[y, q])
-        z = _vcycle(levels, inv, r)
-        rz_next = _dots(r, z)
-        for ch in range(c):
-            beta = rz_next[ch] / rz[ch] if rz[ch] > 0.0 else 0.0
-            for y in range(hp):
-                for q in range(wp):
-                    p[ch, y, q] = z[ch, y, q] + beta * p[ch, y, q]
-        rz = rz_next
-    return sol, worst
+        for i in range(m):
+            s = x[i, ch]
+            for k in range(i):
+                s -= low[i, k] * x[k, ch]
+            x[i, ch] = s / low[i, i]
+        for i in range(m - 1, -1, -1):
+            s = x[i, ch]
+            for k in range(i + 1, m):
+                s -= low[k, i] * x[k, ch]
+            x[i, ch] = s / low[i, i]
+    z = np.zeros_like(r)
+    for y in range(hp):
+        for q in range(wp):
+            if idx[y, q] >= 0:
+                for ch in range(c):
+                    z[ch, y, q] = x[idx[y, q], ch]
+    return z
 
 
 @njit(cache=True)
-def _dots(a, b):
-    """Per channel, the dot product of two grids."""
-    out = np.zeros(a.shape[0])
-    for ch in range(a.shape[0]):
-        s = 0.0
-        for y in range(a.shape[1]):
-            for q in range(a.shape[2]):
-                s += a[ch, y, q] * b[ch, y, q]
-        out[ch] = s
-    return out
+def _direct(coef, rhs):
+    """The finest grid solved directly (an image of at most :data:`_DIRECT` pixels)."""
+    return _coarse_solve(_factor(coef), rhs)

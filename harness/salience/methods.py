@@ -128,4 +128,4 @@ INCREMENTAL = ("auto", "on", "off")
 
 # Part of every salience cache key: raise it whenever a change here alters any map's
 # bytes, so caches filled by older code miss instead of serving stale maps.
-CODE_VERSION = "1"
+CODE_VERSION = "2"
