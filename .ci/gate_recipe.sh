@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Plays the README's CI recipe ("Gating CI on it") on this machine, step by step, with two
+# Plays the CI recipe of docs/ci.md on this machine, step by step, with two
 # checkpoints of the built-in zoo standing for a repository's models:
 #   1. a new repository's first pull request: no baseline yet; the gate must pass;
 #   2. after a merge, main's run is the baseline; an unchanged pull request must pass;
@@ -23,7 +23,7 @@ family = "faces-xent"
 path = "faces-xent-2.onnx"
 family = "faces-xent"
 TOML
-# the README's gate.toml
+# docs/ci.md's gate.toml
 cat > gate.toml <<'TOML'
 rules = ["accuracy >= 0.8"]
 no_regression = "when-baseline"

@@ -3,7 +3,7 @@
 built-in zoo, each checked to give the in-process scores byte for byte.
 
 With dask-cuda installed it also runs once on a dask-cuda ``LocalCUDACluster`` joined
-through ``--scheduler``, the way a multi-GPU machine is used (README, "Scaling out").
+through ``--scheduler``, the way a multi-GPU machine is used (docs/scaling.md).
 
 Usage (from the repository root; not collected by pytest):
     python benchmarks/cluster_check.py --workers 4,8,16 --limit 30

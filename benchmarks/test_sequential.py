@@ -1,4 +1,4 @@
-"""What stopping when decided saves: the README's CI recipe with --until-decided on a
+"""What stopping when decided saves: the CI recipe of docs/ci.md with --until-decided on a
 regressed checkpoint of the built-in zoo (faces-guided-1's weights under faces-xent-1's
 name), against the full run of the same checkpoint, both from a cold cache, in one run.
 

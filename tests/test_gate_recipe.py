@@ -1,4 +1,4 @@
-"""The README's CI recipe, played step by step by `.ci/gate_recipe.sh`: a new repository's
+"""The CI recipe of docs/ci.md, played step by step by `.ci/gate_recipe.sh`: a new repository's
 first pull request passes without a baseline, an unchanged one passes against main's
 run, and a regressed checkpoint fails."""
 

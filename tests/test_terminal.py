@@ -57,6 +57,7 @@ def test_run_on_a_terminal_speaks_within_two_seconds_and_sums_up(tmp_path):
     assert "45 units of work (model x images): 8,985 forward passes to compute" in text
     assert "computing faces-xent-1 on in-set images 1-8" in text  # the running unit, named
     assert "passes/s, about" in text  # the rate over computed passes and the time left
+    assert "at this machine's rate so far, and grows when other work shares" in text
     assert "done: 15 models, 8 images, 8,985 forward passes computed in" in text
 
 

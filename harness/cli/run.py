@@ -44,7 +44,8 @@ class Progress:
         self.started, self.total, self.to_compute = time.perf_counter(), units, passes
         whole = f", {cached} whole in the cache" if cached else ""
         self._echo(f"{units} units of work (model x images){whole}: {passes:,} forward "
-                   "passes to compute")
+                   "passes to compute; the time left is at this machine's rate so far, and "
+                   "grows when other work shares its cores")
 
     def start(self, unit) -> None:
         self.running = unit
@@ -66,7 +67,7 @@ class Progress:
             return "starting"
         rate = self.computed / max(time.perf_counter() - self.started, 1e-9)
         left = max(self.to_compute - self.computed, 0) / rate
-        return f"{rate:,.0f} passes/s, about {_duration(left)} left"
+        return f"{rate:,.0f} passes/s, about {_duration(left)} left at that rate"
 
     def _draw(self) -> None:
         if not self.tty:
@@ -232,7 +233,7 @@ def _run_options(f):
         click.option("--workers", type=int, show_default="one per core",
                      help="Dask: size of the local cluster."),
         click.option("--config", "config_file", type=click.Path(path_type=Path),
-                     help="A run.toml (every key: see the README); flags override it."),
+                     help="A run.toml (every key: docs/running.md); flags override it."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print the leaderboard as JSON (for machines)."),

@@ -1,8 +1,8 @@
 """The settings of one ``harness run``: read from TOML, overridden by flags, validated
 once before any work starts.
 
-Every key, its default and its meaning are in the README's run.toml example (a test keeps
-it complete and valid): the top-level keys are :class:`RunConfig`'s fields, the
+Every key, its default and its meaning are in docs/running.md's run.toml example (a test
+keeps it complete and valid): the top-level keys are :class:`RunConfig`'s fields, the
 ``[salience]`` table :class:`~harness.salience.settings.SalienceConfig`'s.
 """
 

@@ -1,5 +1,5 @@
 """The zoo study's figures, generated: every table and number of the built-in zoo's study
-in the README and docs comes from run folders through this script, never by hand.
+in the README and docs/ comes from run folders through this script, never by hand.
 
     harness run --out results/zoo
     harness run --method cam --out results/zoo-cam
@@ -12,12 +12,12 @@ in the README and docs comes from run folders through this script, never by hand
     python model_zoo/faces/experiment.py summarise rise results/zoo-rise
     python model_zoo/faces/experiment.py summarise rise-face results/zoo-rise-face
     python model_zoo/faces/experiment.py summarise faithfulness results/zoo-faithfulness
-    # the README's CI recipe, as its commands run in a scratch folder: harness zoo
+    # the CI recipe of docs/ci.md, as its commands run in a scratch folder: harness zoo
     # export demo; main's CAM run (--zoo demo/zoo.toml --data demo/images/ --out-of-set
     # demo/out_of_set_faces/ --method cam --out results/main); the cp; the run
     # --until-decided into results/ckpt-43; then
     python model_zoo/faces/experiment.py summarise sequential SCRATCH/results/ckpt-43
-    # the README's gate example: faces-xent-2's weights under faces-xent-1's name
+    # the gate example of docs/ci.md: faces-xent-2's weights under faces-xent-1's name
     harness run --zoo retrained.toml --out results/zoo-retrained
     python model_zoo/faces/experiment.py summarise gate results/zoo-retrained results/zoo
     python model_zoo/faces/experiment.py write     # every block, from the stored summaries
@@ -27,7 +27,7 @@ in the README and docs comes from run folders through this script, never by hand
 headlines, mean rank, accuracy, flat share; per family and measure the value with the
 percentile interval of the two-level bootstrap of ``families.parquet``; every family
 difference; the separable pair counts; the chance levels; the run's cost; for the
-occlusion run the output of the commands the README shows), with the hashes of the run
+occlusion run the output of the commands the docs show), with the hashes of the run
 files it read. ``write`` renders every block ``<!-- zoo:NAME SUMMARY@HASH ... -->`` ...
 ``<!-- /zoo:NAME -->`` of the README and docs from those summaries; the opening marker
 names the summaries with the first 12 hex digits of each file's sha256, so a block left
@@ -48,7 +48,8 @@ import numpy as np
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 SUMMARIES = HERE / "summaries"
-DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "measures.md")
+DOCUMENTS = (ROOT / "docs" / "zoo.md", ROOT / "README.md",
+             *(ROOT / "docs" / name for name in ("running.md", "ci.md", "measures.md")))
 ORDER = ("faces-xent", "faces-cyborg", "faces-guided")
 # the settings of each summarised run beyond the defaults: what ``summarise`` checks
 RUNS = {"occlusion": {"method": "occlusion"},
@@ -56,16 +57,16 @@ RUNS = {"occlusion": {"method": "occlusion"},
         "rise": {"method": "rise", "limit": 40, "measures": ["entropy"]},
         "rise-face": {"method": "rise", "limit": 40, "measures": ["entropy"], "target": "face"},
         "faithfulness": {"method": "occlusion", "measures": ["faithfulness", "degradation"]},
-        # the README's CI recipe: a regressed checkpoint against the CAM run
+        # the CI recipe of docs/ci.md: a regressed checkpoint against the CAM run
         "sequential": {"method": "cam", "until_decided": True},
-        # the README's gate example: faces-xent-2's weights under faces-xent-1's name,
+        # the gate example of docs/ci.md: faces-xent-2's weights under faces-xent-1's name,
         # gated against the occlusion run
         "gate": {"method": "occlusion"}}
 GATE_RULES = {"gate": "no_regression = true\n",
               "bounds": 'rules = ["entropy <= 0.6", "entropy.ci_low <= 0.6", '
                         '"entropy.ci_high <= 0.62"]\n'}
-BOUNDS_MODEL = "faces-xent-3"  # the README's example of rules on interval bounds
-# the README's decision examples, run on the occlusion run's folder
+BOUNDS_MODEL = "faces-xent-3"  # docs/ci.md's example of rules on interval bounds
+# the decision examples of docs/running.md, run on the occlusion run's folder
 CONSTRAINTS = ("sanity.ci_low >= 0.72", "accuracy not worse than the best by more than 0.05")
 DETAILS = (("degradation", "paper_gap"), ("sanity", "ssim"),  # statistics the text cites
            *((m, "beyond_chance") for m in ("deletion", "insertion", "road",
@@ -219,7 +220,7 @@ def _harness(args: list[str], exits=(0,)) -> tuple[str, int]:
 
 
 def _outputs(run_dir: Path) -> dict:
-    """The text of the commands the README shows on this run (and of each ``pick``,
+    """The text of the commands the docs show on this run (and of each ``pick``,
     its ``--json`` record, which the sentences reading it use)."""
     def shown(args):
         return _harness(args)[0].replace(str(run_dir), "results/zoo")
