@@ -183,7 +183,8 @@ def _run(config: RunConfig, folder: RunDir, progress, resume: bool, say) -> Fini
     folder.write_results({RunDir.SCORES: scores, RunDir.PER_IMAGE: scored.per_image,
                           RunDir.PAIRS: pairs, RunDir.FAMILIES: families},
                          info, examples.arrays(), board,
-                         {"csv": render(board, dirs, "csv"), "md": render(board, dirs, "md")})
+                         {"csv": render(board, dirs, "csv"),
+                          "md": render(board, dirs, "md", decision=info["decision"])})
     return Finished(scores, scored.per_image, pairs, families, board, info, checks)
 
 

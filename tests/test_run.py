@@ -140,8 +140,11 @@ def test_leaderboard_rerenders(tiny_zoo, tmp_path):
     invoke("run", "--zoo", tiny_zoo, "--out", out, "--measures", FAST, "--quiet")
     table = invoke("leaderboard", out)
     assert table.exit_code == 0 and "mean rank" in table.output
-    md = invoke("leaderboard", out, "--format", "md")
-    assert md.output.startswith("| # | model |")
+    md = invoke("leaderboard", out, "--format", "md").output
+    # fit for a pull request: the verdict first, the table folded under it
+    assert md.startswith("**Pick: ") and md.index("<details>") < md.index("| # | model |")
+    assert md.rstrip().endswith("</details>") and "<summary>Leaderboard: 3 models" in md
+    assert md == (out / "leaderboard.md").read_text()
     as_json = json.loads(invoke("leaderboard", out, "--format", "json").output)
     assert {r["model"] for r in as_json} == {"a", "b", "c"}
     csv = invoke("leaderboard", out, "--format", "csv").output

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 import harness.cli.explain as explain_commands
+import harness.cli.export as export_commands
 import harness.cli.parity as parity_commands
 import harness.cli.results as results_commands
 import harness.cli.run as run_commands
@@ -34,7 +35,8 @@ def cli():
 
 for command in (explain_commands.salience, run_commands.run, results_commands.leaderboard,
                 results_commands.compare, results_commands.pick, results_commands.gate,
-                results_commands.report, zoo_commands.zoo, parity_commands.parity):
+                results_commands.report, zoo_commands.zoo, parity_commands.parity,
+                export_commands.export):
     cli.add_command(command)
 
 

@@ -350,15 +350,7 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
     if fmt == "json":
         return json.dumps(board.to_dicts(), indent=2)
     if fmt == "md":
-        rows = _rows(board, dirs, wide=True, short=False)
-        rows = [[c.replace("|", "\\|") for c in r] for r in rows]  # a | in a name
-        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-        if said:
-            lines += [""] + [f"- {x.strip()}" for x in said]
-        return ("\n".join(lines) + "\n\n" + footnote() + _then(few_line(board, dirs))
-                + _then(reference_line(board, dirs)) + _then(saturation_line(board))
-                + _then(flat_line(board)) + "\n")
+        return _markdown(board, dirs, decision)
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
     lines, short, few_only = _aligned(_rows(board, dirs, wide, short=False)), (), False
@@ -372,6 +364,36 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
         _then(reference_line(board, dirs)) + _then(saturation_line(board)) + \
         _then(flat_line(board))
     return "\n".join(lines + said) + "\n" + _wrap(notes, WIDTH) + "\n"
+
+
+def _markdown(board: pl.DataFrame, dirs: dict[str, bool], decision: dict | None) -> str:
+    """The leaderboard to post on a pull request: the decision first (the pick in bold,
+    each further line a bullet), then the whole table and its notes folded in a
+    ``<details>`` block that says what it holds."""
+    from harness.results.decision import lines as decision_lines
+
+    head = []
+    if decision:  # each decision line, unwrapped: Markdown wraps it
+        said = [" ".join(part.strip() for part in line.splitlines())
+                for line in decision_lines(decision, excluded=None)]
+        head = [f"**{_md(said[0])}**", ""] + [f"- {_md(x)}" for x in said[1:]]
+        head += [""] if len(said) > 1 else []
+    rows = [[_md(c) for c in r] for r in _rows(board, dirs, wide=True, short=False)]
+    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    table += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    notes = footnote() + _then(few_line(board, dirs)) + _then(reference_line(board, dirs)) \
+        + _then(saturation_line(board)) + _then(flat_line(board))
+    summary = (f"Leaderboard: {board.height} model{'s' * (board.height != 1)}, "
+               f"{len(dirs)} measure{'s' * (len(dirs) != 1)}, ordered by mean rank")
+    return "\n".join([*head, "<details>", f"<summary>{summary}</summary>", "", *table, "",
+                      _md(notes), "", "</details>"]) + "\n"
+
+
+def _md(text: str) -> str:
+    """Text safe in a Markdown table cell or a line of a pull-request comment: a | would
+    end a cell, and < > & would open HTML in a name."""
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|"))
 
 
 def _then(text: str) -> str:
