@@ -9,23 +9,40 @@ import click
 from harness.errors import HarnessError
 
 
-@click.command(short_help="Write a finished run's results for other tools (model card).")
+@click.command(short_help="Write a finished run's results for other tools (MLflow, model card).")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--mlflow", "to_mlflow", is_flag=True,
+              help="Log the run to MLflow: settings, every headline with its interval and "
+                   "rank, the report and tables.")
+@click.option("--tracking-uri", metavar="URI",
+              help="MLflow's tracking store (e.g. sqlite:///mlflow.db); default: MLflow's "
+                   "own (MLFLOW_TRACKING_URI).")
+@click.option("--experiment", default="harness", show_default=True,
+              help="The MLflow experiment to log into (made if missing).")
 @click.option("--model-card", "card", metavar="MODEL",
               help="MODEL's results as a Hugging Face model card's model-index block.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write to this new file instead of printing.")
-def export(run_dir, card, out):
-    """Export RUN_DIR's results: with --model-card MODEL, the YAML front matter a Hugging
-    Face model card reads its evaluation results from (every headline with its 95%
-    interval, images and rank)."""
-    from harness.results import reading
-    from harness.results.model_card import model_index
+              help="--model-card: write to this new file instead of printing.")
+def export(run_dir, to_mlflow, tracking_uri, experiment, card, out):
+    """Export RUN_DIR's results. --mlflow logs a run to MLflow (parameters: the settings
+    and versions; metrics MODEL/MEASURE with .ci_low, .ci_high, .rank, .rank_low and
+    .rank_high; artefacts: the report, leaderboard and tables). --model-card MODEL
+    gives the YAML front matter a Hugging Face model card reads its evaluation results
+    from."""
     from harness.rundir import RunDir
 
-    if card is None:
-        raise HarnessError("say what to export: --model-card MODEL")
+    if to_mlflow == (card is not None):
+        raise HarnessError("say what to export: --mlflow or --model-card MODEL (one)")
     folder = RunDir(run_dir)
+    if to_mlflow:
+        from harness.results.mlflow_export import log
+
+        run_id = log(folder, tracking_uri, experiment)
+        click.echo(f"logged {run_dir} to MLflow experiment {experiment!r} as run {run_id}")
+        return
+    from harness.results import reading
+    from harness.results.model_card import model_index
+
     text = model_index(reading.scores(folder), folder.info(), card)
     if out is None:
         click.echo(text, nl=False)
