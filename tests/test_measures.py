@@ -346,3 +346,14 @@ def test_a_class_target_explains_and_scores_that_class_on_every_image(zoo):
     assert SalienceConfig(target=model.classes[1]).class_target(model.classes) == 1
     with pytest.raises(HarnessError, match="target 'face' is not a class of this model"):
         SalienceConfig(target="face").class_target(model.classes)
+
+
+def test_agreements_chance_level_takes_a_chunk_of_images_without_human_maps():
+    """The chance level is computed 128 images at a time; a chunk where no image has a
+    human map (a 300-image set with maps only for some) used to crash the run."""
+    from harness.measures.agreement import chance
+    from harness.measures.chance import Images
+
+    images = Images(0, [f"{i:064x}" for i in range(3)])
+    out = chance(images, (7, 7), np.zeros((3, 32, 32), bool), np.zeros(3, bool))
+    assert out.shape == (3,) and np.isnan(out).all()

@@ -24,8 +24,9 @@ def relevance_ratio(s_up: np.ndarray, masks: np.ndarray) -> np.ndarray:
     Returns:
         ``(N,) float64``; NaN for a map with no mass.
     """
-    s = np.asarray(s_up, np.float64).reshape(len(s_up), -1)
-    mk = np.asarray(masks, bool).reshape(len(masks), -1)
+    s = np.asarray(s_up, np.float64)
+    s = s.reshape(len(s), int(np.prod(s.shape[1:])))  # not -1: there may be no map
+    mk = np.asarray(masks, bool).reshape(s.shape)
     total = s.sum(axis=1)
     inside = (s * mk).sum(axis=1)
     area = mk.mean(axis=1)

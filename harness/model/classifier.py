@@ -294,14 +294,16 @@ class OnnxClassifier:
 
     def release(self) -> None:
         """Close the sessions this model holds (its own, the copies exposing inner
-        tensors, its randomised twins', the device buffers bound to them): a run of many
-        models holds one model's at a time, so its memory and threads do not grow with
-        the number of models. Whatever runs next opens them again."""
+        tensors, the device buffers bound to them) and drop its randomised twins: a run
+        of many models holds one model's at a time, so its memory and threads do not
+        grow with the number of models. Whatever runs next opens them again."""
         self._session = None
         self._variants = {}
         self.__dict__.pop("_bound_buffers", None)
         self.__dict__.pop("_incremental_sessions", None)
-        for twin in self.__dict__.get("_twins", {}).values():
+        # the twins go with their graphs (a serialised copy of the model each): drawn from
+        # the seed, they are built the same again if anything asks for them
+        for twin in self.__dict__.pop("_twins", {}).values():
             if twin is not None:
                 twin.release()
 

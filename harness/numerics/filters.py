@@ -92,9 +92,9 @@ def apply_separable(
     images = np.ascontiguousarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"expected (N, H, W, C) images, got shape {images.shape}")
-    n, _, w, c = images.shape
+    n, h, w, c = images.shape
     h_out, w_out = len(rows[0]), len(cols[0])
-    tall = _filter_axis1(images.reshape(n, -1, w * c), rows[0], rows[1])
+    tall = _filter_axis1(images.reshape(n, h, w * c), rows[0], rows[1])  # n may be 0
     turned = np.ascontiguousarray(tall.reshape(n, h_out, w, c).transpose(0, 2, 1, 3))
     wide = _filter_axis1(turned.reshape(n, w, h_out * c), cols[0], cols[1])
     return np.ascontiguousarray(wide.reshape(n, w_out, h_out, c).transpose(0, 2, 1, 3))
