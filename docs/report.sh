@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Regenerates docs/report.png: the built-in zoo scored from scratch, its report, and the
-# report rendered to one PNG (PyMuPDF's HTML layout, no browser). Run from the
-# repository root with the harness installed (pip install -e '.[report]'); about 6 min
-# on 2 cores.
+# Regenerates docs/report.png (the whole page at 1,400 px) and docs/report-900.png (the
+# first screen at 900 px): the built-in zoo scored from scratch, its report, and the page
+# as headless Chromium shows it (tests/test_report_layout.py measures the same). Run from
+# the repository root with the harness installed (pip install -e '.[test]') and Chromium
+# (apt-get install chromium); about 6 min on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-results/zoo}
 harness run --out "$out" --cache "$out/cache" --quiet
 harness report "$out"
-python -m pip install -q pymupdf pillow
-python docs/render_report.py "$out/report.html" docs/report.png
+python docs/render_report.py "$out/report.html" docs/report.png --width 1400
+python docs/render_report.py "$out/report.html" docs/report-900.png --width 900 --first-screen

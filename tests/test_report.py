@@ -68,9 +68,11 @@ def test_report_renders_everything(tiny_zoo, tmp_path):  # noqa: F811
     for place in (tmp_path, Path(__file__).resolve().parents[1], Path.home()):
         assert str(place) not in page
     # one model order, the leaderboard's, in the tables as in the figures
-    board = re.findall(r"<tr><td>\d+</td><td>([^<]+)</td>", page.split("<h2>Leaderboard")[1]
+    board = re.findall(r"<tr><td>\d+</td><td class=\"name\">([^<]+)</td>",
+                       page.split("<h2>Leaderboard")[1]
                        .split("</table>")[0])
-    provenance = re.findall(r"<tr><td>([^<]+)</td><td>", page.split("<h2>Provenance")[1]
+    provenance = re.findall(r"<tr><td class='name'>([^<]+)</td><td>",
+                            page.split("<h2>Provenance")[1]
                             .split("</table>")[1])
     assert board == provenance and sorted(board) == ["a", "b", "c"]
     # the stability matrices say how their cells relate to the family's headline

@@ -29,12 +29,13 @@ body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2e
 h1{font-size:1.7em;margin-bottom:.2em} h2{margin-top:2em;border-bottom:1px solid #ddd;
      padding-bottom:.2em} .sub{color:#555;margin-top:0}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}
+.scroll{overflow-x:auto;max-width:100%} td.name,th{white-space:nowrap}
 th,td{padding:4px 8px;border-bottom:1px solid #e5e5e5;text-align:left;vertical-align:top}
 th{background:#f5f5f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td{color:#b00}
 dl.measures dt{font-weight:600;margin-top:.5em} dl.measures dd{margin-left:1.2em;color:#333}
 img{max-width:100%} .fig{margin:1em 0} .note{color:#555;font-size:13px}
-.ci{color:#777;font-size:12px} .rank{color:#333;font-weight:600}
+.ci{color:#777;font-size:12px;white-space:nowrap} .rank{color:#333;font-weight:600}
 .pick{font-size:1.15em;font-weight:600} ul.decision li{margin:.2em 0}
 """
 
@@ -75,7 +76,8 @@ def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
     for r in board.iter_rows(named=True):
         if r["status"] != "ok":
             lines.append(f'<tr class="failed"><td>{r["position"]}</td>'
-                         f'<td>{html.escape(r["model"])}</td><td>{html.escape(r["family"] or "-")}'
+                         f'<td class="name">{html.escape(r["model"])}</td>'
+                         f'<td class="name">{html.escape(r["family"] or "-")}'
                          f'</td><td colspan="{len(shown) + 2}">'
                          f'{html.escape(r["status"])}</td></tr>')
             continue
@@ -91,8 +93,9 @@ def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
             ci = f'<br><span class="ci">{ci}{spread}</span>' if ci or spread else ""
             cells.append(f'<td class="num">{value} <span class="rank">{rank}</span>{ci}</td>')
         mean = "-" if r["mean_rank"] is None else f"{r['mean_rank']:.2f}"
-        lines.append(f'<tr><td>{r["position"]}</td><td>{html.escape(r["model"])}</td>'
-                     f'<td>{html.escape(r["family"] or "-")}</td>{"".join(cells)}'
+        lines.append(f'<tr><td>{r["position"]}</td><td class="name">{html.escape(r["model"])}'
+                     f'</td><td class="name">{html.escape(r["family"] or "-")}</td>'
+                     f'{"".join(cells)}'
                      f'<td class="num">{mean}</td><td>{"yes" if r["pareto"] else ""}</td></tr>')
     lines.append("</table>")
     return "\n".join(lines)
@@ -303,12 +306,15 @@ def build_report(run_dir, images: int = 4) -> str:
                  "<th>forward passes</th><th>status</th></tr>")
     firsts = {r["model"]: r for r in scores.unique("model", keep="first").iter_rows(named=True)}
     for r in (firsts[m] for m in order if m in firsts):
-        parts.append(f"<tr><td>{html.escape(r['model'])}</td><td>{r['provider'] or '-'}</td>"
+        parts.append(f"<tr><td class='name'>{html.escape(r['model'])}</td>"
+                     f"<td>{r['provider'] or '-'}</td>"
                      f"<td><code>{r['model_sha256'] or '-'}</code></td>"
                      f"<td class='num'>{r['forward_passes']:,}</td>"
                      f"<td>{html.escape(r['status'])}</td></tr>")
     parts.append("</table></body></html>")
-    return "\n".join(parts)
+    # every table scrolls inside its own box: a narrow window never pushes the page wide
+    return "\n".join(parts).replace("<table", "<div class='scroll'><table").replace(
+        "</table>", "</table></div>")
 
 
 def _examples(folder, order, images: int, labels: dict) -> list[str]:
