@@ -1,9 +1,10 @@
 """The report as a reader sees it: rendered by headless Chromium (Debian's `chromium`,
 driven by Playwright's Python package) at a laptop's 900 px and a desktop's 1,400 px,
 and measured by the browser itself. No element may reach past the window unless it sits
-in a box that scrolls sideways (the tables do), no model name may wrap, and no text of
-the page may be smaller than 11 px. Skipped, with the reason, where Chromium or
-Playwright is missing; `.ci/run` installs Chromium where it can."""
+in a box that scrolls sideways (the tables do), no model name may wrap, and no text may be
+smaller than 11 px, the page's or the figures' (each figure records its smallest text in
+its PNG's pixels, scaled here by the width it is shown at). Skipped, with the reason,
+where Chromium or Playwright is missing; `.ci/run` installs Chromium where it can."""
 
 import shutil
 from pathlib import Path
@@ -30,7 +31,12 @@ MEASURE = """() => {
     return false;
   };
   const out = {width, page: document.documentElement.scrollWidth, wide: [], small: [],
-               wrapped: []};
+               wrapped: [], figures: 0};
+  for (const img of document.querySelectorAll('img')) {  // text inside the figures
+    const shown = img.dataset.textPx * img.getBoundingClientRect().width / img.naturalWidth;
+    out.figures += 1;
+    if (!(shown >= 11)) out.small.push(`figure "${img.alt}": text at ${shown.toFixed(1)} px`);
+  }
   for (const el of document.querySelectorAll('body *')) {
     const box = el.getBoundingClientRect();
     if (box.width === 0) continue;
@@ -73,3 +79,4 @@ def test_the_report_fits_the_window_in_chromium(report, width, tmp_path):
     assert not found["wide"], found["wide"][:5]
     assert not found["small"], found["small"][:5]
     assert not found["wrapped"], found["wrapped"][:5]
+    assert found["figures"] >= 15  # the headline and win-matrix panels, overlays, ...

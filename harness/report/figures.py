@@ -1,9 +1,14 @@
-"""The report's figures, each a PNG data URI drawn with matplotlib's Agg backend."""
+"""The report's figures, each a PNG data URI drawn with matplotlib's Agg backend, with
+the size of its smallest text in the PNG's pixels: the page shows a figure no wider than
+the window, and a figure scaled down with it must still read (at least 11 px at 900 px,
+which tests/test_report_layout.py checks). So figures are small multiples, one panel
+each, rather than one wide composite."""
 
 from __future__ import annotations
 
 import base64
 import io
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -14,13 +19,28 @@ _FAMILY_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c56
                    "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
+DPI = 110
 
+
+class Figure(NamedTuple):
+    """A drawn figure: its PNG as a data URI, and its smallest text's height in the PNG's
+    pixels (font size in points x DPI / 72)."""
+
+    uri: str
+    text_px: float
+
+
+def _png(fig) -> Figure:
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip()]
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return Figure("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+                  min(sizes, default=0.0) * DPI / 72)
 
 
 def _colour_of(families: list[str | None]) -> dict:
@@ -50,49 +70,51 @@ def references(scores: pl.DataFrame, measure: str, statistic: str) -> dict[str, 
     return dict(zip(rows["model"].to_list(), rows["value"].to_list(), strict=True))
 
 
-def measure_figure(scores, dirs, order: list[str]) -> str:
+def measure_figures(scores, dirs, order: list[str]) -> list[Figure]:
+    """Per measure, every model's headline with its 95% interval (and the chance level
+    or ceiling where there is one)."""
+    return [headline_figure(scores, measure, higher, order) for measure, higher in dirs.items()]
+
+
+def headline_figure(scores, measure: str, higher: bool, order: list[str]) -> Figure:
     import matplotlib.pyplot as plt
 
     models = _ordered_models(scores, order)
     colours = _colour_of([f for _, f in models])
-    fig, axes = plt.subplots(1, len(dirs), figsize=(3.1 * len(dirs), 0.36 * len(models) + 1.4),
-                             sharey=True, squeeze=False)
-    y = np.arange(len(models))
-    for ax, (measure, higher) in zip(axes[0], dirs.items(), strict=True):
-        heads = {r["model"]: r for r in scores.filter(
-            (pl.col("measure") == measure) & (pl.col("statistic") == "headline")).iter_rows(
-            named=True)}
-        for i, (model, family) in enumerate(models):
-            r = heads.get(model)
-            if r is None or r["value"] is None:
-                continue
-            low = r["ci_low"] if r["ci_low"] is not None else r["value"]
-            high = r["ci_high"] if r["ci_high"] is not None else r["value"]
-            ax.errorbar(r["value"], i, xerr=[[r["value"] - low], [high - r["value"]]], fmt="o",
-                        color=colours[family], ms=5, capsize=2)
-        for statistic, style in (("chance", "--"), ("ceiling", ":")):
-            levels = references(scores, measure, statistic)
-            if not levels:
-                continue
-            values = list(levels.values())
-            if max(values) - min(values) <= 1e-9 * max(1.0, abs(max(values))):
-                ax.axvline(float(np.mean(values)), color="#555", ls=style, lw=1,
-                           label=statistic)
-            else:  # the model's own level, on its row
-                rows = [(levels[m], i) for i, (m, _) in enumerate(models) if m in levels]
-                ax.plot(*zip(*rows, strict=True), "|", color="#555", ms=11, mew=2,
-                        label=f"{statistic} (its own)")
-            ax.legend(fontsize=9, loc="lower right")
-        ax.set_title(f"{measure} {'↑' if higher else '↓'}", fontsize=12)
-        ax.grid(axis="x", alpha=.3)
-        ax.tick_params(labelsize=10)
-    axes[0][0].set_yticks(y, [m for m, _ in models])
-    axes[0][0].invert_yaxis()
+    fig, ax = plt.subplots(figsize=(3.6, 0.3 * len(models) + 1.2))
+    heads = {r["model"]: r for r in scores.filter(
+        (pl.col("measure") == measure) & (pl.col("statistic") == "headline")).iter_rows(
+        named=True)}
+    for i, (model, family) in enumerate(models):
+        r = heads.get(model)
+        if r is None or r["value"] is None:
+            continue
+        low = r["ci_low"] if r["ci_low"] is not None else r["value"]
+        high = r["ci_high"] if r["ci_high"] is not None else r["value"]
+        ax.errorbar(r["value"], i, xerr=[[r["value"] - low], [high - r["value"]]], fmt="o",
+                    color=colours[family], ms=5, capsize=2)
+    for statistic, style in (("chance", "--"), ("ceiling", ":")):
+        levels = references(scores, measure, statistic)
+        if not levels:
+            continue
+        values = list(levels.values())
+        if max(values) - min(values) <= 1e-9 * max(1.0, abs(max(values))):
+            ax.axvline(float(np.mean(values)), color="#555", ls=style, lw=1, label=statistic)
+        else:  # the model's own level, on its row
+            rows = [(levels[m], i) for i, (m, _) in enumerate(models) if m in levels]
+            ax.plot(*zip(*rows, strict=True), "|", color="#555", ms=11, mew=2,
+                    label=f"{statistic} (its own)")
+        ax.legend(fontsize=10, loc="lower right")
+    ax.set_title(f"{measure} {'↑' if higher else '↓'}", fontsize=12)
+    ax.grid(axis="x", alpha=.3)
+    ax.tick_params(labelsize=10)
+    ax.set_yticks(np.arange(len(models)), [m for m, _ in models])
+    ax.invert_yaxis()
     return _png(fig)
 
 
 def _curves(scores, order: list[str], rows, x_of, start: tuple[float, float], xlabel: str,
-            ylabel: str) -> str | None:
+            ylabel: str) -> Figure | None:
     """One curve per model through ``rows`` (a statistic per point, ``x_of(statistic)``
     its x), from the point ``start``, coloured by family."""
     import matplotlib.pyplot as plt
@@ -115,13 +137,13 @@ def _curves(scores, order: list[str], rows, x_of, start: tuple[float, float], xl
     return _png(fig)
 
 
-def noise_figure(scores, order: list[str]) -> str | None:
+def noise_figure(scores, order: list[str]) -> Figure | None:
     return _curves(scores, order, _stat(scores, "out_of_set", "ssim"),
                    lambda s: float(split_stat_name(s)[1]), (0.0, 1.0),
                    "salt-and-pepper level", "SSIM(clean map, noisy map)")
 
 
-def cascade_figure(scores, order: list[str]) -> str | None:
+def cascade_figure(scores, order: list[str]) -> Figure | None:
     """The cascading sanity test: one curve per model, 1 - |rho| against the model's
     maps as its weights are redrawn from the output down (``sanity.cascade@j/J``)."""
     def step(statistic):
@@ -135,7 +157,7 @@ def cascade_figure(scores, order: list[str]) -> str | None:
                    "1 - |Spearman rho| to the model's maps")
 
 
-def transform_figure(scores, order: list[str]) -> str | None:
+def transform_figure(scores, order: list[str]) -> Figure | None:
     import matplotlib.pyplot as plt
 
     rows = _stat(scores, "transforms", "ssim")
@@ -150,18 +172,20 @@ def transform_figure(scores, order: list[str]) -> str | None:
             grid[models.index(r["model"]), column] = r["value"]
     fig, ax = plt.subplots(figsize=(0.75 * len(names) + 2.5, 0.36 * len(models) + 1.6))
     im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=10)
-    ax.set_yticks(range(len(models)), models, fontsize=10)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=11)
+    ax.set_yticks(range(len(models)), models, fontsize=11)
     for i in range(len(models)):
         for j in range(len(names)):
             if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=11,
                         color="white" if grid[i, j] < 0.6 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.03, label="SSIM")
+    bar = fig.colorbar(im, ax=ax, fraction=0.03)
+    bar.set_label("SSIM", fontsize=11)
+    bar.ax.tick_params(labelsize=11)
     return _png(fig)
 
 
-def stability_figures(scores, order: list[str]) -> list[tuple[str, str, str]]:
+def stability_figures(scores, order: list[str]) -> list[tuple[str, str, Figure]]:
     """Per family: (family, what its headline is against its cells, the matrix)."""
     import matplotlib.pyplot as plt
 
@@ -200,7 +224,7 @@ def stability_figures(scores, order: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def degradation_figure(scores, order: list[str]) -> str | None:
+def degradation_figure(scores, order: list[str]) -> Figure | None:
     import matplotlib.pyplot as plt
 
     rows = _stat(scores, "degradation", "score_drop")
@@ -230,35 +254,42 @@ def degradation_figure(scores, order: list[str]) -> str | None:
     return _png(fig)
 
 
-def overlay_figure(images, maps, models, col_names) -> str:
-    """A grid of salience overlays, one column per model and one row per image (or
-    perturbed copy): ``images[m][j]`` explained by ``maps[m][j]``."""
+def overlay_figure(images, maps, models, col_names) -> Figure:
+    """A grid of salience overlays, one row per model and one column per image (or
+    perturbed copy): ``images[m][j]`` explained by ``maps[m][j]``; a colour bar gives
+    the scale (each map scaled to [0, 1], as the measures read it)."""
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
 
     from harness.maps import scale
-    from harness.report.overlay import overlay
+    from harness.report.overlay import COLORMAP, overlay
 
-    n_models, n_rows = maps.shape[:2]
-    fig, axes = plt.subplots(n_rows, n_models, figsize=(1.1 * n_models + 1.6, 1.1 * n_rows + 1.2),
+    n_models, n_cols = maps.shape[:2]
+    fig, axes = plt.subplots(n_models, n_cols, figsize=(1.1 * n_cols + 2.4, 1.1 * n_models + 0.9),
                              squeeze=False)
     for m in range(n_models):
         s_norm = scale(maps[m])[0]
-        for j in range(n_rows):
-            ax = axes[j][m]
+        for j in range(n_cols):
+            ax = axes[m][j]
             ax.imshow(overlay(images[m][j], s_norm[j], min_side=96))
             ax.set_xticks([])
             ax.set_yticks([])
-            if j == 0:
-                ax.set_title(models[m], fontsize=10, rotation=45, ha="left", va="bottom")
             if m == 0:
-                ax.set_ylabel(col_names[j], fontsize=10, rotation=0, ha="right", va="center")
+                ax.set_title(col_names[j], fontsize=10, rotation=30, ha="left", va="bottom")
+            if j == 0:
+                ax.set_ylabel(models[m], fontsize=10, rotation=0, ha="right", va="center")
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), ListedColormap(COLORMAP / 255.0)),
+                       ax=axes, fraction=0.04, pad=0.02)
+    bar.set_label("salience, each map scaled to [0, 1]", fontsize=10)
+    bar.ax.tick_params(labelsize=10)
     return _png(fig)
 
 
-def win_matrix_figure(pairs: pl.DataFrame, models: list[str], dirs: dict[str, bool]
-                      ) -> str | None:
-    """One heat map per measure: the cell (row, column) is how much better the row model
+def win_matrix_figures(pairs: pl.DataFrame, models: list[str], dirs: dict[str, bool]
+                       ) -> list[tuple[str, Figure]]:
+    """Per measure, a heat map: the cell (row, column) is how much better the row model
     is than the column model (the paired mean difference, signed so that better is
     positive), coloured only where the pair is separable (Holm-adjusted p < 0.05)."""
     import matplotlib.pyplot as plt
@@ -266,14 +297,13 @@ def win_matrix_figure(pairs: pl.DataFrame, models: list[str], dirs: dict[str, bo
     from harness.results.comparisons import SEPARABLE
 
     measures = [m for m in dirs if not pairs.filter(pl.col("measure") == m).is_empty()]
-    if not measures or len(models) < 2:
-        return None
+    if len(models) < 2:
+        return []
     at = {m: i for i, m in enumerate(models)}
-    cols = min(2, len(measures))  # two across: a page-wide figure keeps its labels legible
-    rows = -(-len(measures) // cols)
-    side = 0.34 * len(models) + 1.8
-    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False)
-    for ax, measure in zip(axes.flat, measures, strict=False):
+    side = 0.3 * len(models) + 1.9
+    out = []
+    for measure in measures:
+        fig, ax = plt.subplots(figsize=(side + 0.6, side))
         grid = np.full((len(models), len(models)), np.nan)
         for a, b, diff, p in pairs.filter(pl.col("measure") == measure).select(
                 "model_a", "model_b", "diff", "p_adjusted").iter_rows():
@@ -285,10 +315,10 @@ def win_matrix_figure(pairs: pl.DataFrame, models: list[str], dirs: dict[str, bo
         ax.set_facecolor("#f2f2f2")
         image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu", vmin=-span, vmax=span)
         ax.set_title(f"{measure} {'↑' if dirs[measure] else '↓'}", fontsize=12)
-        ax.set_xticks(range(len(models)), models, rotation=90, fontsize=9)
-        ax.set_yticks(range(len(models)), models, fontsize=9)
-        fig.colorbar(image, ax=ax, shrink=0.7).ax.tick_params(labelsize=9)
-    for ax in list(axes.flat)[len(measures):]:
-        ax.axis("off")
-    fig.tight_layout()
-    return _png(fig)
+        ax.set_xticks(range(len(models)), models, rotation=90, fontsize=10)
+        ax.set_yticks(range(len(models)), models, fontsize=10)
+        bar = fig.colorbar(image, ax=ax, shrink=0.7)
+        bar.set_label("row better by", fontsize=10)
+        bar.ax.tick_params(labelsize=10)
+        out.append((measure, _png(fig)))
+    return out

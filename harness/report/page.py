@@ -34,7 +34,9 @@ th,td{padding:4px 8px;border-bottom:1px solid #e5e5e5;text-align:left;vertical-a
 th{background:#f5f5f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td{color:#b00}
 dl.measures dt{font-weight:600;margin-top:.5em} dl.measures dd{margin-left:1.2em;color:#333}
-img{max-width:100%} .fig{margin:1em 0} .note{color:#555;font-size:13px}
+img{max-width:100%} .fig{margin:1em 0}
+.figs{display:flex;flex-wrap:wrap;gap:0 12px} .figs .fig{margin:.5em 0}
+.note{color:#555;font-size:13px}
 .ci{color:#777;font-size:12px;white-space:nowrap} .rank{color:#333;font-weight:600}
 .pick{font-size:1.15em;font-weight:600} ul.decision li{margin:.2em 0}
 """
@@ -61,8 +63,16 @@ def _passes(info: dict) -> str:
             "the rest from the cache")
 
 
-def _img(uri: str, alt: str) -> str:
-    return f'<div class="fig"><img src="{uri}" alt="{html.escape(alt)}"></div>'
+def _img(figure, alt: str) -> str:
+    """A figure, with its smallest text's size in the PNG's pixels for the layout test."""
+    return (f'<div class="fig"><img src="{figure.uri}" data-text-px="{figure.text_px:.1f}" '
+            f'alt="{html.escape(alt)}"></div>')
+
+
+def _grid(figures, alt: str) -> str:
+    """Small multiples side by side, as many as the window holds."""
+    return "<div class='figs'>" + "".join(
+        _img(f, f"{alt} {name}") for name, f in figures) + "</div>"
 
 
 def _leaderboard_html(board: pl.DataFrame, dirs: dict) -> str:
@@ -209,11 +219,12 @@ def build_report(run_dir, images: int = 4) -> str:
     from harness.report.figures import (
         cascade_figure,
         degradation_figure,
-        measure_figure,
+        headline_figure,
+        measure_figures,
         noise_figure,
         stability_figures,
         transform_figure,
-        win_matrix_figure,
+        win_matrix_figures,
     )
     from harness.results.leaderboard import build, directions, few_line, flat_line, footnote
 
@@ -255,15 +266,16 @@ def build_report(run_dir, images: int = 4) -> str:
     if dirs:  # a parity run may compare no measure
         parts += ["<h2>Every model on every measure</h2><p class='note'>Headline with its "
                   "95% bootstrap interval; colours are families.</p>",
-                  _img(measure_figure(scores, dirs, order), "headline per measure")]
-    wins = win_matrix_figure(pairs, order, dirs)
+                  _grid(zip(dirs, measure_figures(scores, dirs, order), strict=True),
+                        "headline of")]
+    wins = win_matrix_figures(pairs, order, dirs)
     if wins:
         parts += ["<h2>Who beats whom</h2><p class='note'>Row model against column model, "
                   "paired over the images both have: blue where the row is separably better "
                   "(Holm-adjusted p &lt; 0.05), red where it is separably worse, by the mean "
                   "difference in the measure's units; grey: the data cannot tell them apart. "
                   "<code>harness compare</code> says the same in words.</p>",
-                  _img(wins, "win matrices")]
+                  _grid(wins, "who beats whom on")]
     noise = noise_figure(scores, order)
     if noise:
         parts += ["<h2>Noise: how fast the salience falls apart</h2><p class='note'>SSIM of "
@@ -279,7 +291,7 @@ def build_report(run_dir, images: int = 4) -> str:
         parts.append("<h2>Stability within each family</h2><p class='note'>Mean SSIM of "
                      "two models' maps of the same image.</p>")
         parts += [f"<h3>{html.escape(f)}</h3><p class='note'>{html.escape(said)}</p>"
-                  f"{_img(uri, f)}" for f, said, uri in families]
+                  f"{_img(figure, f)}" for f, said, figure in families]
     cascade = cascade_figure(scores, order)
     if cascade:
         parts += ["<h2>Sanity, layer by layer</h2><p class='note'>The cascading test "
@@ -292,10 +304,13 @@ def build_report(run_dir, images: int = 4) -> str:
     if drops:
         parts += ["<h2>Degradation: blur what the model looked at, or as much at random"
                   "</h2><p class='note'>A faithful map points at what the decision uses: "
-                  "blurring it (red) should cost more than the same amount of blur put in "
-                  "random places (grey; the headline is red minus grey). Blue, blurring the "
+                  "blurring it should cost more than the same amount of blur put in random "
+                  "places. First the headline, that difference with its 95% interval; then "
+                  "the drops it is the difference of (red minus grey). Blue, blurring the "
                   "rest, is the paper's comparison: it blurs far more of the image when the "
                   "map is focused.</p>",
+                  *([_img(headline_figure(scores, "degradation", dirs["degradation"], order),
+                          "degradation headline")] if "degradation" in dirs else []),
                   _img(drops, "degradation drops")]
     parts += _examples(folder, order, images, labels)
     parts.append("<h2>Provenance</h2><table>")
