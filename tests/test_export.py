@@ -45,3 +45,18 @@ def test_export_writes_a_new_file_only_and_names_a_missing_model(finished, tmp_p
     assert missing.exit_code == 2 and "no model 'z' in this run; it has: a, b, c" in missing.output
     nothing = invoke("export", finished)
     assert nothing.exit_code == 2 and "--model-card" in nothing.output
+
+
+def test_mlflow_metric_names_refuse_two_models_that_would_collide():
+    """MLflow allows fewer characters in a name than a model's name may hold; two models
+    that read the same there would overwrite each other's metrics, so the export refuses."""
+    from harness.errors import HarnessError
+    from harness.results.mlflow_export import metrics
+
+    rows = pl.DataFrame({"model": ["a:b", "a?b"], "measure": ["entropy"] * 2,
+                         "statistic": ["headline"] * 2, "value": [1.0, 2.0],
+                         "ci_low": [0.5, 1.5], "ci_high": [1.5, 2.5]})
+    with pytest.raises(HarnessError, match="'a:b' and 'a\\?b' have the same name"):
+        metrics(rows)
+    assert metrics(rows[:1]) == {"a_b/entropy": 1.0, "a_b/entropy.ci_low": 0.5,
+                                 "a_b/entropy.ci_high": 1.5}

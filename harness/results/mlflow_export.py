@@ -27,10 +27,21 @@ def metric_name(model: str, measure: str, suffix: str = "") -> str:
 
 
 def metrics(scores: pl.DataFrame) -> dict[str, float]:
-    """Every model's headlines, their interval bounds and ranks, by metric name."""
+    """Every model's headlines, their interval bounds and ranks, by metric name.
+
+    Raises:
+        HarnessError: two models' names are the same in MLflow's characters (one's
+            metrics would silently replace the other's).
+    """
     out = {}
     rows = scores.filter(pl.col("statistic").is_in(list(_STATISTICS))
                          & pl.col("value").is_not_null())
+    named = {}
+    for model in rows["model"].unique(maintain_order=True):
+        other = named.setdefault(metric_name(model, ""), model)
+        if other != model:
+            raise HarnessError(f"models {other!r} and {model!r} have the same name in "
+                               "MLflow's characters; rename one to export the run")
     for row in rows.iter_rows(named=True):
         suffix = _STATISTICS[row["statistic"]]
         out[metric_name(row["model"], row["measure"], suffix)] = float(row["value"])
