@@ -153,8 +153,8 @@ def _grids(h, w, c):
         t.append(np.zeros((c, h + 2, w + 2), np.float32))
         lo.append(np.zeros(h + 2, np.int64))
         hi.append(np.zeros(h + 2, np.int64))
-    fine64 = np.zeros((4, c, hp, wp))
-    fine32 = np.zeros((4, c, hp, wp), np.float32)
+    fine64 = np.zeros((3, c, hp, wp))
+    fine32 = np.zeros((3, c, hp, wp), np.float32)
     return _Grids(diag=np.zeros((hp, wp)), diag32=np.zeros((hp, wp), np.float32),
                   rhs=fine64[0], sol=fine64[1], res=fine64[2],
                   unknown=np.zeros((hp, wp), np.float32), r=r, e=fine32[0], p=fine32[1],
@@ -248,6 +248,7 @@ def _fine_system(image, mask, g):
         for y in range(1, h + 1):
             for q in range(1, w + 1):
                 g.rhs[ch, y, q] = g.unknown[y, q] * _weighted(kc, y, q)
+    kept[:] = 0.0  # the solve writes the residual within the spans and reads it all
 
 
 @njit(cache=True, inline="always")
@@ -308,13 +309,15 @@ def _inverse(diag, out):
 def _solve(g, factor, tolerance):
     """Rounds of float32 conjugate gradients, each on the correction the float64
     residual asks for; a round starts with the estimate of the error left, and the
-    solve ends when that is within tolerance. Returns the last estimate."""
+    solve ends when that is within tolerance. Once the rounds or the iterations are
+    spent, a last round only checks. So the estimate returned is always that of the
+    solution returned, from its float64 residual."""
     c, hp, wp = g.rhs.shape
     lo, hi = g.lo[0], g.hi[0]
     g.sol[:] = 0.0
     budget = hp * wp + 50  # beyond this, exact arithmetic would have converged
     estimate = np.inf
-    for _ in range(_ROUNDS):
+    for at in range(_ROUNDS + 1):
         _residual64(g.diag, g.unknown, g.sol, g.rhs, g.res, lo, hi)
         scale = _absmax64(g.res)
         if scale == 0.0:
@@ -328,9 +331,10 @@ def _solve(g, factor, tolerance):
                     r[i] = res[i] / scale
                     e[i] = 0.0
                     z[i] = inv[i] * r[i]
-        used, estimate = _pcg32(g, factor, tolerance / scale, budget)
+        used, estimate = _pcg32(g, factor, tolerance / scale,
+                                budget if at < _ROUNDS else 0)
         estimate *= scale
-        if used == 0 or budget <= used:
+        if used == 0:  # the estimate of g.sol as it stands
             break
         budget -= used
         for ch in range(c):
