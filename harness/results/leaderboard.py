@@ -339,11 +339,8 @@ def footnote(wide: bool = True, columns=()) -> str:
 def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
            wide: bool = False, decision: dict | None = None) -> str:
     """The leaderboard as ``table`` (aligned text, within :data:`WIDTH` columns unless
-    ``wide``), ``md`` (always wide), ``csv`` or ``json``; the table and Markdown say the
-    ``decision`` (``run.json``'s) first under the table."""
-    from harness.results.decision import lines as decision_lines
-
-    said = decision_lines(decision) if decision else []
+    ``wide``), ``md`` (always wide), ``csv`` or ``json``; the table says the ``decision``
+    (``run.json``'s) under it, Markdown above it."""
     if fmt == "csv":  # names escaped: a newline in one must not start a row of its own
         return board.with_columns(pl.col(c).map_elements(printable, return_dtype=pl.String)
                                   for c in ("model", "family", "status")).write_csv()
@@ -353,6 +350,9 @@ def render(board: pl.DataFrame, dirs: dict[str, bool], fmt: str = "table",
         return _markdown(board, dirs, decision)
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
+    from harness.results.decision import lines as decision_lines
+
+    said = decision_lines(decision) if decision else []
     lines, short, few_only = _aligned(_rows(board, dirs, wide, short=False)), (), False
     if not wide and max(map(len, lines)) > WIDTH:  # short names, one space between columns
         lines = _aligned(_rows(board, dirs, wide, short=True), " ")
@@ -383,8 +383,9 @@ def _markdown(board: pl.DataFrame, dirs: dict[str, bool], decision: dict | None)
     table += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     notes = footnote() + _then(few_line(board, dirs)) + _then(reference_line(board, dirs)) \
         + _then(saturation_line(board)) + _then(flat_line(board))
+    # the order is the board's (mean rank, or --by's measure), so the summary names none
     summary = (f"Leaderboard: {board.height} model{'s' * (board.height != 1)}, "
-               f"{len(dirs)} measure{'s' * (len(dirs) != 1)}, ordered by mean rank")
+               f"{len(dirs)} measure{'s' * (len(dirs) != 1)}")
     return "\n".join([*head, "<details>", f"<summary>{summary}</summary>", "", *table, "",
                       _md(notes), "", "</details>"]) + "\n"
 
