@@ -4,6 +4,11 @@ build on one another (the guides took their sections from one README, in this or
 import re
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from tests.onnx_models import cnn_model
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *(ROOT / "docs" / f"{name}.md" for name in (
     "running", "zoo", "ci", "parity", "scaling", "security", "python-api", "your-model",
@@ -23,3 +28,15 @@ def needs(block: str) -> list[str]:
     first = block.splitlines()[0] if block else ""
     return first.removeprefix("# needs ").replace(" and ", " ").split() \
         if first.startswith("# needs ") else []
+
+
+def reader_files(folder: Path, per_label: int = 1) -> None:
+    """What the guides assume a reader brings: ``model.onnx`` (a small CNN at 16 px) and
+    ``images/<label>/`` with ``per_label`` labelled images of each of two labels."""
+    cnn_model(folder / "model.onnx", 16, (4,))
+    rng = np.random.default_rng(0)
+    for label in ("face", "other"):
+        (folder / "images" / label).mkdir(parents=True)
+        for i in range(per_label):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(
+                folder / "images" / label / f"{i}.png")

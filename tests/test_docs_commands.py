@@ -14,12 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from tests.docs import blocks
-from tests.onnx_models import cnn_model
+from tests.docs import blocks, reader_files
 
 SKIP = re.compile(r"~\s*\d+\s*min|needs ")
 
@@ -54,14 +51,7 @@ def test_the_blocks_are_found():
 def test_every_command_runs_as_written(tmp_path):
     for name, text in files().items():
         (tmp_path / name).write_text(text, encoding="utf-8")
-    # what docs/your-model.md's reader brings: a model and labelled images
-    cnn_model(tmp_path / "model.onnx", 16, (4,))
-    rng = np.random.default_rng(0)
-    for label in ("face", "other"):
-        (tmp_path / "images" / label).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(
-                tmp_path / "images" / label / f"{i}.png")
+    reader_files(tmp_path, per_label=3)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     ran = 0

@@ -10,12 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from tests.docs import ROOT, blocks, needs
-from tests.onnx_models import cnn_model
+from tests.docs import ROOT, blocks, needs, reader_files
 
 BLOCKS = blocks("python")
 
@@ -24,12 +21,7 @@ BLOCKS = blocks("python")
 def workdir(tmp_path, monkeypatch):
     """``model.onnx`` and ``images/`` (two labelled 16 px images) in the working folder."""
     monkeypatch.chdir(tmp_path)
-    cnn_model(tmp_path / "model.onnx", 16, (4,))
-    rng = np.random.default_rng(0)
-    for label in ("face", "other"):
-        (tmp_path / "images" / label).mkdir(parents=True)
-        pixels = rng.integers(0, 256, (16, 16, 3), np.uint8)
-        Image.fromarray(pixels).save(tmp_path / "images" / label / "a.png")
+    reader_files(tmp_path)
     return tmp_path
 
 
