@@ -219,7 +219,6 @@ def build_report(run_dir, images: int = 4) -> str:
     from harness.report.figures import (
         cascade_figure,
         degradation_figure,
-        headline_figure,
         measure_figures,
         noise_figure,
         stability_figures,
@@ -263,11 +262,12 @@ def build_report(run_dir, images: int = 4) -> str:
         direction = "↑ higher is better" if higher else "↓ lower is better"
         parts.append(f"<dt>{html.escape(m)} {direction}</dt><dd>{html.escape(question)}</dd>")
     parts.append("</dl>")
+    # drawn once: the degradation section shows its panel again
+    headlines = dict(zip(dirs, measure_figures(scores, dirs, order), strict=True))
     if dirs:  # a parity run may compare no measure
         parts += ["<h2>Every model on every measure</h2><p class='note'>Headline with its "
                   "95% bootstrap interval; colours are families.</p>",
-                  _grid(zip(dirs, measure_figures(scores, dirs, order), strict=True),
-                        "headline of")]
+                  _grid(headlines.items(), "headline of")]
     wins = win_matrix_figures(pairs, order, dirs)
     if wins:
         parts += ["<h2>Who beats whom</h2><p class='note'>Row model against column model, "
@@ -309,8 +309,8 @@ def build_report(run_dir, images: int = 4) -> str:
                   "the drops it is the difference of (red minus grey). Blue, blurring the "
                   "rest, is the paper's comparison: it blurs far more of the image when the "
                   "map is focused.</p>",
-                  *([_img(headline_figure(scores, "degradation", dirs["degradation"], order),
-                          "degradation headline")] if "degradation" in dirs else []),
+                  *([_img(headlines["degradation"], "degradation headline")]
+                    if "degradation" in headlines else []),
                   _img(drops, "degradation drops")]
     parts += _examples(folder, order, images, labels)
     parts.append("<h2>Provenance</h2><table>")
