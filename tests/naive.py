@@ -264,18 +264,15 @@ def road(model, image, raw, order_rng, noise_rng, target, percents=range(10, 100
     h, w, c = image.shape
     order = rank_order(bilinear_upsample(np.asarray(raw, np.float64), h, w), order_rng)
     copies = [(h * w * p // 100, first) for first in (True, False) for p in percents]
-    # one float32 draw for the removed pixels of every copy, copy after copy
-    draws = noise_rng.standard_normal((sum(n for n, _ in copies), c), dtype=np.float32)
-    draws *= np.float32(noise)
+    # one float32 field of draws per image; each copy adds it at the pixels it removes
+    draws = noise_rng.standard_normal((h, w, c), dtype=np.float32) * np.float32(noise)
     scores = []
-    used = 0
     for count, first in copies:
         chosen = order[:count] if first else order[h * w - count:]
         removed = np.zeros(h * w, bool)
         removed[chosen] = True
         removed = removed.reshape(h, w)
         x = impute(image, removed)
-        x[removed] += draws[used:used + count]
-        used += count
+        x[removed] += draws[removed]
         scores.append(_score(model, x.astype(np.float32), target))
     return np.array(scores)

@@ -35,16 +35,22 @@ def test_imputation_solves_the_linear_system(rng):
     for i in range(6):
         np.testing.assert_allclose(out[i], naive.impute(images[i], removed[i]), atol=1e-4)
     assert np.array_equal(out[~removed], images[~removed])  # kept pixels untouched
-    noise = rng.normal(0, 0.01, (removed.sum(), 3)).astype(np.float32)  # per removed pixel
+    noise = rng.normal(0, 0.01, images.shape).astype(np.float32)  # a field per image
     noisy = impute(images, removed, noise)
-    np.testing.assert_allclose(noisy[removed], out[removed] + noise, atol=1e-6)
+    np.testing.assert_allclose(noisy[removed], out[removed] + noise[removed], atol=1e-6)
     assert np.array_equal(noisy[~removed], images[~removed])
+    # copies of one image, each with its own mask, read the image and its noise field
+    copies = impute(images[[5, 1]], removed[[1, 5, 1]], noise[[5, 1]], source=[1, 0, 1])
+    for copy, i in zip(copies, [1, 5, 1], strict=True):
+        np.testing.assert_array_equal(copy, noisy[i])
     with pytest.raises(ValueError, match="every pixel removed"):
         impute(images[:1], np.ones((1, 19, 23), bool))
-    with pytest.raises(ValueError, match="one row of 3 per removed pixel"):
+    with pytest.raises(ValueError, match="not the images'"):
         impute(images, removed, noise[1:])
+    with pytest.raises(ValueError, match="not within the 6 images"):
+        impute(images, removed, source=[0, 1, 2, 3, 4, 6])
     # a solve that cannot reach its tolerance (0: rounding leaves an error) refuses
-    with pytest.raises(ArithmeticError, match="imputation of image 0 stopped with an estimated"):
+    with pytest.raises(ArithmeticError, match="imputation of copy 0 stopped with an estimated"):
         impute(images[1:2], removed[1:2], tolerance=0.0)
 
 
@@ -59,7 +65,7 @@ def test_imputation_holds_its_tolerance_on_a_full_size_image(rng):
     image = rng.random((1, 224, 224, 3)).astype(np.float32)
     ranks = fa.ranks(upsample(rng.standard_normal((1, 7, 7)), (224, 224))[0], rng)
     removed = fa.road_removed(ranks, (224, 224))[[0, 4, 8, 13]]
-    out = impute(np.repeat(image, len(removed), axis=0), removed)
+    out = impute(image, removed, source=np.zeros(len(removed), np.int64))
     for i, mask in enumerate(removed):
         error = np.abs(out[i] - naive.impute(image[0], mask)).max()
         assert error < 3 * TOLERANCE, (i, error)

@@ -86,11 +86,13 @@ def road_removed(pixel_ranks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.stack(morf + lerf).reshape(-1, *shape)
 
 
-def road_noise(rng: np.random.Generator, removed: int, channels: int) -> np.ndarray:
-    """``(removed, channels) float32``: the noise added to an image's removed pixels,
-    over all its ROAD copies in order (each copy's pixels row by row); drawn only where
-    a pixel is removed, in float32, which costs a quarter of a draw over every pixel."""
-    return rng.standard_normal((removed, channels), dtype=np.float32) * np.float32(ROAD_NOISE)
+def road_noise(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
+    """``(H, W, C) float32``: an image's noise field, added at the pixels each of its
+    ROAD copies removes. Every copy's removed pixels so get independent normal draws,
+    as ROAD defines, and its copies share them (common random numbers: the noise does
+    not differ between the copies a curve compares), at one draw per pixel instead of
+    one per pixel and copy."""
+    return rng.standard_normal(shape, dtype=np.float32) * np.float32(ROAD_NOISE)
 
 
 def cell_index(size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:

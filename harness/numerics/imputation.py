@@ -61,64 +61,70 @@ _W = np.array([1 / 12, 1 / 6, 1 / 12, 1 / 6, 0.0, 1 / 6, 1 / 12, 1 / 6, 1 / 12])
 
 
 def impute(images: np.ndarray, removed: np.ndarray, noise: np.ndarray | None = None,
-           tolerance: float = TOLERANCE) -> np.ndarray:
-    """Fill the removed pixels of each image by noisy linear imputation.
+           source: np.ndarray | None = None, tolerance: float = TOLERANCE) -> np.ndarray:
+    """Fill the removed pixels of copies of images by noisy linear imputation.
 
     Args:
         images: ``(N, H, W, C) float32`` pixel images.
-        removed: ``(N, H, W) bool``, True where a pixel is removed; at least one pixel of
-            each image must be kept where any is removed.
-        noise: ``(M, C)`` values added to the M removed pixels, in the order of
-            ``images[removed]`` (image by image, row by row); ROAD draws them normal
-            with standard deviation 0.01. None adds nothing.
+        removed: ``(M, H, W) bool``, one mask per copy, True where a pixel is removed; at
+            least one pixel of each copy must be kept where any is removed.
+        noise: ``(N, H, W, C)``, a field per image: each copy adds its image's field at
+            the pixels it removes. ROAD draws it normal with standard deviation 0.01, so
+            every copy's removed pixels get independent draws. None adds nothing.
+        source: ``(M,)`` the image of each copy; None: copy i of image i (M = N).
         tolerance: see :data:`TOLERANCE`.
 
     Returns:
-        ``(N, H, W, C) float32``: the kept pixels as they were, the removed ones imputed.
+        ``(M, H, W, C) float32``: each copy's kept pixels as its image has them, the
+        removed ones imputed.
 
     Raises:
-        ValueError: an image has every pixel removed (nothing to impute from), or the
-            noise does not have a row per removed pixel.
+        ValueError: a copy has every pixel removed (nothing to impute from), or the
+            shapes or sources do not match.
         ArithmeticError: a solve stopped with an estimated error above ``tolerance``:
             its pixels would not be the system's.
     """
     x = np.ascontiguousarray(images, np.float32)
     mask = np.ascontiguousarray(removed, np.bool_)
-    if mask.shape != x.shape[:3]:
-        raise ValueError(f"removed has shape {mask.shape}, images {x.shape}")
-    counts = mask.reshape(len(mask), -1).sum(axis=1)
-    every = counts == mask[0].size
+    src = np.arange(len(x)) if source is None else np.asarray(source, np.int64)
+    if mask.shape[1:] != x.shape[1:3] or src.shape != mask.shape[:1]:
+        raise ValueError(f"removed has shape {mask.shape}, images {x.shape}, sources "
+                         f"{src.shape}: one mask of each image's size per copy")
+    if len(src) and not (0 <= src.min() and src.max() < len(x)):
+        raise ValueError(f"sources run from {src.min()} to {src.max()}, not within the "
+                         f"{len(x)} images")
+    every = mask.reshape(len(mask), -1).all(axis=1)
     if every.any():
-        raise ValueError(f"image {int(np.argmax(every))} has every pixel removed: "
+        raise ValueError(f"copy {int(np.argmax(every))} has every pixel removed: "
                          "nothing to impute from")
-    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     if noise is None:
-        add = np.zeros((starts[-1], x.shape[3]), np.float32)
+        add = np.zeros((1, 1, 1, x.shape[3]), np.float32)
     else:
         add = np.ascontiguousarray(noise, np.float32)
-        if add.shape != (starts[-1], x.shape[3]):
-            raise ValueError(f"noise has shape {add.shape}, not one row of {x.shape[3]} "
-                             f"per removed pixel ({starts[-1]})")
-    out = x.copy()
-    estimate = np.zeros(len(x))
-    _impute_all(x, mask, float(tolerance), add, starts, out, estimate,
-                min(len(x), numba.get_num_threads()))
+        if add.shape != x.shape:
+            raise ValueError(f"noise has shape {add.shape}, not the images' {x.shape}")
+    out = np.empty((len(mask), *x.shape[1:]), np.float32)
+    estimate = np.zeros(len(mask))
+    _impute_all(x, mask, src, float(tolerance), add, noise is not None, out, estimate,
+                max(1, min(len(mask), numba.get_num_threads())))
     failed = ~(estimate <= tolerance)  # NaN fails too
     if failed.any():
         i = int(np.argmax(failed))
-        raise ArithmeticError(f"imputation of image {i} stopped with an estimated error of "
+        raise ArithmeticError(f"imputation of copy {i} stopped with an estimated error of "
                               f"{estimate[i]:.2g}, above {tolerance:g}")
     return out
 
 
 @njit(cache=True, parallel=True)
-def _impute_all(x, mask, tolerance, noise, starts, out, estimate, threads):
-    """Images split among the threads, each thread's grids allocated once."""
-    n, h, w, c = x.shape
+def _impute_all(x, mask, src, tolerance, noise, noisy, out, estimate, threads):
+    """Copies split among the threads, each thread's grids allocated once."""
+    _, h, w, c = x.shape
     for t in prange(threads):
         work = _grids(h, w, c)
-        for i in range(t, n, threads):
-            estimate[i] = _impute_one(x[i], mask[i], tolerance, noise, starts[i], out[i], work)
+        for i in range(t, len(mask), threads):
+            out[i] = x[src[i]]
+            estimate[i] = _impute_one(x[src[i]], mask[i], tolerance,
+                                      noise[src[i] if noisy else 0], noisy, out[i], work)
 
 
 # The grids of one solve, every one padded by a pixel: the fine system in float64
@@ -163,9 +169,10 @@ def _grids(h, w, c):
 
 
 @njit(cache=True)
-def _impute_one(image, mask, tolerance, noise, start, out, g):
-    """One image: its system, the solve, the removed pixels written back with their
-    noise. Returns the estimated error the solve stopped at."""
+def _impute_one(image, mask, tolerance, noise, noisy, out, g):
+    """One copy: its system, the solve, the removed pixels written into ``out`` (which
+    holds the image) with the noise field's values there. Returns the estimated error
+    the solve stopped at."""
     h, w, c = image.shape
     if not mask.any():
         return 0.0
@@ -193,13 +200,12 @@ def _impute_one(image, mask, tolerance, noise, start, out, g):
         g.p[:] = 0.0
         g.ap[:] = 0.0
         estimate = _solve(g, _factor(g.coef[last]), tolerance)
-    k = start
     for y in range(h):
         for q in range(w):
             if mask[y, q]:
                 for ch in range(c):
-                    out[y, q, ch] = g.sol[ch, y + 1, q + 1] + noise[k, ch]
-                k += 1
+                    out[y, q, ch] = g.sol[ch, y + 1, q + 1] + (noise[y, q, ch] if noisy
+                                                               else np.float32(0.0))
     return estimate
 
 

@@ -116,11 +116,10 @@ def _road(clf, x, maps, hashes, seed, config, targets, what) -> np.ndarray:
         rows = range(start, min(n, start + chunk))
         removed = np.stack([fa.road_removed(fa.ranks(pixel_maps[i], rng_for(
             seed, hashes[i], "road-order")), (h, w)) for i in rows])
-        noise = np.concatenate([fa.road_noise(rng_for(seed, hashes[i], f"{what}-noise"),
-                                              int(removed[k].sum()), c)
-                                for k, i in enumerate(rows)])
-        copies_ = impute(np.repeat(x[rows.start:rows.stop], per, axis=0),
-                         removed.reshape(-1, h, w), noise)
+        noise = np.stack([fa.road_noise(rng_for(seed, hashes[i], f"{what}-noise"), (h, w, c))
+                          for i in rows])
+        copies_ = impute(x[rows.start:rows.stop], removed.reshape(-1, h, w), noise,
+                         np.repeat(np.arange(len(rows)), per))
         try:
             outputs = clf.forward(copies_)
         except NonFiniteOutput as exc:

@@ -126,6 +126,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (Occlusion(), Rise(), Cam())}
 # window changes where that pays (auto), wherever the graph allows it (on), or in full.
 INCREMENTAL = ("auto", "on", "off")
 
-# Part of every salience cache key: raise it whenever a change here alters any map's
-# bytes, so caches filled by older code miss instead of serving stale maps.
-CODE_VERSION = "2"
+# Part of every salience cache key: raise it whenever a change alters the bytes of any
+# map or faithfulness curve, so caches filled by older code miss instead of serving
+# stale values.
+CODE_VERSION = "3"
