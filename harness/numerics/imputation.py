@@ -182,16 +182,17 @@ def _impute_one(image, mask, tolerance, noise, noisy, out, g):
         g.sol[:] = _direct(_fine_stencil(mask, g.diag), g.rhs)
         estimate = 0.0
     else:
-        _coarsen_fine(mask, g.diag, g.coef[1])
-        for at in range(2, last + 1):
-            _coarsen(g.coef[at - 1], g.coef[at])
+        _coarsen(True, g.unknown, g.diag, g.coef[0], g.lo[0], g.hi[0], g.coef[1])
+        for at in range(1, last + 1):
+            _spans(g.coef[at][4], g.lo[at], g.hi[at])
+            if at < last:
+                _coarsen(False, g.unknown, g.diag, g.coef[at], g.lo[at], g.hi[at],
+                         g.coef[at + 1])
         _inverse(g.diag, g.inv[0])
-        _spans(g.diag, g.lo[0], g.hi[0])
         g.diag32[:] = g.diag
         for at in range(1, last + 1):
             g.coef32[at][:] = g.coef[at]
             _inverse(g.coef[at][4], g.inv[at])
-            _spans(g.coef[at][4], g.lo[at], g.hi[at])
         for at in range(last + 1):  # the previous image's values, outside these spans
             g.b[at][:] = 0.0
             g.z[at][:] = 0.0
@@ -227,79 +228,81 @@ def _spans(diag, lo, hi):
 @njit(cache=True, fastmath=True)
 def _fine_system(image, mask, g):
     """The finest grid: which pixels are unknown, their diagonal (the weight of their
-    neighbours inside the image: 1 but at the border) and right-hand side (their kept
-    neighbours' weighted values), zero elsewhere."""
+    neighbours inside the image: 1 but at the border), each row's span and, over it,
+    the right-hand side (the kept neighbours' weighted values), zero elsewhere."""
     h, w, c = image.shape
-    kept = g.res  # scratch until the solve
-    g.unknown[:] = 0.0
-    kept[:] = 0.0
+    kept = g.res  # scratch until the solve, zero but inside the image
     for y in range(h):
+        u, removed = g.unknown[y + 1, 1:], mask[y]
         for q in range(w):
-            if mask[y, q]:
-                g.unknown[y + 1, q + 1] = 1.0
-            else:
-                for ch in range(c):
-                    kept[ch, y + 1, q + 1] = image[y, q, ch]
+            u[q] = np.float32(removed[q])
+        for ch in range(c):
+            k = kept[ch, y + 1, 1:]
+            for q in range(w):
+                k[q] = image[y, q, ch] * (np.float32(1.0) - u[q])
     g.diag[:] = g.unknown
-    for y in range(h):
-        for q in range(w):
-            if mask[y, q] and (y == 0 or q == 0 or y == h - 1 or q == w - 1):
+    for y in range(h):  # the border's pixels lack neighbours
+        for q in range(0, w, 1 if y == 0 or y == h - 1 else max(1, w - 1)):
+            if mask[y, q]:
                 total = 0.0
                 for o in range(9):
                     if 0 <= y + _DY[o] < h and 0 <= q + _DX[o] < w:
                         total += _W[o]
                 g.diag[y + 1, q + 1] = total
-    for ch in range(c):
-        kc = kept[ch]
-        for y in range(1, h + 1):
-            for q in range(1, w + 1):
-                g.rhs[ch, y, q] = g.unknown[y, q] * _weighted(kc, y, q)
+    lo, hi = g.lo[0], g.hi[0]
+    _spans(g.diag, lo, hi)
+    for y in range(1, h + 1):
+        s0, n = lo[y], hi[y] - lo[y]
+        for ch in range(c):
+            g.rhs[ch, y, :] = 0.0
+            up, mid, down = kept[ch, y - 1, s0 - 1:], kept[ch, y, s0 - 1:], kept[ch, y + 1, s0 - 1:]
+            u, b = g.unknown[y, s0:], g.rhs[ch, y, s0:]
+            for i in range(n):
+                b[i] = u[i] * _weighted_row(up, mid, down, i)
     kept[:] = 0.0  # the solve writes the residual within the spans and reads it all
 
 
-@njit(cache=True, inline="always")
-def _weighted(a, y, q):
-    """The eight neighbours of (y, q) in ``a``, weighted 1/6 (sides) and 1/12 (corners)."""
-    return ((a[y - 1, q] + a[y + 1, q] + a[y, q - 1] + a[y, q + 1]) / 6.0
-            + (a[y - 1, q - 1] + a[y - 1, q + 1] + a[y + 1, q - 1] + a[y + 1, q + 1]) / 12.0)
-
-
-@njit(cache=True)
-def _coarsen_fine(mask, diag, out):
-    """The first coarse grid's stencil, P^T A P of the finest system for P the merge of
-    2 x 2 pixels, read off the mask (the finest couplings are the fixed weights)."""
-    h, w = mask.shape
+@njit(cache=True, fastmath=True)
+def _coarsen(fine, unknown, diag, coef, lo, hi, out):
+    """The next coarser grid's stencil, P^T A P for P the merge of 2 x 2 pixels: each
+    coefficient of the finer grid (the finest's read off the unknowns: its couplings are
+    the fixed weights) added to the pair of merged pixels it couples, over each row's
+    span. Which pair that is depends only on the parity of the pixel and on the offset,
+    so each offset of a row is a pass without a branch, which vectorises."""
+    hp, wp = unknown.shape if fine else coef.shape[1:]
+    row = np.zeros(wp + 1)
     out[:] = 0.0
-    for y in range(h):
-        for q in range(w):
-            if not mask[y, q]:
-                continue
-            py, px = y // 2, q // 2
-            out[4, py + 1, px + 1] += diag[y + 1, q + 1]
-            for o in range(9):
-                yy, qq = y + _DY[o], q + _DX[o]
-                if o == 4 or not (0 <= yy < h and 0 <= qq < w) or not mask[yy, qq]:
-                    continue
-                oc = (yy // 2 - py + 1) * 3 + (qq // 2 - px + 1)
-                out[oc, py + 1, px + 1] -= _W[o]
-
-
-@njit(cache=True)
-def _coarsen(coef, out):
-    """The next coarser grid's stencil: each coefficient added to the pair of merged
-    pixels it couples."""
-    _, hp, wp = coef.shape
-    out[:] = 0.0
-    for y in range(hp - 2):
-        for q in range(wp - 2):
-            if coef[4, y + 1, q + 1] == 0.0:
-                continue
-            py, px = y // 2, q // 2
-            for o in range(9):
-                a = coef[o, y + 1, q + 1]
-                if a != 0.0:
-                    oc = ((y + _DY[o]) // 2 - py + 1) * 3 + ((q + _DX[o]) // 2 - px + 1)
-                    out[oc, py + 1, px + 1] += a
+    for y in range(1, hp - 1):
+        if hi[y] <= lo[y]:
+            continue
+        q0 = (lo[y] - 1) // 2 * 2 + 1  # the span from a column that starts a pair
+        m = (hi[y] - q0 + 1) // 2  # its pairs, the last perhaps ending on the padding
+        first, cy, sy = (q0 - 1) // 2 + 1, (y - 1) // 2 + 1, (y - 1) % 2
+        for o in range(9):
+            values = row[:2 * m]
+            if not fine:
+                values[:] = coef[o, y, q0:q0 + 2 * m]
+            elif o == 4:
+                values[:] = diag[y, q0:q0 + 2 * m]
+            else:
+                here = unknown[y, q0:]
+                there = unknown[y + _DY[o], q0 + _DX[o]:]
+                for j in range(2 * m):
+                    values[j] = -_W[o] * (here[j] * there[j])
+            at = ((sy + _DY[o]) // 2 + 1) * 3 + 1  # the pair in the same coarse column
+            same, left, right = out[at, cy, first:], out[at - 1, cy, first:], \
+                out[at + 1, cy, first:]
+            if _DX[o] == 0:
+                for k in range(m):
+                    same[k] += values[2 * k] + values[2 * k + 1]
+            elif _DX[o] < 0:  # an even column's left neighbour is in the coarse one left
+                for k in range(m):
+                    left[k] += values[2 * k]
+                    same[k] += values[2 * k + 1]
+            else:
+                for k in range(m):
+                    same[k] += values[2 * k]
+                    right[k] += values[2 * k + 1]
 
 
 @njit(cache=True)
@@ -465,7 +468,8 @@ def _top(bits, sign):
 
 @njit(cache=True, inline="always")
 def _weighted_row(up, mid, down, i):
-    """:func:`_weighted` at column i + 1 of three rows."""
+    """The eight neighbours of column i + 1 of the middle of three rows, weighted 1/6
+    (sides) and 1/12 (corners)."""
     return ((up[i + 1] + down[i + 1] + mid[i] + mid[i + 2]) / 6.0
             + (up[i] + up[i + 2] + down[i] + down[i + 2]) / 12.0)
 
