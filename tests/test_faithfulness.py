@@ -57,7 +57,8 @@ def test_imputation_solves_the_linear_system(rng):
 def test_imputation_holds_its_tolerance_on_a_full_size_image(rng):
     """The error bound the solve stops on is an estimate: on ROAD's copies of a 224 px
     image (large regions, where a small residual can hide a large error) the error
-    against a direct solve stays within a few times the tolerance."""
+    against a direct solve stays within the 1e-4 the docs promise, a few times the
+    tolerance."""
     from harness.maps import upsample
     from harness.numerics import faithfulness as fa
     from harness.numerics.imputation import TOLERANCE
@@ -68,7 +69,7 @@ def test_imputation_holds_its_tolerance_on_a_full_size_image(rng):
     out = impute(image, removed, source=np.zeros(len(removed), np.int64))
     for i, mask in enumerate(removed):
         error = np.abs(out[i] - naive.impute(image[0], mask)).max()
-        assert error < 3 * TOLERANCE, (i, error)
+        assert error < min(1e-4, 3 * TOLERANCE), (i, error)
 
 
 @pytest.fixture(scope="module")

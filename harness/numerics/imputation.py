@@ -44,9 +44,9 @@ import numpy as np
 from numba import njit, prange
 
 # The solve stops when the estimated error of every removed pixel is below this (pixel
-# units): five hundred times below ROAD's own noise (0.01), a fifth of the 1e-4 to which
-# the imputation is checked against a direct solve.
-TOLERANCE = 2e-5
+# units): 250 times below ROAD's own noise (0.01), and with room under the 1e-4 to which
+# the imputation is checked against a direct solve (errors measured up to 4.8e-5).
+TOLERANCE = 4e-5
 _DIRECT = 64  # pixels at or below which a grid is solved directly
 # The coarse correction, scaled up: a merged pixel's constant correction undershoots a
 # smooth error (unsmoothed aggregation); 1.5 took the iterations on a 224 px image from
