@@ -47,6 +47,17 @@ def test_export_writes_a_new_file_only_and_names_a_missing_model(finished, tmp_p
     assert nothing.exit_code == 2 and "--model-card" in nothing.output
 
 
+def test_export_refuses_an_option_of_the_other_export(finished, tmp_path):  # noqa: F811
+    """An option the chosen export would ignore is refused before anything is written."""
+    res = invoke("export", finished, "--mlflow", "--out", tmp_path / "runs.txt")
+    assert res.exit_code == 2 and "--out is for --model-card" in res.output
+    for extra in (["--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}"],
+                  ["--experiment", "mine"]):
+        res = invoke("export", finished, "--model-card", "a", *extra)
+        assert res.exit_code == 2 and "are for --mlflow" in res.output, extra
+    assert not (tmp_path / "runs.txt").exists() and not (tmp_path / "x.db").exists()
+
+
 def test_mlflow_metric_names_refuse_two_models_that_would_collide():
     """MLflow allows fewer characters in a name than a model's name may hold; two models
     that read the same there would overwrite each other's metrics, so the export refuses."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from harness.errors import HarnessError
 
@@ -33,6 +34,15 @@ def export(run_dir, to_mlflow, tracking_uri, experiment, card, out):
 
     if to_mlflow == (card is not None):
         raise HarnessError("say what to export: --mlflow or --model-card MODEL (one)")
+    # an option of the other export would be ignored: say so rather than drop it
+    given = click.get_current_context().get_parameter_source
+    if to_mlflow and out is not None:
+        raise HarnessError("--out is for --model-card; --mlflow logs to MLflow's tracking "
+                           "store (--tracking-uri)")
+    if card is not None and (tracking_uri is not None
+                             or given("experiment") == ParameterSource.COMMANDLINE):
+        raise HarnessError("--tracking-uri and --experiment are for --mlflow; --model-card "
+                           "prints its block or writes it to --out")
     folder = RunDir(run_dir)
     if to_mlflow:
         from harness.results.mlflow_export import log
