@@ -54,6 +54,19 @@ def test_imputation_solves_the_linear_system(rng):
         impute(images[1:2], removed[1:2], tolerance=0.0)
 
 
+def test_ranks_break_ties_by_the_seeded_permutation():
+    """Ranks equal the definition (value down, ties in a seeded permutation's order)
+    with no ties, with many, and with NaN, whichever sort they take."""
+    from harness.numerics import faithfulness as fa
+
+    values = np.random.default_rng(0).standard_normal(5000)
+    for case in (values, np.round(values, 1), np.where(values > 1, np.nan, values)):
+        for seed in range(3):
+            order = naive.rank_order(case, np.random.default_rng(seed))
+            ranks = fa.ranks(case, np.random.default_rng(seed))
+            assert np.array_equal(ranks[order], np.arange(case.size))
+
+
 def test_imputation_holds_its_tolerance_on_a_full_size_image(rng):
     """The error bound the solve stops on is an estimate: on ROAD's copies of a 224 px
     image (large regions, where a small residual can hide a large error) the error

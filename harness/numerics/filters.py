@@ -6,6 +6,7 @@ samples (``taps``). The weights are computed once in NumPy; the Numba kernel onl
 Shapes: images are ``(N, H, W, C) float32``; single-channel maps use C = 1.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ from numba import njit, prange
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
+@functools.lru_cache(maxsize=64)  # a run resizes to a few sizes, many times each
 def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """Triangle-filter taps for resizing one axis from ``n_in`` to ``n_out`` samples.
 
@@ -25,7 +27,7 @@ def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(idx, w)``: ``(n_out, T) int64`` input indices and ``(n_out, T) float32``
-        weights summing to 1 per row.
+        weights summing to 1 per row; read-only, as every caller shares them.
     """
     scale = n_in / n_out
     support = max(scale, 1.0)
@@ -42,7 +44,9 @@ def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
                 idx[o, t] = j
                 w[o, t] = weight
         w[o] /= w[o].sum()
-    return idx, w.astype(np.float32)
+    w = w.astype(np.float32)
+    idx.flags.writeable = w.flags.writeable = False
+    return idx, w
 
 
 def bilinear_source(pos, n_grid, n_up):
