@@ -17,10 +17,7 @@ captum_attr = pytest.importorskip("captum.attr")
 
 from onnx import load, numpy_helper  # noqa: E402
 
-from harness import (
-    OnnxClassifier,  # noqa: E402
-    occlusion,  # noqa: E402
-)
+from harness import OnnxClassifier, occlusion  # noqa: E402
 from harness.salience.batched import make_baseline  # noqa: E402
 from tests.onnx_models import cnn_model  # noqa: E402
 

@@ -31,7 +31,7 @@ its span, from its first unknown to its last, which at ROAD's smaller fractions 
 third of the image. The passes over the finest grid are fused where a row's neighbours
 allow (the search direction with its product, the update of the residual with the next
 cycle's first Jacobi step, the cycle's last step with the products the iteration
-needs). Each thread allocates its grids once and reuses them for all the images it
+needs). Each thread allocates its grids once and reuses them for all the copies it
 imputes.
 """
 
