@@ -2,6 +2,11 @@
 their definitions in tests/naive.py, ROAD's imputation against a direct sparse solve, and
 a linear model whose answers are known by hand."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -52,6 +57,33 @@ def test_imputation_solves_the_linear_system(rng):
     # a solve that cannot reach its tolerance (0: rounding leaves an error) refuses
     with pytest.raises(ArithmeticError, match="imputation of copy 0 stopped with an estimated"):
         impute(images[1:2], removed[1:2], tolerance=0.0)
+
+
+# odd and even sizes (an odd row's last pair ends on the padding), regions on every border
+_BOUNDED = textwrap.dedent("""
+    import numpy as np
+    from harness.numerics.imputation import impute
+    rng = np.random.default_rng(0)
+    for h, w in ((19, 23), (20, 22), (9, 11)):
+        masks = np.zeros((4, h, w), bool)
+        masks[0, h // 3:, w // 2:] = True
+        masks[1, :, :w // 3] = True
+        masks[2] = rng.random((h, w)) < 0.9
+        masks[3, 1:-1, 1:-1] = True
+        impute(rng.random((4, h, w, 3)).astype(np.float32), masks)
+    print("inside")
+""")
+
+
+@pytest.mark.slow
+def test_imputation_kernels_stay_inside_their_arrays(tmp_path):
+    """The kernels index by hand, where a read one past a row goes unnoticed when what
+    it reads is multiplied by zero: in a fresh process with Numba's bounds checks on
+    (and a cache of its own), every index is checked."""
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _BOUNDED], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0 and "inside" in done.stdout, done.stderr[-2000:]
 
 
 def test_ranks_break_ties_by_the_seeded_permutation():

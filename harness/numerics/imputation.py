@@ -284,10 +284,11 @@ def _coarsen(fine, unknown, diag, coef, lo, hi, out):
                 values[:] = coef[o, y, q0:q0 + 2 * m]
             elif o == 4:
                 values[:] = diag[y, q0:q0 + 2 * m]
-            else:
+            else:  # up to the span's end: a neighbour past the padding is not read
                 here = unknown[y, q0:]
                 there = unknown[y + _DY[o], q0 + _DX[o]:]
-                for j in range(2 * m):
+                values[:] = 0.0
+                for j in range(hi[y] - q0):
                     values[j] = -_W[o] * (here[j] * there[j])
             at = ((sy + _DY[o]) // 2 + 1) * 3 + 1  # the pair in the same coarse column
             same, left, right = out[at, cy, first:], out[at - 1, cy, first:], \
