@@ -28,16 +28,17 @@ def per_image(scored, measure):
 
 
 def test_imputation_solves_the_linear_system(rng):
-    images = rng.random((6, 19, 23, 3)).astype(np.float32)
-    removed = np.zeros((6, 19, 23), bool)
+    images = rng.random((7, 19, 23, 3)).astype(np.float32)
+    removed = np.zeros((7, 19, 23), bool)
     removed[0, 5:12, 4:20] = True  # an inner block
     removed[1] = rng.random((19, 23)) < 0.9  # scattered, most of the image
     removed[2, :, :11] = True  # touching three borders
     removed[3, 0, 0] = True  # one corner pixel
     removed[4, ::2, ::2] = True  # single pixels that no coarser grid merges at first
     removed[5, 1:-1, 1:-1] = True  # everything but a one-pixel frame
+    removed[6, 1, 1] = True  # a lone pixel between coarse points: singular coarse grids
     out = impute(images, removed)
-    for i in range(6):
+    for i in range(7):
         np.testing.assert_allclose(out[i], naive.impute(images[i], removed[i]), atol=1e-4)
     assert np.array_equal(out[~removed], images[~removed])  # kept pixels untouched
     noise = rng.normal(0, 0.01, images.shape).astype(np.float32)  # a field per image
@@ -52,8 +53,8 @@ def test_imputation_solves_the_linear_system(rng):
         impute(images[:1], np.ones((1, 19, 23), bool))
     with pytest.raises(ValueError, match="not the images'"):
         impute(images, removed, noise[1:])
-    with pytest.raises(ValueError, match="not within the 6 images"):
-        impute(images, removed, source=[0, 1, 2, 3, 4, 6])
+    with pytest.raises(ValueError, match="not within the 7 images"):
+        impute(images, removed, source=[0, 1, 2, 3, 4, 5, 7])
     # a solve that cannot reach its tolerance (0: rounding leaves an error) refuses
     with pytest.raises(ArithmeticError, match="imputation of copy 0 stopped with an estimated"):
         impute(images[1:2], removed[1:2], tolerance=0.0)
