@@ -113,6 +113,24 @@ def test_changed_model_or_settings_miss(cnn_zoo, tmp_path):
     assert fewer_levels["computed_passes"] == 0  # a subset of what is cached
 
 
+def test_a_new_curve_version_recomputes_the_curves_and_reuses_the_maps(cnn_zoo, tmp_path,
+                                                                         monkeypatch):
+    """A change to how curves are computed bumps their version alone: the maps that
+    guide them stay cached."""
+    from harness.execution import scheduler
+    from harness.salience.curves import copies
+
+    cache = ("--cache", tmp_path / "cache", "--measures", "road")
+    first = run(cnn_zoo, tmp_path / "r1", *cache)
+    monkeypatch.setattr(scheduler, "CURVE_VERSION", "next")
+    second = run(cnn_zoo, tmp_path / "r2", *cache)
+    curves = 3 * 8 * 2 * copies("road", 49)  # models x images x (road, road/chance)
+    assert second["computed_passes"] == curves < first["computed_passes"]
+    assert second["reused_maps"] == 3 * 8  # each image's clean map
+    third = run(cnn_zoo, tmp_path / "r3", *cache)
+    assert third["computed_passes"] == 0
+
+
 def test_damaged_entries_are_recomputed_in_a_run(cnn_zoo, tmp_path):
     run(cnn_zoo, tmp_path / "r1")
     db = sqlite3.connect(tmp_path / "r1" / "cache" / CACHE_FILE)

@@ -2,8 +2,9 @@
 
 One entry per (model, image, perturbation): the key is the sha256 of the model's
 identity (every byte it loads, and its preprocessing), the image's pixel hash, the
-perturbation, the salience settings that shape the map and
-:data:`harness.salience.methods.CODE_VERSION`; the value is the raw map with the
+perturbation, the salience settings that shape the map and the code's version
+(:data:`harness.salience.methods.CODE_VERSION`, or for a faithfulness curve's scores
+:data:`harness.salience.curves.CURVE_VERSION`); the value is the raw map with the
 explained class's score, probability, the predicted class, the forward passes the map
 cost and the provider that computed it.
 

@@ -27,6 +27,7 @@ from harness.execution.plan import (
     split_units,
 )
 from harness.maps import ModelMaps, Perturbed, normalize, normalize_upsampled, scale
+from harness.salience.curves import CURVE_VERSION
 from harness.salience.methods import CODE_VERSION
 
 
@@ -74,7 +75,8 @@ class Scheduler:
     def _keys(self, unit) -> dict[Perturbation, list[str]]:
         hashes = self.hashes[unit.part][unit.start:unit.stop]
         return {p: [entry_key(self.identity[unit.model], h, p.key, self.salience_json,
-                              CODE_VERSION) for h in hashes] for p in self.perts[unit.part]}
+                              CURVE_VERSION if p.kind == "curve" else CODE_VERSION)
+                    for h in hashes] for p in self.perts[unit.part]}
 
     def _lookup(self, unit):
         """The unit's groups found whole in the cache, and a task for the rest (or None)."""

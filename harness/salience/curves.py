@@ -24,6 +24,10 @@ from harness.salience.scoring import class_scores
 CURVES = ("deletion", "deletion/chance", "insertion", "insertion/chance", "road",
           "road/chance", "faithcorr")
 _STREAM = zlib.crc32(b"faithfulness")
+# Part of every faithfulness curve's cache key, as methods.CODE_VERSION is of a map's:
+# raise it whenever a change alters the bytes of any curve. 4: ROAD's imputation solved
+# with bilinear interpolation between its grids (the same system, within its tolerance).
+CURVE_VERSION = "4"
 _BYTES = 256 * 2 ** 20  # ROAD copies held at once
 
 

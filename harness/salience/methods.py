@@ -126,7 +126,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (Occlusion(), Rise(), Cam())}
 # window changes where that pays (auto), wherever the graph allows it (on), or in full.
 INCREMENTAL = ("auto", "on", "off")
 
-# Part of every salience cache key: raise it whenever a change alters the bytes of any
-# map or faithfulness curve, so caches filled by older code miss instead of serving
-# stale values.
+# Part of every salience map's cache key: raise it whenever a change alters the bytes of
+# any map, so caches filled by older code miss instead of serving stale values (the
+# faithfulness curves have their own, harness.salience.curves.CURVE_VERSION).
 CODE_VERSION = "3"
