@@ -355,14 +355,23 @@ def _galerkin(sm, s0, sp, wl, wr, tm, t0, tp, m):
     """One axis of P^T S P: from each pixel's coupling to the one before it (sm), to
     itself (s0) and to the one after (sp), the couplings of m coarse points to theirs
     (tm, t0, tp). Coarse point k gathers pixels 2k (weight wr), 2k + 1 (1) and 2k + 2
-    (wl) of arrays that start two pixels before its own."""
-    for k in range(m):
+    (wl) of arrays that start two pixels before its own. The weights are 1/2 but on the
+    padding, where every coupling is zero, and at an even axis's last pixel, which only
+    the last coarse point can gather: so the loop takes 1/2, which vectorises, and the
+    last point its true weights."""
+    h = 0.5
+    for k in range(m - 1):
         a, b, c = 2 * k, 2 * k + 1, 2 * k + 2
-        wra, wla, wlc, wrc = wr[a], wl[a], wl[c], wr[c]
-        t0[k] = (wra * (sp[a] + s0[a] * wra) + sm[b] * wra + s0[b] + sp[b] * wlc
-                 + wlc * (sm[c] + s0[c] * wlc))
-        tp[k] = sp[b] * wrc + wlc * (s0[c] * wrc + sp[c])
-        tm[k] = wra * (sm[a] + s0[a] * wla) + sm[b] * wla
+        t0[k] = (h * (sp[a] + sm[b] + sp[b] + sm[c]) + h * h * (s0[a] + s0[c]) + s0[b])
+        tp[k] = h * (sp[b] + sp[c]) + h * h * s0[c]
+        tm[k] = h * (sm[a] + sm[b]) + h * h * s0[a]
+    k = m - 1
+    a, b, c = 2 * k, 2 * k + 1, 2 * k + 2
+    wra, wla, wlc, wrc = wr[a], wl[a], wl[c], wr[c]
+    t0[k] = (wra * (sp[a] + s0[a] * wra) + sm[b] * wra + s0[b] + sp[b] * wlc
+             + wlc * (sm[c] + s0[c] * wlc))
+    tp[k] = sp[b] * wrc + wlc * (s0[c] * wrc + sp[c])
+    tm[k] = wra * (sm[a] + s0[a] * wla) + sm[b] * wla
 
 
 @njit(cache=True)
@@ -599,8 +608,8 @@ def _down(at, g):
         for y in range(1, hp - 1):
             if hi[y] <= lo[y]:
                 continue
-            j0, j1 = _parents(lo[y], hi[y], wp)  # the coarse points of the span's
-            f0 = 2 * j0 - 2  # pixels, and the first pixel they gather from
+            j0, j1 = _parents(lo[y], hi[y], wp)
+            f0 = 2 * j0 - 2  # the first pixel the span's coarse points gather from
             row[f0:lo[y]] = 0.0
             row[hi[y]:hi[y] + 2] = 0.0
             _residual_row(fine, g.unknown, g.diag32, cf, z[ch], b[ch], y, lo[y], hi[y], row)
@@ -622,9 +631,9 @@ def _down(at, g):
 @njit(cache=True, fastmath=True)
 def _up(at, g, correction, rt):
     """On the way up to grid ``at``: the coarser grid's correction, interpolated, added
-    to z on the unknowns, then a Jacobi step, into t. On the finest
-    grid, while each row of t is at hand, adds its product with r to ``rt`` per channel
-    and returns its largest magnitude."""
+    to z on the unknowns, then a Jacobi step, into t. On the finest grid, while each row
+    of t is at hand, adds its product with r to ``rt`` per channel and returns its
+    largest magnitude."""
     inv, b, z, t, row, lo, hi = g.inv[at], g.b[at], g.z[at], g.t[at], g.row, g.lo[at], g.hi[at]
     fine, cf = at == 0, g.coef32[at]
     c, hp, wp = z.shape
