@@ -601,7 +601,7 @@ def _down(at, g):
             zr, ir, br = z[ch, y, lo[y]:hi[y]], inv[y, lo[y]:], b[ch, y, lo[y]:]
             for i in range(zr.size):
                 zr[i] = ir[i] * br[i]
-    wy, crow, half, edge = g.wy[at], g.crow, np.float32(0.5), wp % 2 == 0
+    wx, wy, crow, half = g.wx[at], g.wy[at], g.crow, np.float32(0.5)
     for ch in range(c):
         for cy in range(1, nb.shape[1] - 1):
             nb[ch, cy, clo[cy]:chi[cy]] = 0.0
@@ -613,11 +613,10 @@ def _down(at, g):
             row[f0:lo[y]] = 0.0
             row[hi[y]:hi[y] + 2] = 0.0
             _residual_row(fine, g.unknown, g.diag32, cf, z[ch], b[ch], y, lo[y], hi[y], row)
-            r, cr = row[f0:], crow[j0:]
-            for k in range(j1 - j0):  # the weights of :func:`_weights` but at the edge
-                cr[k] = r[2 * k + 1] + half * (r[2 * k] + r[2 * k + 2])
-            if edge and j1 == wp // 2:
-                crow[j1 - 1] += half * row[wp - 2]
+            r, cr, k, wl, wr = row[f0:], crow[j0:], j1 - j0 - 1, wx[0, f0:], wx[1, f0:]
+            for i in range(k):  # 1/2 but at the last point, as in :func:`_galerkin`
+                cr[i] = r[2 * i + 1] + half * (r[2 * i] + r[2 * i + 2])
+            cr[k] = wr[2 * k] * r[2 * k] + r[2 * k + 1] + wl[2 * k + 2] * r[2 * k + 2]
             cy, upper, lower = (y + 1) // 2, wy[0, y], wy[1, y]
             into = nb[ch, cy, j0:j1]
             for k in range(into.size):
@@ -637,7 +636,7 @@ def _up(at, g, correction, rt):
     inv, b, z, t, row, lo, hi = g.inv[at], g.b[at], g.z[at], g.t[at], g.row, g.lo[at], g.hi[at]
     fine, cf = at == 0, g.coef32[at]
     c, hp, wp = z.shape
-    wy, crow, half, edge = g.wy[at], g.crow, np.float32(0.5), wp % 2 == 0
+    wx, wy, crow, half = g.wx[at], g.wy[at], g.crow, np.float32(0.5)
     for ch in range(c):
         for y in range(1, hp - 1):
             if lo[y] >= hi[y]:
@@ -647,12 +646,12 @@ def _up(at, g, correction, rt):
             above, below, cr = correction[ch, cy, j0:], correction[ch, cy + 1, j0:], crow[j0:]
             for k in range(j1 - j0 + 1):  # interpolated down the column, then along the row
                 cr[k] = upper * above[k] + lower * below[k]
-            f = row[2 * j0 - 1:]
-            for k in range(j1 - j0):  # the weights of :func:`_weights` but at the edge
-                f[2 * k] = cr[k]
-                f[2 * k + 1] = half * (cr[k] + cr[k + 1])
-            if edge and j1 == wp // 2:
-                row[wp - 2] = crow[j1 - 1]
+            f, k = row[2 * j0 - 1:], j1 - j0 - 1
+            for i in range(k):  # 1/2 but at the last point, as in :func:`_galerkin`
+                f[2 * i] = cr[i]
+                f[2 * i + 1] = half * (cr[i] + cr[i + 1])
+            f[2 * k] = cr[k]
+            f[2 * k + 1] = wx[0, 2 * j1 - 2] * cr[k] + wx[1, 2 * j1 - 2] * cr[k + 1]
             zr, ir, rr = z[ch, y, lo[y]:hi[y]], inv[y, lo[y]:], row[lo[y]:]
             for i in range(zr.size):
                 zr[i] += rr[i] * np.float32(ir[i] > 0.0)
